@@ -1,0 +1,751 @@
+//! The configuration file (TOML): parsed strictly, resolved once, then immutable.
+//!
+//! Unknown keys are errors (a typo must not silently disable something). Every error
+//! names the file, the line where one is known, and the key. Values of secret keys are
+//! never echoed, not even in a type error.
+
+use crate::error::InputError;
+use crate::units::{parse_duration, parse_size};
+use secrecy::SecretString;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+pub const DEFAULT_CONFIG: &str = "/etc/oauth-poller/config.toml";
+
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub database: PathBuf,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_body: u64,
+    pub keep_history: Duration,
+    pub store_bodies: StoreBodies,
+    pub log_bodies: bool,
+    pub encryption_key_file: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
+    pub on_event: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBodies {
+    None,
+    Changes,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    Oauth2,
+    ApiKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    Basic,
+    Body,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRequestStyle {
+    Form,
+    Query,
+}
+
+/// How to obtain tokens when there is no usable refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackGrant {
+    RefreshToken,
+    Password,
+    ClientCredentials,
+}
+
+#[derive(Debug)]
+pub struct Account {
+    pub name: String,
+    pub base_url: Url,
+    pub auth: AuthKind,
+    pub header_scheme: String,
+    pub seed_file: Option<PathBuf>,
+    pub refresh_margin: Option<Duration>,
+    pub refresh_warning: Duration,
+    pub allow_http: bool,
+    pub oauth2: Option<OAuth2>,
+    pub api_key: Option<SecretString>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug)]
+pub struct OAuth2 {
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub client_auth: ClientAuth,
+    pub token_request: TokenRequestStyle,
+    pub scope: Option<String>,
+    pub grant: FallbackGrant,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub authorize_url: Option<Url>,
+    pub redirect_uri: Option<String>,
+    pub pkce: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: Url,
+    pub interval: Duration,
+    pub on_change: Vec<String>,
+}
+
+impl Account {
+    /// The `Authorization` header value for a token.
+    pub fn authorization(&self, token: &str) -> String {
+        if self.header_scheme.is_empty() {
+            token.to_string()
+        } else {
+            format!("{} {}", self.header_scheme, token)
+        }
+    }
+
+    /// The margin before expiry at which a token is refreshed: the configured one, else
+    /// 5 minutes or a tenth of the token's lifetime, whichever is smaller.
+    pub fn margin_for(&self, lifetime: Option<i64>) -> i64 {
+        if let Some(m) = self.refresh_margin {
+            return m.as_secs() as i64;
+        }
+        match lifetime {
+            Some(l) if l > 0 => (l / 10).min(300),
+            _ => 300,
+        }
+    }
+}
+
+// ---- the file as written -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    account: Vec<toml::Spanned<RawAccount>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    database: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_size")]
+    max_body: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    keep_history: Option<Duration>,
+    store_bodies: Option<StoreBodies>,
+    log_bodies: Option<bool>,
+    encryption_key_file: Option<String>,
+    metrics_listen: Option<String>,
+    on_event: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: String,
+    base_url: String,
+    auth: Option<AuthKind>,
+    header_scheme: Option<String>,
+    seed_file: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    refresh_margin: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    refresh_warning: Option<Duration>,
+    allow_http: Option<bool>,
+    oauth2: Option<RawOAuth2>,
+    api_key: Option<RawApiKey>,
+    #[serde(default)]
+    endpoint: Vec<RawEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth2 {
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    client_secret_env: Option<String>,
+    client_auth: Option<ClientAuth>,
+    token_request: Option<TokenRequestStyle>,
+    scope: Option<String>,
+    grant: Option<FallbackGrant>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    authorize_url: Option<String>,
+    redirect_uri: Option<String>,
+    pkce: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    key: Option<String>,
+    key_file: Option<String>,
+    key_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: String,
+    path: String,
+    #[serde(default)]
+    query: BTreeMap<String, QueryValue>,
+    #[serde(default, deserialize_with = "de_duration")]
+    interval: Option<Duration>,
+    on_change: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QueryValue {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl QueryValue {
+    fn as_string(&self) -> String {
+        match self {
+            QueryValue::Str(s) => s.clone(),
+            QueryValue::Int(i) => i.to_string(),
+            QueryValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Seconds(u64),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Seconds(s)) => Ok(Some(Duration::from_secs(s))),
+        Some(Raw::Text(t)) => parse_duration(&t).map(Some).map_err(de::Error::custom),
+    }
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Bytes(u64),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Bytes(b)) => Ok(Some(b)),
+        Some(Raw::Text(t)) => parse_size(&t).map(Some).map_err(de::Error::custom),
+    }
+}
+
+// ---- loading ---------------------------------------------------------------------------
+
+/// Where the configuration comes from: `--config`, else `$OAUTH_POLLER_CONFIG`, else the default.
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("OAUTH_POLLER_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_CONFIG),
+    }
+}
+
+/// Reads, parses and resolves the configuration (secrets read, paths expanded).
+/// `database` overrides `[daemon] database`.
+pub fn load(path: &Path, database: Option<&Path>) -> Result<Config, InputError> {
+    let file = path.display().to_string();
+    let text = std::fs::read(path)
+        .map_err(|e| InputError::new(&file, format!("cannot read the configuration: {e}")))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| InputError::new(&file, "the configuration is not valid UTF-8"))?;
+    parse(&file, &text, database)
+}
+
+/// Parses configuration text; `file` is the name used in errors.
+pub fn parse(file: &str, text: &str, database: Option<&Path>) -> Result<Config, InputError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+    let ctx = Ctx { file, text };
+    let daemon = ctx.daemon(raw.daemon, database)?;
+    let mut accounts: Vec<Account> = Vec::new();
+    for spanned in raw.account {
+        let line = line_of(text, spanned.span().start);
+        let account = ctx.account(spanned.into_inner(), line, &daemon)?;
+        if accounts.iter().any(|a| a.name == account.name) {
+            return Err(InputError::new(file, format!("account `{}` is defined twice", account.name))
+                .line(line)
+                .key("account.name"));
+        }
+        accounts.push(account);
+    }
+    if accounts.is_empty() {
+        return Err(InputError::new(file, "no [[account]] is configured").key("account"));
+    }
+    Ok(Config {
+        path: PathBuf::from(file),
+        daemon,
+        accounts,
+    })
+}
+
+const SECRET_KEYS: &[&str] = &["client_secret", "password", "key"];
+
+/// A TOML error as file:line: key: message, with secret values withheld.
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> InputError {
+    let mut err = InputError::new(file, e.message().trim().to_string());
+    if let Some(span) = e.span() {
+        let line = line_of(text, span.start);
+        err = err.line(line);
+        let line_text = text.lines().nth(line - 1).unwrap_or("");
+        if let Some((key, _)) = line_text.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            if SECRET_KEYS.contains(&key) {
+                err.message = "invalid value (not shown: it is a secret)".into();
+            }
+            if !key.is_empty() && !key.starts_with('[') {
+                err = err.key(key);
+            }
+        }
+    }
+    err
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, line: Option<usize>, key: &str, message: impl Into<String>) -> InputError {
+        let mut e = InputError::new(self.file, message).key(key);
+        if let Some(l) = line.or_else(|| self.find_line(key)) {
+            e = e.line(l);
+        }
+        e
+    }
+
+    /// The line of the first `key =` whose last path component matches: good enough to point
+    /// an operator at the right place for errors found after parsing.
+    fn find_line(&self, key: &str) -> Option<usize> {
+        let last = key.rsplit('.').next()?;
+        let header = format!(".{last}]");
+        self.text
+            .lines()
+            .position(|l| {
+                let l = l.trim();
+                (l.starts_with('[') && l.ends_with(&header))
+                    || l.split_once('=').is_some_and(|(k, _)| k.trim() == last)
+            })
+            .map(|i| i + 1)
+    }
+
+    fn daemon(&self, raw: RawDaemon, database: Option<&Path>) -> Result<DaemonConfig, InputError> {
+        let database = match (database, raw.database) {
+            (Some(flag), _) => flag.to_path_buf(),
+            (None, Some(p)) => self.path("daemon.database", &p)?,
+            (None, None) => match std::env::var_os("STATE_DIRECTORY") {
+                // systemd may pass several directories separated by ':'; the first is ours.
+                Some(dir) if !dir.is_empty() => {
+                    let dir = dir.to_string_lossy().split(':').next().unwrap_or("").to_string();
+                    PathBuf::from(dir).join("state.db")
+                }
+                _ => PathBuf::from("oauth-poller.db"),
+            },
+        };
+        let interval = raw.interval.unwrap_or(Duration::from_secs(60));
+        if interval.is_zero() {
+            return Err(self.err(None, "daemon.interval", "must be greater than zero"));
+        }
+        let timeout = raw.timeout.unwrap_or(Duration::from_secs(30));
+        if timeout.is_zero() {
+            return Err(self.err(None, "daemon.timeout", "must be greater than zero"));
+        }
+        let encryption_key_file = raw
+            .encryption_key_file
+            .map(|p| self.path("daemon.encryption_key_file", &p))
+            .transpose()?;
+        if let Some(listen) = &raw.metrics_listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(self.err(None, "daemon.metrics_listen", "expected ADDRESS:PORT, e.g. 127.0.0.1:9464"));
+            }
+        }
+        let on_event = raw.on_event.unwrap_or_default();
+        Ok(DaemonConfig {
+            database,
+            interval,
+            timeout,
+            max_body: raw.max_body.unwrap_or(10 * 1024 * 1024),
+            keep_history: raw.keep_history.unwrap_or(Duration::from_secs(7 * 86400)),
+            store_bodies: raw.store_bodies.unwrap_or(StoreBodies::Changes),
+            log_bodies: raw.log_bodies.unwrap_or(false),
+            encryption_key_file,
+            metrics_listen: raw.metrics_listen,
+            on_event,
+        })
+    }
+
+    fn account(&self, raw: RawAccount, line: usize, daemon: &DaemonConfig) -> Result<Account, InputError> {
+        let at = |key: &str| format!("account[{}].{key}", raw.name);
+        if raw.name.is_empty()
+            || !raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(self.err(Some(line), "account.name", format!("`{}` is not a valid account name: use [a-z0-9_-]+", raw.name)));
+        }
+        let allow_http = raw.allow_http.unwrap_or(false);
+        let mut base = raw.base_url.clone();
+        if !base.ends_with('/') {
+            // Without the slash, joining "v1/links/" would drop the last path segment.
+            base.push('/');
+        }
+        let base_url = self.url(&at("base_url"), &base, None, allow_http)?;
+        let auth = raw.auth.unwrap_or(AuthKind::Oauth2);
+        let seed_file = raw
+            .seed_file
+            .map(|p| self.path(&at("seed_file"), &p))
+            .transpose()?;
+        let (oauth2, api_key) = match auth {
+            AuthKind::Oauth2 => {
+                if raw.api_key.is_some() {
+                    return Err(self.err(None, &at("api_key"), "[account.api_key] goes with auth = \"api_key\""));
+                }
+                let o = raw.oauth2.ok_or_else(|| {
+                    self.err(Some(line), &at("oauth2"), "auth = \"oauth2\" needs an [account.oauth2] section")
+                })?;
+                (Some(self.oauth2(&raw.name, o, &base_url, allow_http)?), None)
+            }
+            AuthKind::ApiKey => {
+                if raw.oauth2.is_some() {
+                    return Err(self.err(None, &at("oauth2"), "[account.oauth2] goes with auth = \"oauth2\""));
+                }
+                let k = raw.api_key.ok_or_else(|| {
+                    self.err(Some(line), &at("api_key"), "auth = \"api_key\" needs an [account.api_key] section")
+                })?;
+                let key = self.secret(&at("api_key.key"), k.key, k.key_file, k.key_env)?;
+                let key = key.ok_or_else(|| self.err(Some(line), &at("api_key.key"), "an API key is required: key, key_file or key_env"))?;
+                (None, Some(key))
+            }
+        };
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        for e in raw.endpoint {
+            let key = format!("account[{}].endpoint[{}]", raw.name, e.name);
+            if e.name.is_empty() || e.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.err(None, &format!("{key}.name"), "an endpoint name must be non-empty and have no spaces"));
+            }
+            if endpoints.iter().any(|x| x.name == e.name) {
+                return Err(self.err(None, &format!("{key}.name"), format!("endpoint `{}` is defined twice", e.name)));
+            }
+            let mut url = self.url(&format!("{key}.path"), &e.path, Some(&base_url), allow_http)?;
+            if url.origin() != base_url.origin() {
+                // Credentials go only to the account's own host.
+                return Err(self.err(None, &format!("{key}.path"), "must stay on the host of base_url"));
+            }
+            append_query(&mut url, &e.query);
+            let interval = e.interval.unwrap_or(daemon.interval);
+            if interval.is_zero() {
+                return Err(self.err(None, &format!("{key}.interval"), "must be greater than zero"));
+            }
+            endpoints.push(Endpoint {
+                name: e.name,
+                url,
+                interval,
+                on_change: e.on_change.unwrap_or_default(),
+            });
+        }
+        Ok(Account {
+            name: raw.name,
+            base_url,
+            auth,
+            header_scheme: raw.header_scheme.unwrap_or_else(|| "Bearer".into()),
+            seed_file,
+            refresh_margin: raw.refresh_margin,
+            refresh_warning: raw.refresh_warning.unwrap_or(Duration::from_secs(14 * 86400)),
+            allow_http,
+            oauth2,
+            api_key,
+            endpoints,
+        })
+    }
+
+    fn oauth2(&self, account: &str, o: RawOAuth2, base: &Url, allow_http: bool) -> Result<OAuth2, InputError> {
+        let at = |key: &str| format!("account[{account}].oauth2.{key}");
+        let token_url = o
+            .token_url
+            .ok_or_else(|| self.err(None, &at("token_url"), "token_url is required"))?;
+        let token_url = self.url(&at("token_url"), &token_url, Some(base), allow_http)?;
+        let client_id = o
+            .client_id
+            .ok_or_else(|| self.err(None, &at("client_id"), "client_id is required"))?;
+        let client_secret = self.secret(&at("client_secret"), o.client_secret, o.client_secret_file, o.client_secret_env)?;
+        let password = self.secret(&at("password"), o.password, o.password_file, o.password_env)?;
+        let client_auth = o.client_auth.unwrap_or(ClientAuth::Basic);
+        if client_auth != ClientAuth::None && client_secret.is_none() {
+            return Err(self.err(None, &at("client_secret"), "client_auth needs a client secret (client_secret, client_secret_file or client_secret_env), or set client_auth = \"none\""));
+        }
+        let grant = o.grant.unwrap_or(FallbackGrant::RefreshToken);
+        if grant == FallbackGrant::Password && (o.username.is_none() || password.is_none()) {
+            return Err(self.err(None, &at("grant"), "grant = \"password\" needs username and password (or password_file / password_env)"));
+        }
+        let authorize_url = o
+            .authorize_url
+            .map(|u| self.url(&at("authorize_url"), &u, Some(base), allow_http))
+            .transpose()?;
+        Ok(OAuth2 {
+            token_url,
+            client_id,
+            client_secret,
+            client_auth,
+            token_request: o.token_request.unwrap_or(TokenRequestStyle::Form),
+            scope: o.scope,
+            grant,
+            username: o.username,
+            password,
+            authorize_url,
+            redirect_uri: o.redirect_uri,
+            pkce: o.pkce.unwrap_or(false),
+        })
+    }
+
+    /// A secret given inline, as `NAME_file` or as `NAME_env`: at most one of them.
+    fn secret(&self, key: &str, inline: Option<String>, file: Option<String>, env: Option<String>) -> Result<Option<SecretString>, InputError> {
+        let given = [inline.is_some(), file.is_some(), env.is_some()].iter().filter(|&&b| b).count();
+        if given > 1 {
+            return Err(self.err(None, key, "give the secret only once: inline, as _file or as _env"));
+        }
+        if let Some(v) = inline {
+            return Ok(Some(SecretString::from(v)));
+        }
+        if let Some(f) = file {
+            let key = format!("{key}_file");
+            let path = self.path(&key, &f)?;
+            let mut value = std::fs::read_to_string(&path).map_err(|e| {
+                self.err(None, &key, format!("cannot read the secret file {}: {}", path.display(), e.kind()))
+            })?;
+            warn_if_readable_by_others(&path);
+            if value.ends_with('\n') {
+                value.pop();
+                if value.ends_with('\r') {
+                    value.pop();
+                }
+            }
+            if value.is_empty() {
+                return Err(self.err(None, &key, format!("the secret file {} is empty", path.display())));
+            }
+            return Ok(Some(SecretString::from(value)));
+        }
+        if let Some(var) = env {
+            let key = format!("{key}_env");
+            let value = std::env::var(&var).map_err(|_| {
+                self.err(None, &key, format!("environment variable {var} is not set"))
+            })?;
+            if value.is_empty() {
+                return Err(self.err(None, &key, format!("environment variable {var} is empty")));
+            }
+            return Ok(Some(SecretString::from(value)));
+        }
+        Ok(None)
+    }
+
+    /// Expands `${VAR}` in a path; an unset variable is an error.
+    fn path(&self, key: &str, value: &str) -> Result<PathBuf, InputError> {
+        expand_vars(value)
+            .map(PathBuf::from)
+            .map_err(|m| self.err(None, key, m))
+    }
+
+    /// An absolute URL, or one relative to `base`; `http://` only to loopback or when allowed.
+    fn url(&self, key: &str, value: &str, base: Option<&Url>, allow_http: bool) -> Result<Url, InputError> {
+        let parsed = match base {
+            Some(b) => Url::parse(value).or_else(|_| b.join(value)),
+            None => Url::parse(value),
+        };
+        let url = parsed.map_err(|e| self.err(None, key, format!("`{value}` is not a valid URL: {e}")))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if allow_http || is_loopback(&url) => {}
+            "http" => {
+                return Err(self.err(None, key, "http:// is refused for a non-loopback host: use https://, or set allow_http = true on the account"))
+            }
+            other => return Err(self.err(None, key, format!("unsupported URL scheme `{other}`"))),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(self.err(None, key, "credentials in URLs are refused: use the secret keys"));
+        }
+        Ok(url)
+    }
+}
+
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `?key` for an empty value (as iNode's `?no_pagination`), `?key=value` otherwise.
+fn append_query(url: &mut Url, query: &BTreeMap<String, QueryValue>) {
+    if query.is_empty() {
+        return;
+    }
+    let mut parts: Vec<String> = url.query().map(|q| vec![q.to_string()]).unwrap_or_default();
+    for (k, v) in query {
+        let v = v.as_string();
+        let k = url::form_urlencoded::byte_serialize(k.as_bytes()).collect::<String>();
+        if v.is_empty() {
+            parts.push(k);
+        } else {
+            let v = url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    url.set_query(Some(&parts.join("&")));
+}
+
+/// Expands `${VAR}`; `$` not followed by `{` is kept as it is.
+pub fn expand_vars(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(pos) = rest.find("${") {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated ${{ in `{value}`"))?;
+        let var = &after[..end];
+        if var.is_empty() {
+            return Err(format!("empty ${{}} in `{value}`"));
+        }
+        let v = std::env::var(var)
+            .map_err(|_| format!("environment variable {var} is not set (used in `{value}`)"))?;
+        out.push_str(&v);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Secrets and seeds should be readable by the daemon alone; say so when they are not.
+pub fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            tracing::warn!(file = %path.display(), "file holding a secret is readable by other users: chmod o-r");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[daemon]
+interval = "30s"
+max_body = "1MiB"
+
+[[account]]
+name = "inode"
+base_url = "http://127.0.0.1:9/api"
+
+[account.oauth2]
+token_url = "oauth/token/"
+client_id = "id"
+client_secret = "s3cret"
+client_auth = "body"
+grant = "password"
+username = "owner"
+password = "pw"
+
+[[account.endpoint]]
+name = "links"
+path = "v1/links/"
+query = { no_pagination = "" }
+"#;
+
+    #[test]
+    fn parses_a_full_account() {
+        let c = parse("c.toml", GOOD, Some(Path::new("x.db"))).unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.endpoints[0].url.as_str(), "http://127.0.0.1:9/api/v1/links/?no_pagination");
+        assert_eq!(a.oauth2.as_ref().unwrap().token_url.as_str(), "http://127.0.0.1:9/api/oauth/token/");
+        assert_eq!(a.endpoints[0].interval, Duration::from_secs(30));
+        assert_eq!(c.daemon.max_body, 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let bad = GOOD.replace("max_body", "max_bdy");
+        let e = parse("c.toml", &bad, None).unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.to_string().contains("max_bdy"), "{e}");
+    }
+
+    #[test]
+    fn secret_values_are_not_echoed() {
+        let bad = GOOD.replace("client_secret = \"s3cret\"", "client_secret = 123456789");
+        let e = parse("c.toml", &bad, None).unwrap_err().to_string();
+        assert!(!e.contains("123456789"), "{e}");
+        assert!(e.contains("client_secret"), "{e}");
+    }
+
+    #[test]
+    fn http_to_remote_host_is_refused() {
+        let bad = GOOD.replace("http://127.0.0.1:9/api", "http://example.com/api");
+        let e = parse("c.toml", &bad, None).unwrap_err();
+        assert!(e.to_string().contains("base_url"), "{e}");
+    }
+
+    #[test]
+    fn margin_scales_with_lifetime() {
+        let c = parse("c.toml", GOOD, None).unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.margin_for(Some(406)), 40);
+        assert_eq!(a.margin_for(Some(7200)), 300);
+        assert_eq!(a.margin_for(None), 300);
+    }
+}

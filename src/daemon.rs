@@ -1,0 +1,251 @@
+//! The daemon: wiring, reload, shutdown, systemd notifications.
+//!
+//! [`run`] takes its control channel as an argument (mini-redis style), so tests and `demo`
+//! drive it without signals; `main` feeds it from SIGTERM/SIGINT/SIGHUP.
+
+use crate::config::{self, AuthKind, Config};
+use crate::error::Error;
+use crate::poller::{start_offsets, Poller};
+use crate::store::{PollWriter, Store};
+use crate::tokens::{seed_from_file, SeedOutcome, Tokens};
+use sd_notify::NotifyState;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Reload,
+    Stop,
+}
+
+/// Where `run` reads its configuration again on reload.
+pub struct Source {
+    pub config_path: PathBuf,
+    pub database: Option<PathBuf>,
+}
+
+/// Runs until `control` says stop (or closes). A reload with a bad configuration is refused
+/// and the old one keeps running.
+pub async fn run(mut config: Config, source: Source, mut control: mpsc::Receiver<Control>) -> Result<(), Error> {
+    prepare(&config)?;
+    let mut running = Running::start(&config)?;
+    notify(&[NotifyState::Ready]);
+    notify_status(&config);
+    tracing::info!(accounts = config.accounts.len(),
+        endpoints = config.accounts.iter().map(|a| a.endpoints.len()).sum::<usize>(),
+        database = %config.daemon.database.display(), "oauth-poller started");
+    loop {
+        match control.recv().await {
+            None | Some(Control::Stop) => {
+                notify(&[NotifyState::Stopping]);
+                tracing::info!("stopping");
+                running.stop().await;
+                tracing::info!("stopped");
+                return Ok(());
+            }
+            Some(Control::Reload) => {
+                notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
+                match config::load(&source.config_path, source.database.as_deref()).map_err(Error::from).and_then(|c| {
+                    prepare(&c)?;
+                    Ok(c)
+                }) {
+                    Ok(new) => {
+                        running.stop().await;
+                        running = Running::start(&new)?;
+                        config = new;
+                        tracing::info!(accounts = config.accounts.len(), "configuration reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "new configuration refused; the old one keeps running"),
+                }
+                notify(&[NotifyState::Ready]);
+                notify_status(&config);
+            }
+        }
+    }
+}
+
+/// Opens (creating, migrating) the store and imports seed files of accounts that have no
+/// token yet. A seed file is never read again once the account has a token.
+pub fn prepare(config: &Config) -> Result<(), Error> {
+    for account in &config.accounts {
+        prepare_one(config, account)?;
+    }
+    Ok(())
+}
+
+/// [`prepare`] for one account.
+pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Error> {
+    let store = Store::open(&config.daemon.database)?;
+    let Some(seed) = account.seed_file.as_ref().filter(|_| account.auth == AuthKind::Oauth2) else {
+        return Ok(());
+    };
+    if store.token(&account.name)?.is_some() {
+        return Ok(());
+    }
+    if let SeedOutcome::Stored(generation) = seed_from_file(&config.daemon.database, account, seed, false)? {
+        tracing::info!(account = %account.name, file = %seed.display(), generation, "imported the seed file");
+    }
+    Ok(())
+}
+
+/// The endpoint tasks of one configuration.
+struct Running {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    tokens: Tokens,
+    writer: Arc<PollWriter>,
+}
+
+impl Running {
+    fn start(config: &Config) -> Result<Running, Error> {
+        let (poller, accounts) = build(config)?;
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let all: Vec<_> = accounts
+            .iter()
+            .flat_map(|a| a.endpoints.iter().map(move |e| (a.clone(), e.clone())))
+            .collect();
+        let offsets = start_offsets(&all.iter().map(|(_, e)| e.interval).collect::<Vec<_>>());
+        for ((account, endpoint), offset) in all.into_iter().zip(offsets) {
+            tasks.spawn(poller.clone().run_endpoint(account, endpoint, offset, rx.clone()));
+        }
+        Ok(Running {
+            shutdown,
+            tasks,
+            tokens: poller.tokens.clone(),
+            writer: poller.writer.clone(),
+        })
+    }
+
+    /// Stops the endpoint tasks (polls in flight are abandoned), lets a refresh in flight
+    /// commit, and flushes the poll rows.
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+        }
+        self.tokens.wait_idle().await;
+        let writer = self.writer.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
+    }
+}
+
+/// The shared parts every poll uses.
+pub fn build(config: &Config) -> Result<(Arc<Poller>, Vec<Arc<config::Account>>), Error> {
+    let accounts: Vec<Arc<config::Account>> = config
+        .accounts
+        .iter()
+        .map(|a| Arc::new(clone_account(a)))
+        .collect();
+    let tokens = Tokens::new(&config.daemon.database, &accounts, config.daemon.timeout)?;
+    let writer = Arc::new(PollWriter::start(&config.daemon.database, config.daemon.keep_history)?);
+    let poller = Arc::new(Poller::new(tokens, writer, config.daemon.clone())?);
+    Ok((poller, accounts))
+}
+
+pub fn clone_account(a: &config::Account) -> config::Account {
+    config::Account {
+        name: a.name.clone(),
+        base_url: a.base_url.clone(),
+        auth: a.auth,
+        header_scheme: a.header_scheme.clone(),
+        seed_file: a.seed_file.clone(),
+        refresh_margin: a.refresh_margin,
+        refresh_warning: a.refresh_warning,
+        allow_http: a.allow_http,
+        oauth2: a.oauth2.as_ref().map(|o| config::OAuth2 {
+            token_url: o.token_url.clone(),
+            client_id: o.client_id.clone(),
+            client_secret: o.client_secret.clone(),
+            client_auth: o.client_auth,
+            token_request: o.token_request,
+            scope: o.scope.clone(),
+            grant: o.grant,
+            username: o.username.clone(),
+            password: o.password.clone(),
+            authorize_url: o.authorize_url.clone(),
+            redirect_uri: o.redirect_uri.clone(),
+            pkce: o.pkce,
+        }),
+        api_key: a.api_key.clone(),
+        endpoints: a.endpoints.clone(),
+    }
+}
+
+fn notify(state: &[NotifyState]) {
+    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
+    let _ = sd_notify::notify(state);
+}
+
+fn notify_status(config: &Config) {
+    let status = format!(
+        "polling {} endpoint(s) of {} account(s)",
+        config.accounts.iter().map(|a| a.endpoints.len()).sum::<usize>(),
+        config.accounts.len()
+    );
+    notify(&[NotifyState::Status(&status)]);
+}
+
+/// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to a control channel.
+pub fn signal_control() -> Result<mpsc::Receiver<Control>, Error> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| Error::runtime(format!("cannot install signal handlers: {e}")))?;
+    let (tx, rx) = mpsc::channel(8);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let control = if sig == SIGHUP { Control::Reload } else { Control::Stop };
+                if tx.blocking_send(control).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| Error::runtime(format!("cannot start the signal thread: {e}")))?;
+    Ok(rx)
+}
+
+/// `poll-once`: every endpoint (of one account, or all) once; false if any poll failed or
+/// an account needs re-authorization.
+pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Error> {
+    if let Some(name) = only {
+        if !config.accounts.iter().any(|a| a.name == name) {
+            return Err(Error::Input(crate::error::InputError::new(
+                config.path.display().to_string(),
+                format!("no account named `{name}`"),
+            ).key("account")));
+        }
+    }
+    prepare(config)?;
+    let (poller, accounts) = build(config)?;
+    let mut set = JoinSet::new();
+    for account in accounts.into_iter().filter(|a| only.is_none_or(|o| o == a.name)) {
+        for endpoint in account.endpoints.clone() {
+            let poller = poller.clone();
+            let account = account.clone();
+            set.spawn(async move {
+                let mut state = crate::poller::EndpointState::default();
+                poller.poll(&account, &endpoint, &mut state).await.outcome
+            });
+        }
+    }
+    let mut all_ok = true;
+    while let Some(r) = set.join_next().await {
+        all_ok &= matches!(r, Ok(crate::poller::Outcome::Ok));
+    }
+    let writer = poller.writer.clone();
+    let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
+    Ok(all_ok)
+}
+
+pub fn database_of(config: &Config) -> &Path {
+    &config.daemon.database
+}

@@ -1,0 +1,92 @@
+//! Errors and the one place they become exit codes.
+//!
+//! Two families: [`InputError`] is bad input an operator must fix (configuration, secret
+//! reference, seed file, usage): exit 2, and it always names the file and, where it
+//! applies, the line and the key. Everything else is a runtime failure: exit 1.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Bad input: names the file, and the line and key where they apply. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(file: impl Into<String>, message: impl Into<String>) -> Self {
+        InputError {
+            file: file.into(),
+            line: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Whether retrying can help. The retry policy depends on nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Network failure, timeout, 408, 429, 5xx: back off and try again.
+    Temporary,
+    /// The server said no (`invalid_grant`, other 4xx): retrying the same request is useless.
+    Permanent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Input(#[from] InputError),
+    /// A runtime failure with a message safe to log (never a secret).
+    #[error("{0}")]
+    Runtime(String),
+    #[error("database {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl Error {
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Error::Runtime(message.into())
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Input(_) => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,18 @@
+//! oauth-poller: keeps OAuth2 tokens alive unattended and polls API endpoints on a schedule.
+//!
+//! The binary is thin: [`cli::main`] parses the command line and maps errors to exit codes.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod error;
+pub mod inspect;
+pub mod logging;
+pub mod oauth;
+pub mod poller;
+pub mod seed;
+pub mod sim;
+pub mod store;
+pub mod tokens;
+pub mod units;

@@ -1,0 +1,213 @@
+//! The token-endpoint client, written over reqwest because providers' quirks need control:
+//! parameters in the query string (Citesphere), client authentication in the body
+//! (iNode) or HTTP Basic, string `expires_in`, missing `token_type`.
+
+pub mod response;
+
+pub use response::{TokenError, TokenResponse};
+
+use crate::config::{ClientAuth, OAuth2, TokenRequestStyle};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+
+/// A token response is small; anything larger is not one.
+const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
+
+/// What to ask the token endpoint for.
+pub enum Grant<'a> {
+    RefreshToken(&'a SecretString),
+    Password,
+    ClientCredentials,
+    AuthorizationCode {
+        code: &'a str,
+        redirect_uri: Option<&'a str>,
+        code_verifier: Option<&'a str>,
+    },
+}
+
+impl Grant<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Grant::RefreshToken(_) => "refresh_token",
+            Grant::Password => "password",
+            Grant::ClientCredentials => "client_credentials",
+            Grant::AuthorizationCode { .. } => "authorization_code",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct TokenClient {
+    http: reqwest::Client,
+}
+
+impl TokenClient {
+    pub fn new(timeout: Duration) -> Result<TokenClient, crate::error::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            // A redirect from the token endpoint would carry credentials somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::error::Error::runtime(format!("cannot build the HTTP client: {e}")))?;
+        Ok(TokenClient { http })
+    }
+
+    /// One request to the token endpoint. No retries here: the caller's policy decides.
+    pub async fn request(&self, oauth: &OAuth2, grant: &Grant<'_>) -> Result<TokenResponse, TokenError> {
+        let mut params: Vec<(&str, String)> = vec![("grant_type", grant.name().to_string())];
+        match grant {
+            Grant::RefreshToken(rt) => params.push(("refresh_token", rt.expose_secret().to_string())),
+            Grant::Password => {
+                params.push(("username", oauth.username.clone().unwrap_or_default()));
+                let pw = oauth.password.as_ref().map(|p| p.expose_secret().to_string());
+                params.push(("password", pw.unwrap_or_default()));
+            }
+            Grant::ClientCredentials => {}
+            Grant::AuthorizationCode {
+                code,
+                redirect_uri,
+                code_verifier,
+            } => {
+                params.push(("code", code.to_string()));
+                if let Some(r) = redirect_uri {
+                    params.push(("redirect_uri", r.to_string()));
+                }
+                if let Some(v) = code_verifier {
+                    params.push(("code_verifier", v.to_string()));
+                }
+            }
+        }
+        if let (Some(scope), Grant::Password | Grant::ClientCredentials) = (&oauth.scope, grant) {
+            params.push(("scope", scope.clone()));
+        }
+        let mut basic: Option<String> = None;
+        match oauth.client_auth {
+            ClientAuth::Basic => {
+                let secret = oauth
+                    .client_secret
+                    .as_ref()
+                    .map(|s| s.expose_secret())
+                    .unwrap_or("");
+                basic = Some(basic_credentials(&oauth.client_id, secret));
+            }
+            ClientAuth::Body => {
+                params.push(("client_id", oauth.client_id.clone()));
+                if let Some(s) = &oauth.client_secret {
+                    params.push(("client_secret", s.expose_secret().to_string()));
+                }
+            }
+            ClientAuth::None => params.push(("client_id", oauth.client_id.clone())),
+        }
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        let mut request = match oauth.token_request {
+            TokenRequestStyle::Form => self
+                .http
+                .post(oauth.token_url.clone())
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(encoded),
+            TokenRequestStyle::Query => {
+                let mut url = oauth.token_url.clone();
+                let query = match url.query() {
+                    Some(q) if !q.is_empty() => format!("{q}&{encoded}"),
+                    _ => encoded,
+                };
+                url.set_query(Some(&query));
+                self.http.post(url).header("Content-Length", "0")
+            }
+        };
+        request = request.header("Accept", "application/json");
+        if let Some(b) = basic {
+            request = request.header("Authorization", b);
+        }
+        let response = request.send().await.map_err(network_error)?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let body = read_limited(response, MAX_TOKEN_RESPONSE).await?;
+        response::parse(status, &body, retry_after)
+    }
+}
+
+/// RFC 6749 2.3.1: id and secret are form-urlencoded before Base64.
+pub fn basic_credentials(id: &str, secret: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let raw = format!("{}:{}", enc(id), enc(secret));
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// A network error with the URL removed: in query mode the URL holds secrets.
+fn network_error(e: reqwest::Error) -> TokenError {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "network"
+    };
+    TokenError::temporary(kind, format!("token endpoint: {kind} error: {}", describe(&e.without_url())))
+}
+
+/// The error and its causes on one line (reqwest's Display alone says little).
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, TokenError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(TokenError::temporary(
+                        "invalid_response",
+                        format!("token endpoint response is larger than {limit} bytes"),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(network_error(e)),
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and treated as absent).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(86400)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_encodes_per_rfc6749() {
+        // "a b" -> "a+b", ":" -> "%3A" before Base64.
+        let h = basic_credentials("a b", "x:y");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(h.trim_start_matches("Basic "))
+            .unwrap();
+        assert_eq!(raw, b"a+b:x%3Ay");
+    }
+}

@@ -1,0 +1,175 @@
+//! Token-endpoint responses, parsed leniently: providers send `expires_in` as a string,
+//! omit `token_type`, omit a new refresh token, add `created_at` (Doorkeeper) or
+//! `refresh_expires_in`.
+
+use crate::error::Persistence;
+use crate::seed::lenient_i64;
+use secrecy::SecretString;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct TokenResponse {
+    pub access_token: SecretString,
+    pub token_type: Option<String>,
+    pub refresh_token: Option<SecretString>,
+    pub scope: Option<String>,
+    pub expires_in: Option<i64>,
+    pub created_at: Option<i64>,
+    pub refresh_expires_in: Option<i64>,
+}
+
+/// Why a token request failed. `message` is safe to log: it never holds a secret.
+#[derive(Debug, Clone)]
+pub struct TokenError {
+    pub persistence: Persistence,
+    /// The OAuth error code (`invalid_grant`, ...) or a short class (`http_503`, `network`).
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl TokenError {
+    pub fn temporary(code: &str, message: impl Into<String>) -> TokenError {
+        TokenError {
+            persistence: Persistence::Temporary,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(code: &str, message: impl Into<String>) -> TokenError {
+        TokenError {
+            persistence: Persistence::Permanent,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.persistence == Persistence::Permanent
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+/// Classifies a token-endpoint answer.
+pub fn parse(status: u16, body: &[u8], retry_after: Option<Duration>) -> Result<TokenResponse, TokenError> {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    if (200..300).contains(&status) {
+        let Some(obj) = json.as_ref().and_then(|j| j.as_object()) else {
+            // An HTML page with 200 is a proxy or maintenance page: the server may recover.
+            return Err(TokenError::temporary(
+                "invalid_response",
+                format!("token endpoint answered {status} with a body that is not a JSON object ({} bytes)", body.len()),
+            ));
+        };
+        let access_token = match obj.get("access_token").and_then(|v| v.as_str()) {
+            Some(t) if !t.trim().is_empty() => SecretString::from(t.trim().to_string()),
+            _ => {
+                return Err(TokenError::temporary(
+                    "invalid_response",
+                    format!("token endpoint answered {status} without an access_token"),
+                ))
+            }
+        };
+        let text = |k: &str| {
+            obj.get(k)
+                .and_then(|v| v.as_str())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let number = |k: &str| obj.get(k).and_then(lenient_i64);
+        return Ok(TokenResponse {
+            access_token,
+            token_type: text("token_type"),
+            refresh_token: text("refresh_token").map(SecretString::from),
+            scope: text("scope"),
+            expires_in: number("expires_in").filter(|&n| n >= 0),
+            created_at: number("created_at").filter(|&n| n > 0),
+            refresh_expires_in: number("refresh_expires_in")
+                .or_else(|| number("refresh_token_expires_in"))
+                .filter(|&n| n > 0),
+        });
+    }
+    let code = json
+        .as_ref()
+        .and_then(|j| j.get("error"))
+        .and_then(|v| v.as_str())
+        .map(safe_text);
+    let description = json
+        .as_ref()
+        .and_then(|j| j.get("error_description"))
+        .and_then(|v| v.as_str())
+        .map(safe_text);
+    let mut message = format!("token endpoint answered {status}");
+    if let Some(c) = &code {
+        message.push_str(&format!(": {c}"));
+    }
+    if let Some(d) = &description {
+        message.push_str(&format!(" ({d})"));
+    }
+    let temporary = matches!(status, 408 | 425 | 429) || status >= 500;
+    // RFC 6749 5.2 errors are the server's final word, whatever the status.
+    let oauth_final = code.as_deref().is_some_and(|c| {
+        matches!(
+            c,
+            "invalid_grant" | "invalid_client" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope"
+        )
+    });
+    let mut err = if temporary && !oauth_final {
+        TokenError::temporary(&format!("http_{status}"), message)
+    } else {
+        TokenError::permanent(code.as_deref().unwrap_or(&format!("http_{status}")), message)
+    };
+    err.retry_after = retry_after;
+    Err(err)
+}
+
+/// Server text shown in logs: printable, short.
+fn safe_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn lenient_success() {
+        let r = parse(200, br#"{"access_token":"a","expires_in":"406","token_type":"bearer"}"#, None).unwrap();
+        assert_eq!(r.access_token.expose_secret(), "a");
+        assert_eq!(r.expires_in, Some(406));
+        assert!(r.refresh_token.is_none());
+        let r = parse(200, br#"{"access_token":"a","created_at":1616778780,"expires_in":7200}"#, None).unwrap();
+        assert_eq!(r.created_at, Some(1616778780));
+        assert!(r.token_type.is_none());
+    }
+
+    #[test]
+    fn classification() {
+        let e = parse(400, br#"{"error":"invalid_grant"}"#, None).unwrap_err();
+        assert!(e.is_permanent());
+        assert_eq!(e.code, "invalid_grant");
+        let e = parse(503, b"<html>busy</html>", Some(Duration::from_secs(5))).unwrap_err();
+        assert!(!e.is_permanent());
+        assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
+        let e = parse(200, b"<html>maintenance</html>", None).unwrap_err();
+        assert!(!e.is_permanent());
+        let e = parse(200, br#"{"token_type":"bearer"}"#, None).unwrap_err();
+        assert!(!e.is_permanent());
+        let e = parse(401, br#"{"error":"invalid_client"}"#, None).unwrap_err();
+        assert!(e.is_permanent());
+        let e = parse(429, b"", None).unwrap_err();
+        assert!(!e.is_permanent());
+    }
+}

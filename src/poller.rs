@@ -1,0 +1,364 @@
+//! Polling: one poll of one endpoint, and the schedule that repeats it.
+
+use crate::config::{Account, DaemonConfig, Endpoint, StoreBodies};
+use crate::oauth::describe;
+use crate::store::{now, PollRecord, PollWriter};
+use crate::tokens::{AccessError, Tokens};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Everything a poll needs, shared by every endpoint task.
+pub struct Poller {
+    pub tokens: Tokens,
+    pub writer: Arc<PollWriter>,
+    pub daemon: DaemonConfig,
+    http: reqwest::Client,
+    pub skipped_ticks: AtomicU64,
+}
+
+/// How one poll ended, for the schedule and for `poll-once`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+    /// Not attempted: the account needs re-authorization.
+    Skipped,
+}
+
+pub struct PollResult {
+    pub outcome: Outcome,
+    /// The server asked us to come back later (429/503 with `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+/// Per-endpoint memory between polls.
+#[derive(Default)]
+pub struct EndpointState {
+    pub last_hash: Option<String>,
+    pub reauth_logged: bool,
+}
+
+impl Poller {
+    pub fn new(tokens: Tokens, writer: Arc<PollWriter>, daemon: DaemonConfig) -> Result<Poller, crate::error::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(daemon.timeout)
+            .connect_timeout(daemon.timeout.min(Duration::from_secs(10)))
+            .redirect(same_origin_redirects())
+            .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| crate::error::Error::runtime(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Poller {
+            tokens,
+            writer,
+            daemon,
+            http,
+            skipped_ticks: AtomicU64::new(0),
+        })
+    }
+
+    /// Polls once: token, request (one retry after a 401 and a refresh), log line, row.
+    pub async fn poll(&self, account: &Account, endpoint: &Endpoint, state: &mut EndpointState) -> PollResult {
+        let started_at = now();
+        let clock = Instant::now();
+        let mut record = PollRecord {
+            account: account.name.clone(),
+            endpoint: endpoint.name.clone(),
+            started_at,
+            duration_ms: 0,
+            status: None,
+            bytes: None,
+            items: None,
+            changed: None,
+            error: None,
+            body: None,
+            body_hash: None,
+        };
+        let mut retry_after = None;
+        let result = self.fetch(account, endpoint).await;
+        record.duration_ms = clock.elapsed().as_millis() as i64;
+        let outcome = match result {
+            Err(FetchError::NeedsReauth(msg)) => {
+                if !state.reauth_logged {
+                    tracing::error!(account = %account.name, endpoint = %endpoint.name, "skipping polls: {msg}");
+                    state.reauth_logged = true;
+                }
+                return PollResult {
+                    outcome: Outcome::Skipped,
+                    retry_after: None,
+                };
+            }
+            Err(FetchError::Failed(status, msg, ra)) => {
+                record.status = status;
+                record.error = Some(msg);
+                retry_after = ra;
+                Outcome::Failed
+            }
+            Ok(body) => {
+                state.reauth_logged = false;
+                let hash = hex(&Sha256::digest(&body.bytes));
+                let changed = state.last_hash.as_deref() != Some(hash.as_str());
+                record.status = Some(body.status);
+                record.bytes = Some(body.bytes.len() as i64);
+                record.items = count_items(&body.bytes);
+                record.changed = Some(changed);
+                let keep = match self.daemon.store_bodies {
+                    StoreBodies::All => true,
+                    StoreBodies::Changes => changed,
+                    StoreBodies::None => false,
+                };
+                if self.daemon.log_bodies {
+                    tracing::info!(account = %account.name, endpoint = %endpoint.name, body = %String::from_utf8_lossy(&body.bytes), "body");
+                }
+                record.body_hash = Some(hash.clone());
+                state.last_hash = Some(hash);
+                if keep {
+                    record.body = Some(body.bytes);
+                }
+                Outcome::Ok
+            }
+        };
+        log_poll(&record);
+        self.writer.record(record);
+        PollResult { outcome, retry_after }
+    }
+
+    async fn fetch(&self, account: &Account, endpoint: &Endpoint) -> Result<Body, FetchError> {
+        let access = self.tokens.access(&account.name).await.map_err(FetchError::from)?;
+        let response = self.get(endpoint, access.authorization.expose_secret()).await?;
+        let response = if response.status().as_u16() == 401 && account.oauth2.is_some() {
+            // The token was refused before its time (revoked, or the clock is off): refresh
+            // once, unless someone already has, and retry once.
+            tracing::info!(account = %account.name, endpoint = %endpoint.name, "API answered 401: refreshing the token and retrying once");
+            let access = self
+                .tokens
+                .unauthorized(&account.name, access.generation)
+                .await
+                .map_err(FetchError::from)?;
+            self.get(endpoint, access.authorization.expose_secret()).await?
+        } else {
+            response
+        };
+        let status = response.status().as_u16();
+        let retry_after = if matches!(status, 429 | 503) {
+            crate::oauth::retry_after(response.headers())
+        } else {
+            None
+        };
+        let bytes = read_body(response, self.daemon.max_body)
+            .await
+            .map_err(|m| FetchError::Failed(Some(status), m, None))?;
+        if !(200..300).contains(&status) {
+            let mut msg = format!("HTTP {status}");
+            if let Some(ra) = retry_after {
+                msg.push_str(&format!(" (Retry-After {}s)", ra.as_secs()));
+            }
+            return Err(FetchError::Failed(Some(status), msg, retry_after));
+        }
+        Ok(Body { status, bytes })
+    }
+
+    async fn get(&self, endpoint: &Endpoint, authorization: &str) -> Result<reqwest::Response, FetchError> {
+        let mut auth = reqwest::header::HeaderValue::from_str(authorization).map_err(|_| {
+            FetchError::Failed(None, "the token holds characters not allowed in a header".into(), None)
+        })?;
+        auth.set_sensitive(true);
+        self.http
+            .get(endpoint.url.clone())
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| FetchError::Failed(None, request_error(e), None))
+    }
+
+    /// Polls an endpoint on its interval until `shutdown` says stop. Never overlaps itself:
+    /// a tick that comes while the poll still runs is skipped and counted.
+    pub async fn run_endpoint(
+        self: Arc<Self>,
+        account: Arc<Account>,
+        endpoint: Endpoint,
+        offset: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut state = EndpointState {
+            last_hash: self
+                .tokens
+                .with_store(|s| s.last_body_hash(&account.name, &endpoint.name))
+                .unwrap_or(None),
+            reauth_logged: false,
+        };
+        let interval = endpoint.interval;
+        let mut next = tokio::time::Instant::now() + offset;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let tick = next;
+            let result = tokio::select! {
+                r = self.poll(&account, &endpoint, &mut state) => r,
+                _ = shutdown.changed() => return,
+            };
+            next = tick + interval;
+            let now = tokio::time::Instant::now();
+            if now >= next {
+                let late = now - next;
+                let missed = (late.as_nanos() / interval.as_nanos()) as u32 + 1;
+                self.skipped_ticks.fetch_add(missed as u64, Ordering::Relaxed);
+                tracing::warn!(account = %account.name, endpoint = %endpoint.name, skipped = missed,
+                    "poll took longer than the interval: skipped {missed} tick(s)");
+                next += interval * missed;
+            }
+            if let Some(ra) = result.retry_after {
+                let earliest = now + ra;
+                while next < earliest {
+                    next += interval;
+                }
+            }
+        }
+    }
+}
+
+struct Body {
+    status: u16,
+    bytes: Vec<u8>,
+}
+
+enum FetchError {
+    NeedsReauth(String),
+    /// (HTTP status if there was a response, message, Retry-After)
+    Failed(Option<u16>, String, Option<Duration>),
+}
+
+impl From<AccessError> for FetchError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::NeedsReauth(m) => FetchError::NeedsReauth(m),
+            AccessError::Unavailable(m) => FetchError::Failed(None, m, None),
+            AccessError::Store(e) => FetchError::Failed(None, e.to_string(), None),
+        }
+    }
+}
+
+fn log_poll(r: &PollRecord) {
+    let status = r.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+    match &r.error {
+        None => tracing::info!(
+            account = %r.account, endpoint = %r.endpoint, status = %status,
+            duration_ms = r.duration_ms, bytes = r.bytes.unwrap_or(0),
+            items = %r.items.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+            changed = r.changed.unwrap_or(false), "poll"
+        ),
+        Some(e) => tracing::warn!(
+            account = %r.account, endpoint = %r.endpoint, status = %status,
+            duration_ms = r.duration_ms, error = %e, "poll failed"
+        ),
+    }
+}
+
+/// Follow redirects only within the same origin: credentials never go to another host.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        if attempt.previous().len() > 5 || first.as_ref() != Some(&attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+fn request_error(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", describe(&e.without_url()))
+}
+
+/// Reads the body, refusing one larger than `max` (the poll then counts as failed).
+async fn read_body(mut response: reqwest::Response, max: u64) -> Result<Vec<u8>, String> {
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(max) as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > max {
+                    return Err(format!("response body larger than max_body ({max} bytes): cut off"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(format!("reading the body: {}", request_error(e))),
+        }
+    }
+}
+
+/// Items in a JSON answer: an array's length, or `results`' (DRF pages), or `data`'s
+/// (JSON:API), or a `count` number.
+pub fn count_items(body: &[u8]) -> Option<i64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match &v {
+        serde_json::Value::Array(a) => Some(a.len() as i64),
+        serde_json::Value::Object(o) => o
+            .get("results")
+            .and_then(|r| r.as_array())
+            .map(|a| a.len() as i64)
+            .or_else(|| o.get("data").and_then(|r| r.as_array()).map(|a| a.len() as i64))
+            .or_else(|| o.get("count").and_then(|c| c.as_i64())),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Where each endpoint's first poll falls: at once when there are few, else spread evenly
+/// across the first interval so a thousand endpoints do not fire in the same millisecond.
+pub fn start_offsets(intervals: &[Duration]) -> Vec<Duration> {
+    const SPREAD_ABOVE: usize = 10;
+    let n = intervals.len();
+    if n <= SPREAD_ABOVE {
+        return vec![Duration::ZERO; n];
+    }
+    intervals
+        .iter()
+        .enumerate()
+        .map(|(i, iv)| iv.mul_f64(i as f64 / n as f64))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items() {
+        assert_eq!(count_items(b"[1,2,3]"), Some(3));
+        assert_eq!(count_items(br#"{"count":10,"results":[1]}"#), Some(1));
+        assert_eq!(count_items(br#"{"count":10}"#), Some(10));
+        assert_eq!(count_items(b"<html>"), None);
+    }
+
+    #[test]
+    fn offsets_spread_only_many() {
+        assert!(start_offsets(&[Duration::from_secs(60); 3]).iter().all(|d| d.is_zero()));
+        let o = start_offsets(&[Duration::from_secs(60); 100]);
+        assert_eq!(o[50], Duration::from_secs(30));
+    }
+}

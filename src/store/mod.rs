@@ -1,0 +1,124 @@
+//! The SQLite store: tokens, token events and polls.
+//!
+//! Each purpose gets its own connection: token reads and writes (`synchronous=FULL`, so a
+//! rotated refresh token is on disk before it is used), refresh locks (a fresh connection
+//! holding `BEGIN IMMEDIATE`, the cross-process write lock), and the poll writer (batched,
+//! `synchronous=NORMAL`: a lost poll row costs nothing, a lost token costs a grant).
+
+mod migrate;
+mod polls;
+mod tokens;
+
+pub use polls::{PollRecord, PollRow, PollWriter};
+pub use tokens::{EventRow, TokenRow, TokenState};
+
+use crate::error::Error;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a connection waits for another's write lock before giving up. An operator may
+/// hold a transaction open in `sqlite3`; the daemon waits rather than fails.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Store {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        create_private(path)?;
+        let conn = connect(path, true)?;
+        let store = Store {
+            path: path.to_path_buf(),
+            conn,
+        };
+        migrate::migrate(&store.conn).map_err(|e| store.err(e))?;
+        store.restrict_sidecars();
+        Ok(store)
+    }
+
+    /// Opens an existing database without creating or migrating it (for `status`, `history`).
+    pub fn open_existing(path: &Path) -> Result<Store, Error> {
+        if !path.exists() {
+            return Err(Error::runtime(format!(
+                "no database at {}: start the daemon or seed an account first",
+                path.display()
+            )));
+        }
+        let conn = connect(path, true)?;
+        let store = Store {
+            path: path.to_path_buf(),
+            conn,
+        };
+        migrate::check_version(&store.conn).map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn err(&self, source: rusqlite::Error) -> Error {
+        store_err(&self.path, source)
+    }
+
+    /// The `-wal` and `-shm` files hold token values too: same mode as the database.
+    fn restrict_sidecars(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+pub(crate) fn store_err(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Store {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A connection with the store's settings. `durable`: fsync every commit.
+pub(crate) fn connect(path: &Path, durable: bool) -> Result<Connection, Error> {
+    let conn = Connection::open(path).map_err(|e| store_err(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| store_err(path, e))?;
+    let sync = if durable { "FULL" } else { "NORMAL" };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+    ))
+    .map_err(|e| store_err(path, e))?;
+    Ok(conn)
+}
+
+/// Creates the database file with mode 0600 before SQLite does (SQLite would use 0644).
+fn create_private(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::runtime(format!("cannot create directory {}: {e}", dir.display()))
+        })?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::runtime(format!("cannot create database {}: {e}", path.display())))?;
+    Ok(())
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,258 @@
+//! The `polls` table: a writer thread that batches inserts, and the queries behind
+//! `status` and `history`.
+
+use super::{connect, now, Store};
+use crate::error::Error;
+use rusqlite::{params, Connection};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One poll's outcome, as stored.
+#[derive(Debug, Clone)]
+pub struct PollRecord {
+    pub account: String,
+    pub endpoint: String,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status: Option<u16>,
+    pub bytes: Option<i64>,
+    pub items: Option<i64>,
+    pub changed: Option<bool>,
+    pub error: Option<String>,
+    pub body: Option<Vec<u8>>,
+    pub body_hash: Option<String>,
+}
+
+/// A stored poll, for `status` and `history`.
+#[derive(Debug, Clone)]
+pub struct PollRow {
+    pub id: i64,
+    pub account: String,
+    pub endpoint: String,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status: Option<i64>,
+    pub bytes: Option<i64>,
+    pub items: Option<i64>,
+    pub changed: Option<bool>,
+    pub error: Option<String>,
+}
+
+enum Msg {
+    Poll(Box<PollRecord>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Writes poll rows on its own thread and connection, many rows a transaction, so a busy
+/// schedule costs one fsync-free commit per batch and never blocks the async runtime.
+pub struct PollWriter {
+    tx: mpsc::Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PollWriter {
+    pub fn start(path: &Path, keep_history: Duration) -> Result<PollWriter, Error> {
+        let conn = connect(path, false)?;
+        let (tx, rx) = mpsc::channel();
+        let path = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("poll-writer".into())
+            .spawn(move || writer_loop(conn, path, rx, keep_history))
+            .map_err(|e| Error::runtime(format!("cannot start the poll writer: {e}")))?;
+        Ok(PollWriter {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn record(&self, poll: PollRecord) {
+        let _ = self.tx.send(Msg::Poll(Box::new(poll)));
+    }
+
+    /// Waits until every row sent so far is committed (or failed).
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(Duration::from_secs(30));
+        }
+    }
+}
+
+impl Drop for PollWriter {
+    fn drop(&mut self) {
+        self.flush();
+        // Closing the channel ends the thread.
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+fn writer_loop(conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>, keep: Duration) {
+    let mut last_prune: Option<Instant> = None;
+    let mut batch: Vec<Box<PollRecord>> = Vec::new();
+    let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Poll(p) => batch.push(p),
+                Msg::Flush(w) => waiters.push(w),
+            }
+            next = if batch.len() < 1000 { rx.try_recv().ok() } else { None };
+        }
+        if !batch.is_empty() {
+            if let Err(e) = insert_batch(&conn, &batch) {
+                tracing::error!(database = %path.display(), rows = batch.len(), error = %e,
+                    "cannot store poll results (the polls themselves went on)");
+            }
+            batch.clear();
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(());
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            match prune(&conn, now() - keep.as_secs() as i64) {
+                Ok((p, e)) if p + e > 0 => tracing::info!(polls = p, events = e, "pruned history"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot prune history"),
+            }
+        }
+    }
+}
+
+fn insert_batch(conn: &Connection, batch: &[Box<PollRecord>]) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO polls (account, endpoint, started_at, duration_ms, status, bytes, items, \
+             changed, error, body, body_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for p in batch {
+            let body: Option<rusqlite::types::Value> = p.body.as_ref().map(|b| match std::str::from_utf8(b) {
+                Ok(s) => rusqlite::types::Value::Text(s.to_string()),
+                Err(_) => rusqlite::types::Value::Blob(b.clone()),
+            });
+            stmt.execute(params![
+                p.account,
+                p.endpoint,
+                p.started_at,
+                p.duration_ms,
+                p.status,
+                p.bytes,
+                p.items,
+                p.changed,
+                p.error,
+                body,
+                p.body_hash,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+fn prune(conn: &Connection, before: i64) -> rusqlite::Result<(usize, usize)> {
+    let p = conn.execute("DELETE FROM polls WHERE started_at < ?1", [before])?;
+    let e = conn.execute("DELETE FROM token_events WHERE at < ?1", [before])?;
+    Ok((p, e))
+}
+
+fn poll_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PollRow> {
+    Ok(PollRow {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        endpoint: r.get(2)?,
+        started_at: r.get(3)?,
+        duration_ms: r.get(4)?,
+        status: r.get(5)?,
+        bytes: r.get(6)?,
+        items: r.get(7)?,
+        changed: r.get(8)?,
+        error: r.get(9)?,
+    })
+}
+
+const POLL_COLUMNS: &str =
+    "id, account, endpoint, started_at, duration_ms, status, bytes, items, changed, error";
+
+impl Store {
+    /// Recent polls, newest first.
+    pub fn polls(&self, account: Option<&str>, limit: usize) -> Result<Vec<PollRow>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {POLL_COLUMNS} FROM polls WHERE ?1 IS NULL OR account = ?1 \
+                 ORDER BY id DESC LIMIT ?2"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![account, limit as i64], poll_from_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// The last poll of each endpoint of an account, and how many polls in a row failed.
+    pub fn endpoint_summary(&self, account: &str, endpoint: &str) -> Result<(Option<PollRow>, i64), Error> {
+        let last = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {POLL_COLUMNS} FROM polls WHERE account = ?1 AND endpoint = ?2 \
+                 ORDER BY id DESC LIMIT 1"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![account, endpoint], poll_from_row)?
+                    .next()
+                    .transpose()
+            })
+            .map_err(|e| self.err(e))?;
+        let failures: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM polls WHERE account = ?1 AND endpoint = ?2 AND id > \
+                 COALESCE((SELECT MAX(id) FROM polls WHERE account = ?1 AND endpoint = ?2 \
+                 AND error IS NULL), 0)",
+                params![account, endpoint],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok((last, failures))
+    }
+
+    /// Endpoints an account has polls for.
+    pub fn endpoints_of(&self, account: &str) -> Result<Vec<String>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT endpoint FROM polls WHERE account = ?1 ORDER BY endpoint")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([account], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// The body hash of an endpoint's last successful poll (change detection across restarts).
+    pub fn last_body_hash(&self, account: &str, endpoint: &str) -> Result<Option<String>, Error> {
+        self.conn
+            .query_row(
+                "SELECT body_hash FROM polls WHERE account = ?1 AND endpoint = ?2 \
+                 AND body_hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+                params![account, endpoint],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| self.err(e))
+    }
+}
+

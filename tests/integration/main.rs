@@ -1,0 +1,6 @@
+//! Integration tests: the real binary as a process, against real servers, a real SQLite file
+//! and real signals. One binary, a module per area.
+
+mod bad_input;
+mod django;
+mod util;

@@ -1,0 +1,326 @@
+//! Shared helpers: the real binary as a process, its logs, signals, and the servers it talks to.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_oauth-poller"))
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("oauth-poller-test-").tempdir().expect("tempdir")
+}
+
+/// Runs the binary to completion with `--config CONFIG` (when given) and `args`.
+pub fn run(config: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin());
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args(args)
+        .env_remove("OAUTH_POLLER_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run oauth-poller")
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A running `oauth-poller run` with its stderr collected.
+pub struct Daemon {
+    pub child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, extra: &[&str]) -> Daemon {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(config).args(extra).arg("run");
+        Daemon::spawn(cmd)
+    }
+
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = cmd
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oauth-poller");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until the log has `n` lines containing `needle`; panics with the log if not.
+    pub fn wait_for(&self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.count(needle) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {n} x {needle:?}; log:\n{}", self.log());
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let rc = unsafe_kill(self.child.id() as i32, sig);
+        assert_eq!(rc, 0, "kill({sig}) failed");
+    }
+
+    /// Waits for exit; panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Let the reader thread drain the pipe.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const SIGKILL: i32 = 9;
+pub const SIGTERM: i32 = 15;
+pub const SIGHUP: i32 = 1;
+pub const SIGINT: i32 = 2;
+
+fn unsafe_kill(pid: i32, sig: i32) -> i32 {
+    // `kill` from coreutils keeps the tests free of unsafe code.
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    if status.success() {
+        0
+    } else {
+        1
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback (the test servers are plain HTTP).
+pub fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return dechunk(body);
+    }
+    body.to_string()
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+pub fn write_file(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+pub fn db(path: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).expect("open db");
+    c.busy_timeout(Duration::from_secs(30)).unwrap();
+    c
+}
+
+pub fn query_i64(path: &Path, sql: &str) -> i64 {
+    db(path).query_row(sql, [], |r| r.get(0)).expect(sql)
+}
+
+pub fn stored_refresh_token(path: &Path, account: &str) -> Option<String> {
+    db(path)
+        .query_row("SELECT refresh_token FROM tokens WHERE account = ?1", [account], |r| r.get(0))
+        .expect("token row")
+}
+
+/// Everything the store holds, as text: to show that a failed command changed nothing.
+pub fn dump(path: &Path) -> String {
+    if !path.exists() {
+        return "<no database>".into();
+    }
+    let c = db(path);
+    let mut out = String::new();
+    for table in ["tokens", "token_events", "polls"] {
+        let mut stmt = c.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).unwrap();
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap();
+        for row in rows {
+            out.push_str(&row.unwrap());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The real iNode software: django-oauth-toolkit + Django REST framework (tests/django_inode).
+pub struct Django {
+    child: Child,
+    pub info: serde_json::Value,
+    _dir: tempfile::TempDir,
+}
+
+impl Django {
+    pub fn start(access_ttl: u64) -> Django {
+        let dir = tempdir();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django_inode/server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--state-dir"])
+            .arg(dir.path())
+            .args(["--port", "0", "--access-ttl", &access_ttl.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 tests/django_inode/server.py (is .ci/run's pip install done?)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the launcher's JSON line");
+        let info: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("django launcher printed {line:?}: {e} (pip install -r tests/django_inode/requirements.txt)"));
+        Django { child, info, _dir: dir }
+    }
+
+    pub fn get(&self, key: &str) -> String {
+        self.info[key].as_str().unwrap_or_else(|| panic!("no {key}")).to_string()
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        let url = self.get("base_url").replace("/api/", "/_test/state");
+        serde_json::from_str(&http_get(&url)).expect("/_test/state JSON")
+    }
+}
+
+impl Drop for Django {
+    fn drop(&mut self) {
+        let _ = unsafe_kill(self.child.id() as i32, SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// The built-in provider simulator, served in this test process on loopback.
+pub struct Sim {
+    pub sim: oauth_poller::sim::Simulator,
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sim {
+    pub fn start(opts: oauth_poller::sim::SimOptions) -> Sim {
+        let sim = oauth_poller::sim::Simulator::new(opts);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let server = sim.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                server
+                    .serve(listener, async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Sim {
+            sim,
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/", self.addr)
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        self.sim.stats()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
