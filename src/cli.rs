@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "oauth-poller", version, about = "Keeps OAuth2 tokens alive unattended and polls API endpoints on a schedule")]
+#[command(
+    name = "oauth-poller",
+    version,
+    about = "Keeps OAuth2 tokens alive unattended and polls API endpoints on a schedule"
+)]
 pub struct Cli {
     /// Configuration file [default: $OAUTH_POLLER_CONFIG, else /etc/oauth-poller/config.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -118,11 +122,18 @@ fn load(cli: &Cli) -> Result<Config, Error> {
 }
 
 fn account<'a>(config: &'a Config, name: &str) -> Result<&'a config::Account, Error> {
-    config.accounts.iter().find(|a| a.name == name).ok_or_else(|| {
-        InputError::new(config.path.display().to_string(), format!("no account named `{name}`"))
+    config
+        .accounts
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| {
+            InputError::new(
+                config.path.display().to_string(),
+                format!("no account named `{name}`"),
+            )
             .key("account.name")
             .into()
-    })
+        })
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -146,7 +157,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::PollOnce { account } => {
             let config = load(&cli)?;
             let ok = runtime()?.block_on(daemon::poll_once(&config, account.as_deref()))?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Check => {
             let config = load(&cli)?;
@@ -160,11 +175,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 "{}: OK ({} account(s), {} endpoint(s))",
                 config.path.display(),
                 config.accounts.len(),
-                config.accounts.iter().map(|a| a.endpoints.len()).sum::<usize>()
+                config
+                    .accounts
+                    .iter()
+                    .map(|a| a.endpoints.len())
+                    .sum::<usize>()
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Seed { account: name, file, force } => {
+        Command::Seed {
+            account: name,
+            file,
+            force,
+        } => {
             let config = load(&cli)?;
             let account = account(&config, name)?;
             crate::store::Store::open(&config.daemon.database)?;
@@ -180,15 +203,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 .into()),
             }
         }
-        Command::Token { account: name, header } => {
+        Command::Token {
+            account: name,
+            header,
+        } => {
             let config = load(&cli)?;
             let account = account(&config, name)?;
             let accounts = vec![Arc::new(crate::daemon::clone_account(account))];
             let rt = runtime()?;
             let access = rt.block_on(async {
                 crate::daemon::prepare_one(&config, &accounts[0])?;
-                let tokens = Tokens::new(&config.daemon.database, &accounts, config.daemon.timeout)?;
-                tokens.access(name).await.map_err(|e| Error::runtime(format!("account `{name}`: {e}")))
+                let tokens =
+                    Tokens::new(&config.daemon.database, &accounts, config.daemon.timeout)?;
+                tokens
+                    .access(name)
+                    .await
+                    .map_err(|e| Error::runtime(format!("account `{name}`: {e}")))
             })?;
             let value = access.authorization.expose_secret();
             if *header {
@@ -205,9 +235,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Status { json } => {
             let (db, config) = inspect_target(&cli)?;
             let ok = crate::inspect::status(&db, config.as_ref(), *json)?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::History { account, limit, json } => {
+        Command::History {
+            account,
+            limit,
+            json,
+        } => {
             let (db, _) = inspect_target(&cli)?;
             crate::inspect::history(&db, account.as_deref(), *limit, *json)?;
             Ok(ExitCode::SUCCESS)
@@ -229,4 +267,3 @@ fn inspect_target(cli: &Cli) -> Result<(PathBuf, Option<Config>), Error> {
         (Err(e), None) => Err(e),
     }
 }
-

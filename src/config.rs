@@ -308,9 +308,12 @@ pub fn parse(file: &str, text: &str, database: Option<&Path>) -> Result<Config, 
         let line = line_of(text, spanned.span().start);
         let account = ctx.account(spanned.into_inner(), line, &daemon)?;
         if accounts.iter().any(|a| a.name == account.name) {
-            return Err(InputError::new(file, format!("account `{}` is defined twice", account.name))
-                .line(line)
-                .key("account.name"));
+            return Err(InputError::new(
+                file,
+                format!("account `{}` is defined twice", account.name),
+            )
+            .line(line)
+            .key("account.name"));
         }
         accounts.push(account);
     }
@@ -348,7 +351,11 @@ fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> InputError {
 
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 struct Ctx<'a> {
@@ -387,7 +394,12 @@ impl Ctx<'_> {
             (None, None) => match std::env::var_os("STATE_DIRECTORY") {
                 // systemd may pass several directories separated by ':'; the first is ours.
                 Some(dir) if !dir.is_empty() => {
-                    let dir = dir.to_string_lossy().split(':').next().unwrap_or("").to_string();
+                    let dir = dir
+                        .to_string_lossy()
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
                     PathBuf::from(dir).join("state.db")
                 }
                 _ => PathBuf::from("oauth-poller.db"),
@@ -407,7 +419,11 @@ impl Ctx<'_> {
             .transpose()?;
         if let Some(listen) = &raw.metrics_listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {
-                return Err(self.err(None, "daemon.metrics_listen", "expected ADDRESS:PORT, e.g. 127.0.0.1:9464"));
+                return Err(self.err(
+                    None,
+                    "daemon.metrics_listen",
+                    "expected ADDRESS:PORT, e.g. 127.0.0.1:9464",
+                ));
             }
         }
         let on_event = raw.on_event.unwrap_or_default();
@@ -425,7 +441,12 @@ impl Ctx<'_> {
         })
     }
 
-    fn account(&self, raw: RawAccount, line: usize, daemon: &DaemonConfig) -> Result<Account, InputError> {
+    fn account(
+        &self,
+        raw: RawAccount,
+        line: usize,
+        daemon: &DaemonConfig,
+    ) -> Result<Account, InputError> {
         let at = |key: &str| format!("account[{}].{key}", raw.name);
         if raw.name.is_empty()
             || !raw
@@ -433,7 +454,14 @@ impl Ctx<'_> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
-            return Err(self.err(Some(line), "account.name", format!("`{}` is not a valid account name: use [a-z0-9_-]+", raw.name)));
+            return Err(self.err(
+                Some(line),
+                "account.name",
+                format!(
+                    "`{}` is not a valid account name: use [a-z0-9_-]+",
+                    raw.name
+                ),
+            ));
         }
         let allow_http = raw.allow_http.unwrap_or(false);
         let mut base = raw.base_url.clone();
@@ -450,22 +478,47 @@ impl Ctx<'_> {
         let (oauth2, api_key) = match auth {
             AuthKind::Oauth2 => {
                 if raw.api_key.is_some() {
-                    return Err(self.err(None, &at("api_key"), "[account.api_key] goes with auth = \"api_key\""));
+                    return Err(self.err(
+                        None,
+                        &at("api_key"),
+                        "[account.api_key] goes with auth = \"api_key\"",
+                    ));
                 }
                 let o = raw.oauth2.ok_or_else(|| {
-                    self.err(Some(line), &at("oauth2"), "auth = \"oauth2\" needs an [account.oauth2] section")
+                    self.err(
+                        Some(line),
+                        &at("oauth2"),
+                        "auth = \"oauth2\" needs an [account.oauth2] section",
+                    )
                 })?;
-                (Some(self.oauth2(&raw.name, o, &base_url, allow_http)?), None)
+                (
+                    Some(self.oauth2(&raw.name, o, &base_url, allow_http)?),
+                    None,
+                )
             }
             AuthKind::ApiKey => {
                 if raw.oauth2.is_some() {
-                    return Err(self.err(None, &at("oauth2"), "[account.oauth2] goes with auth = \"oauth2\""));
+                    return Err(self.err(
+                        None,
+                        &at("oauth2"),
+                        "[account.oauth2] goes with auth = \"oauth2\"",
+                    ));
                 }
                 let k = raw.api_key.ok_or_else(|| {
-                    self.err(Some(line), &at("api_key"), "auth = \"api_key\" needs an [account.api_key] section")
+                    self.err(
+                        Some(line),
+                        &at("api_key"),
+                        "auth = \"api_key\" needs an [account.api_key] section",
+                    )
                 })?;
                 let key = self.secret(&at("api_key.key"), k.key, k.key_file, k.key_env)?;
-                let key = key.ok_or_else(|| self.err(Some(line), &at("api_key.key"), "an API key is required: key, key_file or key_env"))?;
+                let key = key.ok_or_else(|| {
+                    self.err(
+                        Some(line),
+                        &at("api_key.key"),
+                        "an API key is required: key, key_file or key_env",
+                    )
+                })?;
                 (None, Some(key))
             }
         };
@@ -473,20 +526,36 @@ impl Ctx<'_> {
         for e in raw.endpoint {
             let key = format!("account[{}].endpoint[{}]", raw.name, e.name);
             if e.name.is_empty() || e.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(self.err(None, &format!("{key}.name"), "an endpoint name must be non-empty and have no spaces"));
+                return Err(self.err(
+                    None,
+                    &format!("{key}.name"),
+                    "an endpoint name must be non-empty and have no spaces",
+                ));
             }
             if endpoints.iter().any(|x| x.name == e.name) {
-                return Err(self.err(None, &format!("{key}.name"), format!("endpoint `{}` is defined twice", e.name)));
+                return Err(self.err(
+                    None,
+                    &format!("{key}.name"),
+                    format!("endpoint `{}` is defined twice", e.name),
+                ));
             }
             let mut url = self.url(&format!("{key}.path"), &e.path, Some(&base_url), allow_http)?;
             if url.origin() != base_url.origin() {
                 // Credentials go only to the account's own host.
-                return Err(self.err(None, &format!("{key}.path"), "must stay on the host of base_url"));
+                return Err(self.err(
+                    None,
+                    &format!("{key}.path"),
+                    "must stay on the host of base_url",
+                ));
             }
             append_query(&mut url, &e.query);
             let interval = e.interval.unwrap_or(daemon.interval);
             if interval.is_zero() {
-                return Err(self.err(None, &format!("{key}.interval"), "must be greater than zero"));
+                return Err(self.err(
+                    None,
+                    &format!("{key}.interval"),
+                    "must be greater than zero",
+                ));
             }
             endpoints.push(Endpoint {
                 name: e.name,
@@ -502,7 +571,9 @@ impl Ctx<'_> {
             header_scheme: raw.header_scheme.unwrap_or_else(|| "Bearer".into()),
             seed_file,
             refresh_margin: raw.refresh_margin,
-            refresh_warning: raw.refresh_warning.unwrap_or(Duration::from_secs(14 * 86400)),
+            refresh_warning: raw
+                .refresh_warning
+                .unwrap_or(Duration::from_secs(14 * 86400)),
             allow_http,
             oauth2,
             api_key,
@@ -510,7 +581,13 @@ impl Ctx<'_> {
         })
     }
 
-    fn oauth2(&self, account: &str, o: RawOAuth2, base: &Url, allow_http: bool) -> Result<OAuth2, InputError> {
+    fn oauth2(
+        &self,
+        account: &str,
+        o: RawOAuth2,
+        base: &Url,
+        allow_http: bool,
+    ) -> Result<OAuth2, InputError> {
         let at = |key: &str| format!("account[{account}].oauth2.{key}");
         let token_url = o
             .token_url
@@ -519,7 +596,12 @@ impl Ctx<'_> {
         let client_id = o
             .client_id
             .ok_or_else(|| self.err(None, &at("client_id"), "client_id is required"))?;
-        let client_secret = self.secret(&at("client_secret"), o.client_secret, o.client_secret_file, o.client_secret_env)?;
+        let client_secret = self.secret(
+            &at("client_secret"),
+            o.client_secret,
+            o.client_secret_file,
+            o.client_secret_env,
+        )?;
         let password = self.secret(&at("password"), o.password, o.password_file, o.password_env)?;
         let client_auth = o.client_auth.unwrap_or(ClientAuth::Basic);
         if client_auth != ClientAuth::None && client_secret.is_none() {
@@ -550,10 +632,23 @@ impl Ctx<'_> {
     }
 
     /// A secret given inline, as `NAME_file` or as `NAME_env`: at most one of them.
-    fn secret(&self, key: &str, inline: Option<String>, file: Option<String>, env: Option<String>) -> Result<Option<SecretString>, InputError> {
-        let given = [inline.is_some(), file.is_some(), env.is_some()].iter().filter(|&&b| b).count();
+    fn secret(
+        &self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<String>,
+        env: Option<String>,
+    ) -> Result<Option<SecretString>, InputError> {
+        let given = [inline.is_some(), file.is_some(), env.is_some()]
+            .iter()
+            .filter(|&&b| b)
+            .count();
         if given > 1 {
-            return Err(self.err(None, key, "give the secret only once: inline, as _file or as _env"));
+            return Err(self.err(
+                None,
+                key,
+                "give the secret only once: inline, as _file or as _env",
+            ));
         }
         if let Some(v) = inline {
             return Ok(Some(SecretString::from(v)));
@@ -562,7 +657,15 @@ impl Ctx<'_> {
             let key = format!("{key}_file");
             let path = self.path(&key, &f)?;
             let mut value = std::fs::read_to_string(&path).map_err(|e| {
-                self.err(None, &key, format!("cannot read the secret file {}: {}", path.display(), e.kind()))
+                self.err(
+                    None,
+                    &key,
+                    format!(
+                        "cannot read the secret file {}: {}",
+                        path.display(),
+                        e.kind()
+                    ),
+                )
             })?;
             warn_if_readable_by_others(&path);
             if value.ends_with('\n') {
@@ -572,7 +675,11 @@ impl Ctx<'_> {
                 }
             }
             if value.is_empty() {
-                return Err(self.err(None, &key, format!("the secret file {} is empty", path.display())));
+                return Err(self.err(
+                    None,
+                    &key,
+                    format!("the secret file {} is empty", path.display()),
+                ));
             }
             return Ok(Some(SecretString::from(value)));
         }
@@ -597,12 +704,19 @@ impl Ctx<'_> {
     }
 
     /// An absolute URL, or one relative to `base`; `http://` only to loopback or when allowed.
-    fn url(&self, key: &str, value: &str, base: Option<&Url>, allow_http: bool) -> Result<Url, InputError> {
+    fn url(
+        &self,
+        key: &str,
+        value: &str,
+        base: Option<&Url>,
+        allow_http: bool,
+    ) -> Result<Url, InputError> {
         let parsed = match base {
             Some(b) => Url::parse(value).or_else(|_| b.join(value)),
             None => Url::parse(value),
         };
-        let url = parsed.map_err(|e| self.err(None, key, format!("`{value}` is not a valid URL: {e}")))?;
+        let url = parsed
+            .map_err(|e| self.err(None, key, format!("`{value}` is not a valid URL: {e}")))?;
         match url.scheme() {
             "https" => {}
             "http" if allow_http || is_loopback(&url) => {}
@@ -612,7 +726,11 @@ impl Ctx<'_> {
             other => return Err(self.err(None, key, format!("unsupported URL scheme `{other}`"))),
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(self.err(None, key, "credentials in URLs are refused: use the secret keys"));
+            return Err(self.err(
+                None,
+                key,
+                "credentials in URLs are refused: use the secret keys",
+            ));
         }
         Ok(url)
     }
@@ -711,8 +829,14 @@ query = { no_pagination = "" }
     fn parses_a_full_account() {
         let c = parse("c.toml", GOOD, Some(Path::new("x.db"))).unwrap();
         let a = &c.accounts[0];
-        assert_eq!(a.endpoints[0].url.as_str(), "http://127.0.0.1:9/api/v1/links/?no_pagination");
-        assert_eq!(a.oauth2.as_ref().unwrap().token_url.as_str(), "http://127.0.0.1:9/api/oauth/token/");
+        assert_eq!(
+            a.endpoints[0].url.as_str(),
+            "http://127.0.0.1:9/api/v1/links/?no_pagination"
+        );
+        assert_eq!(
+            a.oauth2.as_ref().unwrap().token_url.as_str(),
+            "http://127.0.0.1:9/api/oauth/token/"
+        );
         assert_eq!(a.endpoints[0].interval, Duration::from_secs(30));
         assert_eq!(c.daemon.max_body, 1024 * 1024);
     }

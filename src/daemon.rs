@@ -29,7 +29,11 @@ pub struct Source {
 
 /// Runs until `control` says stop (or closes). A reload with a bad configuration is refused
 /// and the old one keeps running.
-pub async fn run(mut config: Config, source: Source, mut control: mpsc::Receiver<Control>) -> Result<(), Error> {
+pub async fn run(
+    mut config: Config,
+    source: Source,
+    mut control: mpsc::Receiver<Control>,
+) -> Result<(), Error> {
     prepare(&config)?;
     let mut running = Running::start(&config)?;
     notify(&[NotifyState::Ready]);
@@ -47,18 +51,25 @@ pub async fn run(mut config: Config, source: Source, mut control: mpsc::Receiver
                 return Ok(());
             }
             Some(Control::Reload) => {
-                notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
-                match config::load(&source.config_path, source.database.as_deref()).map_err(Error::from).and_then(|c| {
-                    prepare(&c)?;
-                    Ok(c)
-                }) {
+                notify(&[
+                    NotifyState::Reloading,
+                    NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading")),
+                ]);
+                match config::load(&source.config_path, source.database.as_deref())
+                    .map_err(Error::from)
+                    .and_then(|c| {
+                        prepare(&c)?;
+                        Ok(c)
+                    }) {
                     Ok(new) => {
                         running.stop().await;
                         running = Running::start(&new)?;
                         config = new;
                         tracing::info!(accounts = config.accounts.len(), "configuration reloaded");
                     }
-                    Err(e) => tracing::error!(error = %e, "new configuration refused; the old one keeps running"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "new configuration refused; the old one keeps running")
+                    }
                 }
                 notify(&[NotifyState::Ready]);
                 notify_status(&config);
@@ -79,13 +90,19 @@ pub fn prepare(config: &Config) -> Result<(), Error> {
 /// [`prepare`] for one account.
 pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Error> {
     let store = Store::open(&config.daemon.database)?;
-    let Some(seed) = account.seed_file.as_ref().filter(|_| account.auth == AuthKind::Oauth2) else {
+    let Some(seed) = account
+        .seed_file
+        .as_ref()
+        .filter(|_| account.auth == AuthKind::Oauth2)
+    else {
         return Ok(());
     };
     if store.token(&account.name)?.is_some() {
         return Ok(());
     }
-    if let SeedOutcome::Stored(generation) = seed_from_file(&config.daemon.database, account, seed, false)? {
+    if let SeedOutcome::Stored(generation) =
+        seed_from_file(&config.daemon.database, account, seed, false)?
+    {
         tracing::info!(account = %account.name, file = %seed.display(), generation, "imported the seed file");
     }
     Ok(())
@@ -110,7 +127,11 @@ impl Running {
             .collect();
         let offsets = start_offsets(&all.iter().map(|(_, e)| e.interval).collect::<Vec<_>>());
         for ((account, endpoint), offset) in all.into_iter().zip(offsets) {
-            tasks.spawn(poller.clone().run_endpoint(account, endpoint, offset, rx.clone()));
+            tasks.spawn(
+                poller
+                    .clone()
+                    .run_endpoint(account, endpoint, offset, rx.clone()),
+            );
         }
         Ok(Running {
             shutdown,
@@ -145,7 +166,10 @@ pub fn build(config: &Config) -> Result<(Arc<Poller>, Vec<Arc<config::Account>>)
         .map(|a| Arc::new(clone_account(a)))
         .collect();
     let tokens = Tokens::new(&config.daemon.database, &accounts, config.daemon.timeout)?;
-    let writer = Arc::new(PollWriter::start(&config.daemon.database, config.daemon.keep_history)?);
+    let writer = Arc::new(PollWriter::start(
+        &config.daemon.database,
+        config.daemon.keep_history,
+    )?);
     let poller = Arc::new(Poller::new(tokens, writer, config.daemon.clone())?);
     Ok((poller, accounts))
 }
@@ -187,7 +211,11 @@ fn notify(state: &[NotifyState]) {
 fn notify_status(config: &Config) {
     let status = format!(
         "polling {} endpoint(s) of {} account(s)",
-        config.accounts.iter().map(|a| a.endpoints.len()).sum::<usize>(),
+        config
+            .accounts
+            .iter()
+            .map(|a| a.endpoints.len())
+            .sum::<usize>(),
         config.accounts.len()
     );
     notify(&[NotifyState::Status(&status)]);
@@ -203,7 +231,11 @@ pub fn signal_control() -> Result<mpsc::Receiver<Control>, Error> {
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                let control = if sig == SIGHUP { Control::Reload } else { Control::Stop };
+                let control = if sig == SIGHUP {
+                    Control::Reload
+                } else {
+                    Control::Stop
+                };
                 if tx.blocking_send(control).is_err() {
                     break;
                 }
@@ -218,16 +250,22 @@ pub fn signal_control() -> Result<mpsc::Receiver<Control>, Error> {
 pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Error> {
     if let Some(name) = only {
         if !config.accounts.iter().any(|a| a.name == name) {
-            return Err(Error::Input(crate::error::InputError::new(
-                config.path.display().to_string(),
-                format!("no account named `{name}`"),
-            ).key("account")));
+            return Err(Error::Input(
+                crate::error::InputError::new(
+                    config.path.display().to_string(),
+                    format!("no account named `{name}`"),
+                )
+                .key("account"),
+            ));
         }
     }
     prepare(config)?;
     let (poller, accounts) = build(config)?;
     let mut set = JoinSet::new();
-    for account in accounts.into_iter().filter(|a| only.is_none_or(|o| o == a.name)) {
+    for account in accounts
+        .into_iter()
+        .filter(|a| only.is_none_or(|o| o == a.name))
+    {
         for endpoint in account.endpoints.clone() {
             let poller = poller.clone();
             let account = account.clone();

@@ -10,11 +10,14 @@ const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(20);
 
 pub async fn run(seconds: Option<u64>) -> Result<(), Error> {
     let dir = std::env::temp_dir().join(format!("oauth-poller-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| Error::runtime(format!("cannot listen on loopback: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| Error::runtime(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::runtime(e.to_string()))?;
     let mut opts = SimOptions::new(Profile::Inode);
     opts.access_ttl = DEMO_TOKEN_LIFETIME;
     let sim = Simulator::new(opts.clone());
@@ -22,16 +25,28 @@ pub async fn run(seconds: Option<u64>) -> Result<(), Error> {
     let db = dir.join("demo.db");
     write_private(&seed_path, &sim.issue_seed())?;
     let config_path = dir.join("config.toml");
-    let base_url = format!("http://{addr}/api/");
-    let config_text = example_config(&opts, &base_url, &db.display().to_string(), &seed_path.display().to_string());
+    let root_url = format!("http://{addr}");
+    let config_text = example_config(
+        &opts,
+        &root_url,
+        &db.display().to_string(),
+        &seed_path.display().to_string(),
+    );
     write_private(&config_path, &config_text)?;
     let (stop_sim, sim_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(sim.serve(listener, async move {
         let _ = sim_stopped.await;
     }));
 
-    eprintln!("demo: simulator (inode profile) on http://{addr}/, access tokens live {}s", DEMO_TOKEN_LIFETIME.as_secs());
-    eprintln!("demo: configuration {}, database {}", config_path.display(), db.display());
+    eprintln!(
+        "demo: simulator (inode profile) on http://{addr}/, access tokens live {}s",
+        DEMO_TOKEN_LIFETIME.as_secs()
+    );
+    eprintln!(
+        "demo: configuration {}, database {}",
+        config_path.display(),
+        db.display()
+    );
     eprintln!("demo: watch for `poll` lines and `token refreshed`; Ctrl-C stops");
     let config = crate::config::load(&config_path, None)?;
     let source = daemon::Source {
@@ -50,11 +65,18 @@ pub async fn run(seconds: Option<u64>) -> Result<(), Error> {
     let result = daemon::run(config, source, rx).await;
     let _ = stop_sim.send(());
     let _ = server.await;
-    eprintln!("demo: inspect it with `oauth-poller --config {} status` or `sqlite3 {}`", config_path.display(), db.display());
+    eprintln!(
+        "demo: inspect it with `oauth-poller --config {} status` or `sqlite3 {}`",
+        config_path.display(),
+        db.display()
+    );
     result
 }
 
-async fn forward(mut from: tokio::sync::mpsc::Receiver<Control>, to: tokio::sync::mpsc::Sender<Control>) {
+async fn forward(
+    mut from: tokio::sync::mpsc::Receiver<Control>,
+    to: tokio::sync::mpsc::Sender<Control>,
+) {
     while let Some(c) = from.recv().await {
         if to.send(c).await.is_err() {
             break;

@@ -80,16 +80,31 @@ pub fn status(db: &Path, config: Option<&Config>, as_json: bool) -> Result<bool,
 
 fn print_account(a: &serde_json::Value, t: i64) {
     let i = |k: &str| a[k].as_i64();
-    println!("\naccount {}: {}", a["account"].as_str().unwrap_or(""), a["state"].as_str().unwrap_or(""));
+    println!(
+        "\naccount {}: {}",
+        a["account"].as_str().unwrap_or(""),
+        a["state"].as_str().unwrap_or("")
+    );
     if let Some(d) = a["detail"].as_str() {
         println!("  {d}");
     }
     if a["state"] == "no_token" {
-        println!("  no token stored: run `oauth-poller seed {} FILE`", a["account"].as_str().unwrap_or(""));
+        println!(
+            "  no token stored: run `oauth-poller seed {} FILE`",
+            a["account"].as_str().unwrap_or("")
+        );
     }
     match i("access_expires_at") {
-        Some(e) if e > t => println!("  access token:  expires in {} (at {})", human(e - t), fmt_time(e)),
-        Some(e) => println!("  access token:  expired {} ago (at {})", human(t - e), fmt_time(e)),
+        Some(e) if e > t => println!(
+            "  access token:  expires in {} (at {})",
+            human(e - t),
+            fmt_time(e)
+        ),
+        Some(e) => println!(
+            "  access token:  expired {} ago (at {})",
+            human(t - e),
+            fmt_time(e)
+        ),
         None if i("generation").is_some() => println!("  access token:  no known expiry"),
         None => {}
     }
@@ -105,9 +120,17 @@ fn print_account(a: &serde_json::Value, t: i64) {
         _ => {}
     }
     if let Some(r) = i("last_refresh_at") {
-        println!("  last refresh:  {} ago ({})", human(t - r), a["obtained_by"].as_str().unwrap_or(""));
+        println!(
+            "  last refresh:  {} ago ({})",
+            human(t - r),
+            a["obtained_by"].as_str().unwrap_or("")
+        );
     } else if let Some(o) = i("obtained_at") {
-        println!("  obtained:      {} ago ({})", human(t - o), a["obtained_by"].as_str().unwrap_or(""));
+        println!(
+            "  obtained:      {} ago ({})",
+            human(t - o),
+            a["obtained_by"].as_str().unwrap_or("")
+        );
     }
     for e in a["endpoints"].as_array().into_iter().flatten() {
         let name = e["name"].as_str().unwrap_or("");
@@ -115,12 +138,21 @@ fn print_account(a: &serde_json::Value, t: i64) {
             println!("  endpoint {name}: not polled yet");
             continue;
         };
-        let status = e["status"].as_i64().map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-        let mut line = format!("  endpoint {name}: last poll {} ago, status {status}", human(t - at));
+        let status = e["status"]
+            .as_i64()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
+        let mut line = format!(
+            "  endpoint {name}: last poll {} ago, status {status}",
+            human(t - at)
+        );
         if let Some(n) = e["items"].as_i64() {
             line.push_str(&format!(", {n} items"));
         }
-        line.push_str(&format!(", {} consecutive failure(s)", e["consecutive_failures"]));
+        line.push_str(&format!(
+            ", {} consecutive failure(s)",
+            e["consecutive_failures"]
+        ));
         if let Some(err) = e["error"].as_str() {
             line.push_str(&format!(": {err}"));
         }
@@ -144,19 +176,31 @@ pub fn history(db: &Path, account: Option<&str>, limit: usize, as_json: bool) ->
             "kind": "event", "at": e.at, "account": e.account, "event": e.event, "detail": e.detail,
         })));
     }
-    items.sort_by(|a, b| (b.0, b.2["kind"] == "event", b.1).cmp(&(a.0, a.2["kind"] == "event", a.1)));
+    items.sort_by(|a, b| {
+        (b.0, b.2["kind"] == "event", b.1).cmp(&(a.0, a.2["kind"] == "event", a.1))
+    });
     items.truncate(limit);
     if as_json {
         let list: Vec<_> = items.into_iter().map(|i| i.2).collect();
-        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
         return Ok(());
     }
     for (_, _, v) in items {
         let at = fmt_time(v["at"].as_i64().unwrap_or(0));
         let acct = v["account"].as_str().unwrap_or("");
         if v["kind"] == "poll" {
-            let status = v["status"].as_i64().map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-            let mut line = format!("{at}  poll   {acct}/{} status={status} {}ms", v["endpoint"].as_str().unwrap_or(""), v["duration_ms"]);
+            let status = v["status"]
+                .as_i64()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into());
+            let mut line = format!(
+                "{at}  poll   {acct}/{} status={status} {}ms",
+                v["endpoint"].as_str().unwrap_or(""),
+                v["duration_ms"]
+            );
             if let Some(n) = v["items"].as_i64() {
                 line.push_str(&format!(" items={n}"));
             }
@@ -168,7 +212,11 @@ pub fn history(db: &Path, account: Option<&str>, limit: usize, as_json: bool) ->
             }
             println!("{line}");
         } else {
-            println!("{at}  event  {acct} {}: {}", v["event"].as_str().unwrap_or(""), v["detail"].as_str().unwrap_or(""));
+            println!(
+                "{at}  event  {acct} {}: {}",
+                v["event"].as_str().unwrap_or(""),
+                v["detail"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(())
@@ -188,7 +236,12 @@ pub fn fmt_time(t: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs % 3600) / 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]

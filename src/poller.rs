@@ -43,7 +43,11 @@ pub struct EndpointState {
 }
 
 impl Poller {
-    pub fn new(tokens: Tokens, writer: Arc<PollWriter>, daemon: DaemonConfig) -> Result<Poller, crate::error::Error> {
+    pub fn new(
+        tokens: Tokens,
+        writer: Arc<PollWriter>,
+        daemon: DaemonConfig,
+    ) -> Result<Poller, crate::error::Error> {
         let http = reqwest::Client::builder()
             .timeout(daemon.timeout)
             .connect_timeout(daemon.timeout.min(Duration::from_secs(10)))
@@ -51,7 +55,9 @@ impl Poller {
             .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(|e| crate::error::Error::runtime(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                crate::error::Error::runtime(format!("cannot build the HTTP client: {e}"))
+            })?;
         Ok(Poller {
             tokens,
             writer,
@@ -62,7 +68,12 @@ impl Poller {
     }
 
     /// Polls once: token, request (one retry after a 401 and a refresh), log line, row.
-    pub async fn poll(&self, account: &Account, endpoint: &Endpoint, state: &mut EndpointState) -> PollResult {
+    pub async fn poll(
+        &self,
+        account: &Account,
+        endpoint: &Endpoint,
+        state: &mut EndpointState,
+    ) -> PollResult {
         let started_at = now();
         let clock = Instant::now();
         let mut record = PollRecord {
@@ -124,12 +135,21 @@ impl Poller {
         };
         log_poll(&record);
         self.writer.record(record);
-        PollResult { outcome, retry_after }
+        PollResult {
+            outcome,
+            retry_after,
+        }
     }
 
     async fn fetch(&self, account: &Account, endpoint: &Endpoint) -> Result<Body, FetchError> {
-        let access = self.tokens.access(&account.name).await.map_err(FetchError::from)?;
-        let response = self.get(endpoint, access.authorization.expose_secret()).await?;
+        let access = self
+            .tokens
+            .access(&account.name)
+            .await
+            .map_err(FetchError::from)?;
+        let response = self
+            .get(endpoint, access.authorization.expose_secret())
+            .await?;
         let response = if response.status().as_u16() == 401 && account.oauth2.is_some() {
             // The token was refused before its time (revoked, or the clock is off): refresh
             // once, unless someone already has, and retry once.
@@ -139,7 +159,8 @@ impl Poller {
                 .unauthorized(&account.name, access.generation)
                 .await
                 .map_err(FetchError::from)?;
-            self.get(endpoint, access.authorization.expose_secret()).await?
+            self.get(endpoint, access.authorization.expose_secret())
+                .await?
         } else {
             response
         };
@@ -162,9 +183,17 @@ impl Poller {
         Ok(Body { status, bytes })
     }
 
-    async fn get(&self, endpoint: &Endpoint, authorization: &str) -> Result<reqwest::Response, FetchError> {
+    async fn get(
+        &self,
+        endpoint: &Endpoint,
+        authorization: &str,
+    ) -> Result<reqwest::Response, FetchError> {
         let mut auth = reqwest::header::HeaderValue::from_str(authorization).map_err(|_| {
-            FetchError::Failed(None, "the token holds characters not allowed in a header".into(), None)
+            FetchError::Failed(
+                None,
+                "the token holds characters not allowed in a header".into(),
+                None,
+            )
         })?;
         auth.set_sensitive(true);
         self.http
@@ -212,7 +241,8 @@ impl Poller {
             if now >= next {
                 let late = now - next;
                 let missed = (late.as_nanos() / interval.as_nanos()) as u32 + 1;
-                self.skipped_ticks.fetch_add(missed as u64, Ordering::Relaxed);
+                self.skipped_ticks
+                    .fetch_add(missed as u64, Ordering::Relaxed);
                 tracing::warn!(account = %account.name, endpoint = %endpoint.name, skipped = missed,
                     "poll took longer than the interval: skipped {missed} tick(s)");
                 next += interval * missed;
@@ -249,7 +279,10 @@ impl From<AccessError> for FetchError {
 }
 
 fn log_poll(r: &PollRecord) {
-    let status = r.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+    let status = r
+        .status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "-".into());
     match &r.error {
         None => tracing::info!(
             account = %r.account, endpoint = %r.endpoint, status = %status,
@@ -294,7 +327,9 @@ async fn read_body(mut response: reqwest::Response, max: u64) -> Result<Vec<u8>,
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if (body.len() + chunk.len()) as u64 > max {
-                    return Err(format!("response body larger than max_body ({max} bytes): cut off"));
+                    return Err(format!(
+                        "response body larger than max_body ({max} bytes): cut off"
+                    ));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -314,7 +349,11 @@ pub fn count_items(body: &[u8]) -> Option<i64> {
             .get("results")
             .and_then(|r| r.as_array())
             .map(|a| a.len() as i64)
-            .or_else(|| o.get("data").and_then(|r| r.as_array()).map(|a| a.len() as i64))
+            .or_else(|| {
+                o.get("data")
+                    .and_then(|r| r.as_array())
+                    .map(|a| a.len() as i64)
+            })
             .or_else(|| o.get("count").and_then(|c| c.as_i64())),
         _ => None,
     }
@@ -322,10 +361,12 @@ pub fn count_items(body: &[u8]) -> Option<i64> {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Where each endpoint's first poll falls: at once when there are few, else spread evenly
@@ -357,7 +398,9 @@ mod tests {
 
     #[test]
     fn offsets_spread_only_many() {
-        assert!(start_offsets(&[Duration::from_secs(60); 3]).iter().all(|d| d.is_zero()));
+        assert!(start_offsets(&[Duration::from_secs(60); 3])
+            .iter()
+            .all(|d| d.is_zero()));
         let o = start_offsets(&[Duration::from_secs(60); 100]);
         assert_eq!(o[50], Duration::from_secs(30));
     }

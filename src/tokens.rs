@@ -63,11 +63,15 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 impl Backoff {
     fn fail(&mut self, retry_after: Option<Duration>) -> Duration {
-        let exp = BACKOFF_BASE.saturating_mul(1u32 << self.failures.min(16)).min(BACKOFF_CAP);
+        let exp = BACKOFF_BASE
+            .saturating_mul(1u32 << self.failures.min(16))
+            .min(BACKOFF_CAP);
         self.failures = self.failures.saturating_add(1);
         // Jitter in [exp/2, exp]: processes that failed together do not retry together.
         let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
-        let delay = retry_after.map_or(jittered, |r| r.max(jittered)).min(Duration::from_secs(3600));
+        let delay = retry_after
+            .map_or(jittered, |r| r.max(jittered))
+            .min(Duration::from_secs(3600));
         self.not_before = Some(Instant::now() + delay);
         delay
     }
@@ -141,7 +145,11 @@ impl Tokens {
     }
 
     pub fn read(&self, name: &str) -> Result<Option<TokenRow>, Error> {
-        self.inner.store.lock().unwrap_or_else(|e| e.into_inner()).token(name)
+        self.inner
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token(name)
     }
 
     pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
@@ -153,7 +161,11 @@ impl Tokens {
         let slot = self.slot(name)?;
         let account = &slot.account;
         if account.auth == AuthKind::ApiKey {
-            let key = account.api_key.as_ref().map(|k| k.expose_secret()).unwrap_or("");
+            let key = account
+                .api_key
+                .as_ref()
+                .map(|k| k.expose_secret())
+                .unwrap_or("");
             return Ok(Access {
                 authorization: SecretString::from(account.authorization(key)),
                 generation: 0,
@@ -172,14 +184,21 @@ impl Tokens {
     pub async fn unauthorized(&self, name: &str, generation: i64) -> Result<Access, AccessError> {
         let slot = self.slot(name)?;
         if slot.account.auth == AuthKind::ApiKey {
-            return Err(AccessError::Unavailable("the API rejected the API key (401)".into()));
+            return Err(AccessError::Unavailable(
+                "the API rejected the API key (401)".into(),
+            ));
         }
         self.refresh(name, Some(generation), true).await
     }
 
     /// Refreshes (or obtains) the account's token unless the stored row has moved on from
     /// `seen` and is usable. `force`: the token is known to be rejected (a 401).
-    async fn refresh(&self, name: &str, seen: Option<i64>, force: bool) -> Result<Access, AccessError> {
+    async fn refresh(
+        &self,
+        name: &str,
+        seen: Option<i64>,
+        force: bool,
+    ) -> Result<Access, AccessError> {
         let flight = self.slot(name)?.flight.clone().lock_owned().await;
         // In a task of its own: a poll cancelled at shutdown must not drop a refresh between
         // the server's answer and the commit (that would lose a rotated refresh token).
@@ -190,7 +209,11 @@ impl Tokens {
             this.refresh_locked(&name, seen, force).await
         })
         .await
-        .unwrap_or_else(|e| Err(AccessError::Store(Error::runtime(format!("refresh task failed: {e}")))))
+        .unwrap_or_else(|e| {
+            Err(AccessError::Store(Error::runtime(format!(
+                "refresh task failed: {e}"
+            ))))
+        })
     }
 
     /// Waits for every refresh in flight to finish (at shutdown).
@@ -200,7 +223,12 @@ impl Tokens {
         }
     }
 
-    async fn refresh_locked(&self, name: &str, seen: Option<i64>, force: bool) -> Result<Access, AccessError> {
+    async fn refresh_locked(
+        &self,
+        name: &str,
+        seen: Option<i64>,
+        force: bool,
+    ) -> Result<Access, AccessError> {
         let slot = self.slot(name)?;
         let account = slot.account.clone();
 
@@ -210,7 +238,11 @@ impl Tokens {
                 return Ok(access_of(&account, &row));
             }
         }
-        let waiting = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).waiting();
+        let waiting = slot
+            .backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting();
         if let Some(wait) = waiting {
             return self.while_backing_off(&account, force, wait);
         }
@@ -237,15 +269,24 @@ impl Tokens {
             .as_ref()
             .ok_or_else(|| Error::runtime("oauth2 account without [account.oauth2]"))?;
         let started = now();
-        let refresh_token = row
-            .as_ref()
-            .and_then(|r| r.refresh_token.as_ref().filter(|_| !refresh_expired(r, started)));
+        let refresh_token = row.as_ref().and_then(|r| {
+            r.refresh_token
+                .as_ref()
+                .filter(|_| !refresh_expired(r, started))
+        });
         let mut attempt = match refresh_token {
             Some(rt) => {
-                let result = self.inner.client.request(oauth, &Grant::RefreshToken(rt)).await;
+                let result = self
+                    .inner
+                    .client
+                    .request(oauth, &Grant::RefreshToken(rt))
+                    .await;
                 (Grant::RefreshToken(rt).name(), result)
             }
-            None => ("refresh_token", Err(no_refresh_token(row.as_ref(), started))),
+            None => (
+                "refresh_token",
+                Err(no_refresh_token(row.as_ref(), started)),
+            ),
         };
         // A permanent refresh failure falls back to the account's own grant, if any.
         if let Err(e) = &attempt.1 {
@@ -271,14 +312,30 @@ impl Tokens {
                 let new_row = row_from_response(&account, row.as_ref(), response, grant, started);
                 let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
                 let stored = lock.commit_token(&new_row, event, &detail)?;
-                slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).reset();
-                tracing::info!(account = name, grant, generation = stored.generation,
+                slot.backoff
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .reset();
+                tracing::info!(
+                    account = name,
+                    grant,
+                    generation = stored.generation,
                     expires_in = stored.access_expires_at.map(|t| t - started),
-                    "token {}", if event == "refreshed" { "refreshed" } else { "obtained" });
+                    "token {}",
+                    if event == "refreshed" {
+                        "refreshed"
+                    } else {
+                        "obtained"
+                    }
+                );
                 Ok(access_of(&account, &stored))
             }
             (grant, Err(e)) if !e.is_permanent() => {
-                let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(e.retry_after);
+                let delay = slot
+                    .backoff
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .fail(e.retry_after);
                 let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
                 tracing::warn!(account = name, grant, error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
                 lock.commit_event(name, "refresh_failed", &detail)?;
@@ -298,7 +355,12 @@ impl Tokens {
     }
 
     /// While the token endpoint is backing off: the old access token while it lasts.
-    fn while_backing_off(&self, account: &Account, force: bool, wait: Duration) -> Result<Access, AccessError> {
+    fn while_backing_off(
+        &self,
+        account: &Account,
+        force: bool,
+        wait: Duration,
+    ) -> Result<Access, AccessError> {
         if !force {
             if let Some(row) = self.read(&account.name)? {
                 let not_expired = row.access_expires_at.is_some_and(|t| now() < t);
@@ -316,8 +378,12 @@ impl Tokens {
     /// Warns (once a day) when the refresh token expires within `refresh_warning`.
     pub fn check_refresh_expiry(&self, name: &str) {
         let Ok(slot) = self.slot(name) else { return };
-        let Ok(Some(row)) = self.read(name) else { return };
-        let (Some(expires), t) = (row.refresh_expires_at, now()) else { return };
+        let Ok(Some(row)) = self.read(name) else {
+            return;
+        };
+        let (Some(expires), t) = (row.refresh_expires_at, now()) else {
+            return;
+        };
         let warn_within = slot.account.refresh_warning.as_secs() as i64;
         if expires - t > warn_within || row.refresh_warned_at.is_some_and(|w| t - w < 86400) {
             return;
@@ -365,7 +431,11 @@ fn no_refresh_token(row: Option<&TokenRow>, now: i64) -> TokenError {
 }
 
 fn access_of(account: &Account, row: &TokenRow) -> Access {
-    let token = row.access_token.as_ref().map(|t| t.expose_secret()).unwrap_or("");
+    let token = row
+        .access_token
+        .as_ref()
+        .map(|t| t.expose_secret())
+        .unwrap_or("");
     Access {
         authorization: SecretString::from(account.authorization(token)),
         generation: row.generation,
@@ -374,20 +444,33 @@ fn access_of(account: &Account, row: &TokenRow) -> Access {
 
 fn needs_reauth_error(account: &Account, row: &TokenRow) -> AccessError {
     AccessError::NeedsReauth(row.state_detail.clone().unwrap_or_else(|| {
-        format!("the account needs re-authorization: run {}", fix_command(account))
+        format!(
+            "the account needs re-authorization: run {}",
+            fix_command(account)
+        )
     }))
 }
 
 /// The command an operator runs to bring the account back.
 pub fn fix_command(account: &Account) -> String {
     let name = &account.name;
-    match account.oauth2.as_ref().and_then(|o| o.authorize_url.as_ref()) {
+    match account
+        .oauth2
+        .as_ref()
+        .and_then(|o| o.authorize_url.as_ref())
+    {
         Some(_) => format!("`oauth-poller authorize {name}` or `oauth-poller seed {name} FILE`"),
         None => format!("`oauth-poller seed {name} FILE`"),
     }
 }
 
-fn row_from_response(account: &Account, old: Option<&TokenRow>, r: TokenResponse, grant: &str, started: i64) -> TokenRow {
+fn row_from_response(
+    account: &Account,
+    old: Option<&TokenRow>,
+    r: TokenResponse,
+    grant: &str,
+    started: i64,
+) -> TokenRow {
     let mut row = TokenRow::new(&account.name, grant, started);
     let rotated = r.refresh_token.is_some();
     row.access_token = Some(r.access_token);
@@ -408,21 +491,36 @@ fn row_from_response(account: &Account, old: Option<&TokenRow>, r: TokenResponse
         None => {}
     }
     row.last_refresh_at = Some(started);
-    row.refresh_warned_at = if rotated { None } else { old.and_then(|o| o.refresh_warned_at) };
+    row.refresh_warned_at = if rotated {
+        None
+    } else {
+        old.and_then(|o| o.refresh_warned_at)
+    };
     row
 }
 
-fn describe_new_token(new: &TokenRow, old: Option<&TokenRow>, grant: &str) -> (&'static str, String) {
+fn describe_new_token(
+    new: &TokenRow,
+    old: Option<&TokenRow>,
+    grant: &str,
+) -> (&'static str, String) {
     let expiry = match new.access_expires_at {
         Some(t) => format!("access token valid for {}s", t - new.obtained_at),
         None => "access token without a stated expiry".to_string(),
     };
-    let rotation = match (&new.refresh_token, old.and_then(|o| o.refresh_token.as_ref())) {
+    let rotation = match (
+        &new.refresh_token,
+        old.and_then(|o| o.refresh_token.as_ref()),
+    ) {
         (Some(n), Some(o)) if n.expose_secret() == o.expose_secret() => "refresh token kept",
         (Some(_), _) => "new refresh token",
         (None, _) => "no refresh token",
     };
-    let event = if grant == "refresh_token" { "refreshed" } else { "obtained" };
+    let event = if grant == "refresh_token" {
+        "refreshed"
+    } else {
+        "obtained"
+    };
     (event, format!("{grant}: {expiry}; {rotation}"))
 }
 
@@ -436,7 +534,12 @@ pub enum SeedOutcome {
 
 /// Stores a seed token (in one durable transaction under the write lock). Refuses to
 /// replace a stored token obtained after the seed was issued unless `force`.
-pub fn store_seed(db: &Path, account: &str, seed: SeedToken, force: bool) -> Result<SeedOutcome, Error> {
+pub fn store_seed(
+    db: &Path,
+    account: &str,
+    seed: SeedToken,
+    force: bool,
+) -> Result<SeedOutcome, Error> {
     let lock = Store::lock(db)?;
     if let Some(old) = lock.token(account)? {
         if !force && old.obtained_at > seed.issued_at && old.state == TokenState::Ok {
@@ -453,8 +556,16 @@ pub fn store_seed(db: &Path, account: &str, seed: SeedToken, force: bool) -> Res
     row.refresh_expires_at = seed.refresh_expires_at;
     let detail = format!(
         "seeded: access token {}, refresh token {}{}",
-        if row.access_token.is_some() { "present" } else { "absent" },
-        if row.refresh_token.is_some() { "present" } else { "absent" },
+        if row.access_token.is_some() {
+            "present"
+        } else {
+            "absent"
+        },
+        if row.refresh_token.is_some() {
+            "present"
+        } else {
+            "absent"
+        },
         seed.user.map(|u| format!(", user {u}")).unwrap_or_default(),
     );
     let stored = lock.commit_token(&row, "seeded", &detail)?;
@@ -462,13 +573,22 @@ pub fn store_seed(db: &Path, account: &str, seed: SeedToken, force: bool) -> Res
 }
 
 /// Reads and stores a seed file for `account`; bad files are input errors (exit 2).
-pub fn seed_from_file(db: &Path, account: &Account, file: &Path, force: bool) -> Result<SeedOutcome, Error> {
+pub fn seed_from_file(
+    db: &Path,
+    account: &Account,
+    file: &Path,
+    force: bool,
+) -> Result<SeedOutcome, Error> {
     crate::config::warn_if_readable_by_others(file);
     let seed = crate::seed::parse_seed_file(file, now())?;
     if account.auth == AuthKind::ApiKey {
-        return Err(InputError::new(file.display().to_string(), format!(
-            "account `{}` uses an API key: it takes no seed", account.name
-        ))
+        return Err(InputError::new(
+            file.display().to_string(),
+            format!(
+                "account `{}` uses an API key: it takes no seed",
+                account.name
+            ),
+        )
         .into());
     }
     store_seed(db, &account.name, seed, force)

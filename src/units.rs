@@ -7,16 +7,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. \"90s\", \"5m\", \"2h\", \"7d\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{text}` is not a duration: write e.g. \"90s\", \"5m\", \"2h\", \"7d\"")
+    })?;
     let secs_per = match unit.trim() {
         "ms" => return Ok(Duration::from_millis(n)),
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => return Err(format!("`{text}` has an unknown unit: use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit: use ms, s, m, h or d"
+            ))
+        }
     };
     n.checked_mul(secs_per)
         .map(Duration::from_secs)
@@ -38,9 +42,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "KB" | "kB" => 1000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        _ => return Err(format!("`{text}` has an unknown unit: use B, KiB, MiB or GiB")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit: use B, KiB, MiB or GiB"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// A duration as an operator reads it: `2h 5m`, `40s`.

@@ -51,18 +51,29 @@ impl TokenClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| crate::error::Error::runtime(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                crate::error::Error::runtime(format!("cannot build the HTTP client: {e}"))
+            })?;
         Ok(TokenClient { http })
     }
 
     /// One request to the token endpoint. No retries here: the caller's policy decides.
-    pub async fn request(&self, oauth: &OAuth2, grant: &Grant<'_>) -> Result<TokenResponse, TokenError> {
+    pub async fn request(
+        &self,
+        oauth: &OAuth2,
+        grant: &Grant<'_>,
+    ) -> Result<TokenResponse, TokenError> {
         let mut params: Vec<(&str, String)> = vec![("grant_type", grant.name().to_string())];
         match grant {
-            Grant::RefreshToken(rt) => params.push(("refresh_token", rt.expose_secret().to_string())),
+            Grant::RefreshToken(rt) => {
+                params.push(("refresh_token", rt.expose_secret().to_string()))
+            }
             Grant::Password => {
                 params.push(("username", oauth.username.clone().unwrap_or_default()));
-                let pw = oauth.password.as_ref().map(|p| p.expose_secret().to_string());
+                let pw = oauth
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose_secret().to_string());
                 params.push(("password", pw.unwrap_or_default()));
             }
             Grant::ClientCredentials => {}
@@ -136,7 +147,10 @@ impl TokenClient {
 pub fn basic_credentials(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let raw = format!("{}:{}", enc(id), enc(secret));
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
 }
 
 /// A network error with the URL removed: in query mode the URL holds secrets.
@@ -148,7 +162,13 @@ fn network_error(e: reqwest::Error) -> TokenError {
     } else {
         "network"
     };
-    TokenError::temporary(kind, format!("token endpoint: {kind} error: {}", describe(&e.without_url())))
+    TokenError::temporary(
+        kind,
+        format!(
+            "token endpoint: {kind} error: {}",
+            describe(&e.without_url())
+        ),
+    )
 }
 
 /// The error and its causes on one line (reqwest's Display alone says little).
@@ -166,7 +186,10 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, TokenError> {
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, TokenError> {
     let mut body = Vec::new();
     loop {
         match response.chunk().await {

@@ -59,7 +59,11 @@ impl std::fmt::Display for TokenError {
 }
 
 /// Classifies a token-endpoint answer.
-pub fn parse(status: u16, body: &[u8], retry_after: Option<Duration>) -> Result<TokenResponse, TokenError> {
+pub fn parse(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> Result<TokenResponse, TokenError> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
         let Some(obj) = json.as_ref().and_then(|j| j.as_object()) else {
@@ -119,13 +123,20 @@ pub fn parse(status: u16, body: &[u8], retry_after: Option<Duration>) -> Result<
     let oauth_final = code.as_deref().is_some_and(|c| {
         matches!(
             c,
-            "invalid_grant" | "invalid_client" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope"
+            "invalid_grant"
+                | "invalid_client"
+                | "unauthorized_client"
+                | "unsupported_grant_type"
+                | "invalid_scope"
         )
     });
     let mut err = if temporary && !oauth_final {
         TokenError::temporary(&format!("http_{status}"), message)
     } else {
-        TokenError::permanent(code.as_deref().unwrap_or(&format!("http_{status}")), message)
+        TokenError::permanent(
+            code.as_deref().unwrap_or(&format!("http_{status}")),
+            message,
+        )
     };
     err.retry_after = retry_after;
     Err(err)
@@ -133,10 +144,7 @@ pub fn parse(status: u16, body: &[u8], retry_after: Option<Duration>) -> Result<
 
 /// Server text shown in logs: printable, short.
 fn safe_text(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 #[cfg(test)]
@@ -146,11 +154,21 @@ mod tests {
 
     #[test]
     fn lenient_success() {
-        let r = parse(200, br#"{"access_token":"a","expires_in":"406","token_type":"bearer"}"#, None).unwrap();
+        let r = parse(
+            200,
+            br#"{"access_token":"a","expires_in":"406","token_type":"bearer"}"#,
+            None,
+        )
+        .unwrap();
         assert_eq!(r.access_token.expose_secret(), "a");
         assert_eq!(r.expires_in, Some(406));
         assert!(r.refresh_token.is_none());
-        let r = parse(200, br#"{"access_token":"a","created_at":1616778780,"expires_in":7200}"#, None).unwrap();
+        let r = parse(
+            200,
+            br#"{"access_token":"a","created_at":1616778780,"expires_in":7200}"#,
+            None,
+        )
+        .unwrap();
         assert_eq!(r.created_at, Some(1616778780));
         assert!(r.token_type.is_none());
     }

@@ -86,7 +86,8 @@ pub(crate) fn store_err(path: &Path, source: rusqlite::Error) -> Error {
 /// A connection with the store's settings. `durable`: fsync every commit.
 pub(crate) fn connect(path: &Path, durable: bool) -> Result<Connection, Error> {
     let conn = Connection::open(path).map_err(|e| store_err(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| store_err(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| store_err(path, e))?;
     let sync = if durable { "FULL" } else { "NORMAL" };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"

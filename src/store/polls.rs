@@ -105,7 +105,11 @@ fn writer_loop(conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>, keep: D
                 Msg::Poll(p) => batch.push(p),
                 Msg::Flush(w) => waiters.push(w),
             }
-            next = if batch.len() < 1000 { rx.try_recv().ok() } else { None };
+            next = if batch.len() < 1000 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
         if !batch.is_empty() {
             if let Err(e) = insert_batch(&conn, &batch) {
@@ -136,10 +140,11 @@ fn insert_batch(conn: &Connection, batch: &[Box<PollRecord>]) -> rusqlite::Resul
              changed, error, body, body_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for p in batch {
-            let body: Option<rusqlite::types::Value> = p.body.as_ref().map(|b| match std::str::from_utf8(b) {
-                Ok(s) => rusqlite::types::Value::Text(s.to_string()),
-                Err(_) => rusqlite::types::Value::Blob(b.clone()),
-            });
+            let body: Option<rusqlite::types::Value> =
+                p.body.as_ref().map(|b| match std::str::from_utf8(b) {
+                    Ok(s) => rusqlite::types::Value::Text(s.to_string()),
+                    Err(_) => rusqlite::types::Value::Blob(b.clone()),
+                });
             stmt.execute(params![
                 p.account,
                 p.endpoint,
@@ -200,7 +205,11 @@ impl Store {
     }
 
     /// The last poll of each endpoint of an account, and how many polls in a row failed.
-    pub fn endpoint_summary(&self, account: &str, endpoint: &str) -> Result<(Option<PollRow>, i64), Error> {
+    pub fn endpoint_summary(
+        &self,
+        account: &str,
+        endpoint: &str,
+    ) -> Result<(Option<PollRow>, i64), Error> {
         let last = self
             .conn
             .prepare_cached(&format!(
@@ -255,4 +264,3 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 }
-

@@ -103,9 +103,11 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
 }
 
 fn read_token(conn: &Connection, account: &str) -> rusqlite::Result<Option<TokenRow>> {
-    conn.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE account = ?1"))?
-        .query_row([account], token_from_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE account = ?1"
+    ))?
+    .query_row([account], token_from_row)
+    .optional()
 }
 
 /// Replaces the account's row; `generation` becomes the stored one + 1. Returns the new row.
@@ -142,8 +144,10 @@ fn write_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<TokenRow> 
 }
 
 fn add_event(conn: &Connection, account: &str, event: &str, detail: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT INTO token_events (account, at, event, detail) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![account, now(), event, detail])?;
+    conn.prepare_cached(
+        "INSERT INTO token_events (account, at, event, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![account, now(), event, detail])?;
     Ok(())
 }
 
@@ -155,7 +159,9 @@ impl Store {
     pub fn tokens(&self) -> Result<Vec<TokenRow>, Error> {
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY account"))
+            .prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY account"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], token_from_row)
@@ -165,9 +171,16 @@ impl Store {
     }
 
     /// Writes a token and an event in one durable transaction.
-    pub fn put_token(&mut self, row: &TokenRow, event: &str, detail: &str) -> Result<TokenRow, Error> {
+    pub fn put_token(
+        &mut self,
+        row: &TokenRow,
+        event: &str,
+        detail: &str,
+    ) -> Result<TokenRow, Error> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| store_err(&path, e))?;
         let stored = write_token(&tx, row).map_err(|e| store_err(&path, e))?;
         add_event(&tx, &row.account, event, detail).map_err(|e| store_err(&path, e))?;
@@ -182,7 +195,10 @@ impl Store {
     /// Records that the refresh-token expiry warning was given now.
     pub fn mark_refresh_warned(&self, account: &str, at: i64) -> Result<(), Error> {
         self.conn
-            .execute("UPDATE tokens SET refresh_warned_at = ?2 WHERE account = ?1", params![account, at])
+            .execute(
+                "UPDATE tokens SET refresh_warned_at = ?2 WHERE account = ?1",
+                params![account, at],
+            )
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
@@ -214,7 +230,8 @@ impl Store {
     /// Takes the database write lock for a refresh (blocking up to the busy timeout).
     pub fn lock(path: &Path) -> Result<RefreshLock, Error> {
         let conn = connect(path, true)?;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| store_err(path, e))?;
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| store_err(path, e))?;
         Ok(RefreshLock {
             path: path.to_path_buf(),
             conn,
@@ -238,10 +255,17 @@ impl RefreshLock {
     }
 
     /// Writes the token and its event, and commits (fsync) before returning.
-    pub fn commit_token(mut self, row: &TokenRow, event: &str, detail: &str) -> Result<TokenRow, Error> {
+    pub fn commit_token(
+        mut self,
+        row: &TokenRow,
+        event: &str,
+        detail: &str,
+    ) -> Result<TokenRow, Error> {
         let stored = write_token(&self.conn, row).map_err(|e| store_err(&self.path, e))?;
         add_event(&self.conn, &row.account, event, detail).map_err(|e| store_err(&self.path, e))?;
-        self.conn.execute_batch("COMMIT").map_err(|e| store_err(&self.path, e))?;
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| store_err(&self.path, e))?;
         self.open = false;
         Ok(stored)
     }
@@ -249,7 +273,9 @@ impl RefreshLock {
     /// Records an event only and releases the lock.
     pub fn commit_event(mut self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
         add_event(&self.conn, account, event, detail).map_err(|e| store_err(&self.path, e))?;
-        self.conn.execute_batch("COMMIT").map_err(|e| store_err(&self.path, e))?;
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| store_err(&self.path, e))?;
         self.open = false;
         Ok(())
     }

@@ -5,7 +5,9 @@ use crate::util::*;
 use std::path::{Path, PathBuf};
 
 fn corpus(dir: &str) -> Vec<(PathBuf, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(dir);
     let expect = std::fs::read_to_string(root.join("EXPECT")).expect("EXPECT");
     let cases: Vec<_> = expect
         .lines()
@@ -16,7 +18,11 @@ fn corpus(dir: &str) -> Vec<(PathBuf, String)> {
         })
         .collect();
     let files = std::fs::read_dir(&root).unwrap().count() - 1;
-    assert_eq!(cases.len(), files, "every file in {dir} has one EXPECT line");
+    assert_eq!(
+        cases.len(),
+        files,
+        "every file in {dir} has one EXPECT line"
+    );
     cases
 }
 
@@ -40,7 +46,10 @@ path = "v1/links/"
 fn seeded_store(dir: &Path) -> (PathBuf, PathBuf) {
     let config = dir.join("config.toml");
     let db = dir.join("state.db");
-    write_file(&config, &format!("[daemon]\ndatabase = \"{}\"\n{GOOD_CONFIG}", db.display()));
+    write_file(
+        &config,
+        &format!("[daemon]\ndatabase = \"{}\"\n{GOOD_CONFIG}", db.display()),
+    );
     let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/seed/token-response.json");
     let out = run(Some(&config), &["seed", "inode", seed.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -50,24 +59,44 @@ fn seeded_store(dir: &Path) -> (PathBuf, PathBuf) {
 fn assert_input_error(out: &std::process::Output, file: &Path, want: &str) {
     let t = text(out);
     let name = file.display().to_string();
-    assert_eq!(out.status.code(), Some(2), "{name}: exit code; output:\n{t}");
-    assert!(t.contains(&name), "{name}: message must name the file:\n{t}");
-    assert!(t.contains(want), "{name}: message must contain {want:?}:\n{t}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{name}: exit code; output:\n{t}"
+    );
+    assert!(
+        t.contains(&name),
+        "{name}: message must name the file:\n{t}"
+    );
+    assert!(
+        t.contains(want),
+        "{name}: message must contain {want:?}:\n{t}"
+    );
     assert!(!t.contains("panicked"), "{name}: panic:\n{t}");
-    assert!(!t.contains("SECRET") && !t.contains("987654321"), "{name}: a secret leaked:\n{t}");
+    assert!(
+        !t.contains("SECRET") && !t.contains("987654321"),
+        "{name}: a secret leaked:\n{t}"
+    );
 }
 
 #[test]
 fn bad_configurations_exit_2_and_change_nothing() {
     let cases = corpus("bad-config");
-    assert!(cases.len() >= 12, "the corpus has at least a dozen bad configurations");
+    assert!(
+        cases.len() >= 12,
+        "the corpus has at least a dozen bad configurations"
+    );
     let dir = tempdir();
     let (_, db) = seeded_store(dir.path());
     let before = dump(&db);
     for (file, want) in &cases {
         // `path-var-unset` is about the database path itself: no --database override.
         let db_arg = ["--database", db.to_str().unwrap()];
-        let extra: &[&str] = if file.ends_with("path-var-unset.toml") { &[] } else { &db_arg };
+        let extra: &[&str] = if file.ends_with("path-var-unset.toml") {
+            &[]
+        } else {
+            &db_arg
+        };
         for command in [&["check"][..], &["run"], &["poll-once"], &["status"][..]] {
             if command == ["status"] && !extra.is_empty() {
                 continue; // status falls back to --database alone, by design
@@ -88,7 +117,10 @@ fn bad_seed_files_exit_2_and_change_nothing() {
     let (config, db) = seeded_store(dir.path());
     let before = dump(&db);
     for (file, want) in &cases {
-        let out = run(Some(&config), &["seed", "inode", file.to_str().unwrap(), "--force"]);
+        let out = run(
+            Some(&config),
+            &["seed", "inode", file.to_str().unwrap(), "--force"],
+        );
         assert_input_error(&out, file, want);
     }
     assert_eq!(dump(&db), before, "the store changed");
@@ -102,14 +134,24 @@ fn bad_seed_file_named_in_the_configuration_stops_check_and_run() {
     let config = dir.path().join("config.toml");
     let text_ = GOOD_CONFIG.replace(
         "base_url = \"http://127.0.0.1:9/api/\"",
-        &format!("base_url = \"http://127.0.0.1:9/api/\"\nseed_file = \"{}\"", seed.display()),
+        &format!(
+            "base_url = \"http://127.0.0.1:9/api/\"\nseed_file = \"{}\"",
+            seed.display()
+        ),
     );
-    write_file(&config, &format!("[daemon]\ndatabase = \"{}\"\n{text_}", db.display()));
+    write_file(
+        &config,
+        &format!("[daemon]\ndatabase = \"{}\"\n{text_}", db.display()),
+    );
     for command in ["check", "run"] {
         let out = run(Some(&config), &[command]);
         assert_input_error(&out, &seed, "neither an access_token nor a refresh_token");
     }
-    let tokens = if db.exists() { query_i64(&db, "SELECT COUNT(*) FROM tokens") } else { 0 };
+    let tokens = if db.exists() {
+        query_i64(&db, "SELECT COUNT(*) FROM tokens")
+    } else {
+        0
+    };
     assert_eq!(tokens, 0);
 }
 
@@ -121,13 +163,26 @@ fn every_good_seed_is_accepted() {
     let mut n = 0;
     for entry in std::fs::read_dir(root).unwrap() {
         let file = entry.unwrap().path();
-        let out = run(Some(&config), &["seed", "inode", file.to_str().unwrap(), "--force"]);
+        let out = run(
+            Some(&config),
+            &["seed", "inode", file.to_str().unwrap(), "--force"],
+        );
         assert!(out.status.success(), "{}: {}", file.display(), text(&out));
-        assert!(!text(&out).contains("rt-") && !text(&out).contains("at-"), "token in output: {}", text(&out));
+        assert!(
+            !text(&out).contains("rt-") && !text(&out).contains("at-"),
+            "token in output: {}",
+            text(&out)
+        );
         n += 1;
     }
     assert!(n >= 8);
-    assert_eq!(query_i64(&db, "SELECT COUNT(*) FROM token_events WHERE event = 'seeded'"), n + 1);
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT COUNT(*) FROM token_events WHERE event = 'seeded'"
+        ),
+        n + 1
+    );
 }
 
 #[test]
@@ -141,16 +196,28 @@ fn seed_refuses_an_older_file_without_force() {
     let out = run(Some(&config), &["seed", "inode", old.to_str().unwrap()]);
     assert_input_error(&out, &old, "--force");
     assert_eq!(dump(&db), before);
-    let out = run(Some(&config), &["seed", "inode", old.to_str().unwrap(), "--force"]);
+    let out = run(
+        Some(&config),
+        &["seed", "inode", old.to_str().unwrap(), "--force"],
+    );
     assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [&["frobnicate"][..], &["seed"], &["token"], &["--log-format", "xml", "status"]] {
+    for args in [
+        &["frobnicate"][..],
+        &["seed"],
+        &["token"],
+        &["--log-format", "xml", "status"],
+    ] {
         let out = run(None, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
     }
     let out = run(Some(Path::new("/nonexistent/config.toml")), &["check"]);
-    assert_input_error(&out, Path::new("/nonexistent/config.toml"), "cannot read the configuration");
+    assert_input_error(
+        &out,
+        Path::new("/nonexistent/config.toml"),
+        "cannot read the configuration",
+    );
 }

@@ -2,5 +2,8 @@
 //! and real signals. One binary, a module per area.
 
 mod bad_input;
+mod concurrency;
 mod django;
+mod examples;
+mod lifecycle;
 mod util;

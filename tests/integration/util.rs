@@ -13,7 +13,10 @@ pub fn bin() -> PathBuf {
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("oauth-poller-test-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("oauth-poller-test-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 /// Runs the binary to completion with `--config CONFIG` (when given) and `args`.
@@ -89,7 +92,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("timed out waiting for {n} x {needle:?}; log:\n{}", self.log());
+        panic!(
+            "timed out waiting for {n} x {needle:?}; log:\n{}",
+            self.log()
+        );
     }
 
     pub fn signal(&self, sig: i32) {
@@ -107,7 +113,10 @@ impl Daemon {
                 return status;
             }
             if Instant::now() > deadline {
-                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log());
+                panic!(
+                    "daemon did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -143,15 +152,25 @@ fn unsafe_kill(pid: i32, sig: i32) -> i32 {
 /// A minimal HTTP/1.1 GET on loopback (the test servers are plain HTTP).
 pub fn http_get(url: &str) -> String {
     let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return dechunk(body);
     }
     body.to_string()
@@ -188,7 +207,11 @@ pub fn query_i64(path: &Path, sql: &str) -> i64 {
 
 pub fn stored_refresh_token(path: &Path, account: &str) -> Option<String> {
     db(path)
-        .query_row("SELECT refresh_token FROM tokens WHERE account = ?1", [account], |r| r.get(0))
+        .query_row(
+            "SELECT refresh_token FROM tokens WHERE account = ?1",
+            [account],
+            |r| r.get(0),
+        )
         .expect("token row")
 }
 
@@ -200,7 +223,9 @@ pub fn dump(path: &Path) -> String {
     let c = db(path);
     let mut out = String::new();
     for table in ["tokens", "token_events", "polls"] {
-        let mut stmt = c.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).unwrap();
+        let mut stmt = c
+            .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+            .unwrap();
         let n = stmt.column_count();
         let rows = stmt
             .query_map([], |r| {
@@ -245,11 +270,18 @@ impl Django {
             .expect("read the launcher's JSON line");
         let info: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("django launcher printed {line:?}: {e} (pip install -r tests/django_inode/requirements.txt)"));
-        Django { child, info, _dir: dir }
+        Django {
+            child,
+            info,
+            _dir: dir,
+        }
     }
 
     pub fn get(&self, key: &str) -> String {
-        self.info[key].as_str().unwrap_or_else(|| panic!("no {key}")).to_string()
+        self.info[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key}"))
+            .to_string()
     }
 
     pub fn state(&self) -> serde_json::Value {
@@ -323,4 +355,25 @@ impl Drop for Sim {
             let _ = t.join();
         }
     }
+}
+
+/// A bodiless POST on loopback (simulator admin calls).
+pub fn http_post(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    assert!(text.starts_with("HTTP/1.1 2"), "POST {url}: {text}");
+    text
 }

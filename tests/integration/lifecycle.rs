@@ -1,0 +1,309 @@
+//! The daemon against the built-in simulator (inode profile, strict rotation): demo,
+//! crash and restart, signals and reload, re-authorization, 401 handling, exit codes.
+
+use crate::util::*;
+use oauth_poller::sim::{Profile, SimOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct Setup {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub db: PathBuf,
+}
+
+/// A simulator with `ttl`-second access tokens and a daemon configuration for it, seeded
+/// from the simulator (`grant` is the fallback grant: "refresh_token" means none).
+pub fn setup(ttl: u64, interval: &str, grant: &str, extra_daemon: &str) -> Setup {
+    let mut opts = SimOptions::new(Profile::Inode);
+    opts.access_ttl = Duration::from_secs(ttl);
+    let sim = Sim::start(opts);
+    let dir = tempdir();
+    let db = dir.path().join("state.db");
+    let seed = dir.path().join("seed.json");
+    write_file(&seed, &sim.sim.issue_seed());
+    let config = dir.path().join("config.toml");
+    write_file(
+        &config,
+        &sim_config(&sim, &db, &seed, interval, grant, extra_daemon),
+    );
+    Setup {
+        sim,
+        dir,
+        config,
+        db,
+    }
+}
+
+pub fn sim_config(
+    sim: &Sim,
+    db: &Path,
+    seed: &Path,
+    interval: &str,
+    grant: &str,
+    extra_daemon: &str,
+) -> String {
+    format!(
+        r#"
+[daemon]
+database = "{db}"
+interval = "{interval}"
+timeout = "5s"
+{extra_daemon}
+
+[[account]]
+name = "inode"
+base_url = "{base}"
+seed_file = "{seed}"
+refresh_margin = "1s"
+
+[account.oauth2]
+token_url = "oauth/token/"
+client_id = "demo-client"
+client_secret = "demo-client-secret"
+client_auth = "body"
+scope = "sync"
+grant = "{grant}"
+username = "owner"
+password = "demo-password"
+
+[[account.endpoint]]
+name = "links"
+path = "v1/links/"
+query = {{ no_pagination = "" }}
+
+[[account.endpoint]]
+name = "devices"
+path = "v1/devices/"
+query = {{ no_pagination = "" }}
+"#,
+        db = db.display(),
+        base = sim.base_url(),
+        seed = seed.display(),
+    )
+}
+
+fn outcome(sim: &Sim, key: &str) -> i64 {
+    sim.stats()["token_requests"]["by_outcome"][key]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn demo_shows_polls_and_a_refresh_within_a_minute() {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["demo", "--seconds", "45"])
+        .env("TMPDIR", tempdir().keep());
+    let mut demo = Daemon::spawn(cmd);
+    demo.wait_for("token refreshed", 1, Duration::from_secs(60));
+    let status = demo.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{}", demo.log());
+    let log = demo.log();
+    let polls = log
+        .lines()
+        .filter(|l| l.contains(" poll account=") && l.contains("status=200"))
+        .count();
+    assert!(polls >= 10, "polls shown: {polls}\n{log}");
+    assert!(!log.contains("poll failed"), "{log}");
+}
+
+#[test]
+fn sigkill_and_restart_continue_from_the_store() {
+    let s = setup(3, "1s", "refresh_token", "");
+    for round in 0..3 {
+        let mut d = Daemon::start(&s.config, &[]);
+        d.wait_for("token refreshed", 1, Duration::from_secs(15));
+        d.wait_for(" poll account=", 4, Duration::from_secs(10));
+        d.signal(SIGKILL);
+        d.wait_exit(Duration::from_secs(5));
+        if round > 0 {
+            assert!(
+                !d.log().contains("imported the seed file"),
+                "round {round} re-seeded:\n{}",
+                d.log()
+            );
+        }
+    }
+    let seeded = query_i64(
+        &s.db,
+        "SELECT COUNT(*) FROM token_events WHERE event = 'seeded'",
+    );
+    assert_eq!(seeded, 1, "seeded once, never again");
+    assert_eq!(outcome(&s.sim, "invalid_grant"), 0, "{}", s.sim.stats());
+    assert_eq!(s.sim.stats()["refresh_token_reuse"], 0);
+    let failed = query_i64(&s.db, "SELECT COUNT(*) FROM polls WHERE error IS NOT NULL");
+    assert_eq!(failed, 0);
+    let valid = s.sim.stats()["valid_refresh_tokens"].clone();
+    assert_eq!(valid.as_array().unwrap().len(), 1, "{valid}");
+    assert_eq!(
+        valid[0].as_str(),
+        stored_refresh_token(&s.db, "inode").as_deref()
+    );
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_sighup_reloads() {
+    let s = setup(60, "1s", "refresh_token", "");
+    let mut d = Daemon::start(&s.config, &[]);
+    d.wait_for(
+        " poll account=inode endpoint=links",
+        1,
+        Duration::from_secs(10),
+    );
+
+    // A bad new configuration is refused; the old one keeps running.
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    write_file(
+        &s.config,
+        &good.replace("interval = \"1s\"", "interval = \"soon\""),
+    );
+    d.signal(SIGHUP);
+    d.wait_for("new configuration refused", 1, Duration::from_secs(5));
+    let before = d.count("endpoint=links");
+    d.wait_for("endpoint=links", before + 2, Duration::from_secs(5));
+
+    // A good one is applied: a new endpoint starts polling.
+    let added = good.replace(
+        "[[account.endpoint]]\nname = \"devices\"",
+        "[[account.endpoint]]\nname = \"links-paged\"\npath = \"v1/links/\"\n\n[[account.endpoint]]\nname = \"devices\"",
+    );
+    write_file(&s.config, &added);
+    d.signal(SIGHUP);
+    d.wait_for("configuration reloaded", 1, Duration::from_secs(5));
+    d.wait_for("endpoint=links-paged status=200", 1, Duration::from_secs(5));
+
+    let t = Instant::now();
+    d.signal(SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "{}", d.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    assert!(d.log().contains("stopped"));
+    let paged_items = query_i64(
+        &s.db,
+        "SELECT items FROM polls WHERE endpoint = 'links-paged' ORDER BY id DESC LIMIT 1",
+    );
+    assert_eq!(paged_items, 3, "items of a DRF page come from `results`");
+}
+
+#[test]
+fn revoked_grant_needs_reauth_and_a_new_seed_resumes_by_itself() {
+    let s = setup(60, "1s", "refresh_token", "");
+    let d = Daemon::start(&s.config, &[]);
+    d.wait_for(" poll account=inode", 2, Duration::from_secs(10));
+    http_post(&format!("http://{}/_sim/revoke", s.sim.addr));
+    d.wait_for("needs re-authorization", 1, Duration::from_secs(10));
+    d.wait_for("skipping polls", 2, Duration::from_secs(5));
+
+    let out = run(Some(&s.config), &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("needs_reauth") && text(&out).contains("oauth-poller seed inode FILE"),
+        "{}",
+        text(&out)
+    );
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let polls_during = query_i64(&s.db, "SELECT COUNT(*) FROM polls");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        query_i64(&s.db, "SELECT COUNT(*) FROM polls"),
+        polls_during,
+        "endpoints are skipped"
+    );
+
+    let seed = s.dir.path().join("new-seed.json");
+    write_file(&seed, &s.sim.sim.issue_seed());
+    let out = run(Some(&s.config), &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ok_before = d.count("status=200");
+    d.wait_for("status=200", ok_before + 2, Duration::from_secs(5));
+    let out = run(Some(&s.config), &["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let events: Vec<String> = {
+        let c = db(&s.db);
+        let mut st = c
+            .prepare("SELECT event FROM token_events ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    assert!(
+        events.ends_with(&["needs_reauth".to_string(), "seeded".to_string()]),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_401_refreshes_once_and_retries_once() {
+    let s = setup(600, "1s", "refresh_token", "");
+    let d = Daemon::start(&s.config, &[]);
+    d.wait_for(" poll account=inode", 2, Duration::from_secs(10));
+    // The server forgets the access token before its stated expiry.
+    http_post(&format!("http://{}/_sim/expire?what=access", s.sim.addr));
+    d.wait_for("token refreshed", 1, Duration::from_secs(10));
+    let ok = d.count("status=200");
+    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    drop(d);
+    assert_eq!(
+        s.sim.stats()["refreshes"],
+        1,
+        "one refresh for two endpoints: {}",
+        s.sim.stats()
+    );
+    let failed = query_i64(&s.db, "SELECT COUNT(*) FROM polls WHERE error IS NOT NULL");
+    assert_eq!(failed, 0, "the retried polls succeeded");
+}
+
+#[test]
+fn poll_once_exits_1_when_a_poll_fails() {
+    let s = setup(600, "60s", "refresh_token", "");
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    http_post(&format!(
+        "http://{}/_sim/fault?target=api&kind=status&status=500&path=devices",
+        s.sim.addr
+    ));
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("endpoint=devices status=500"),
+        "{}",
+        text(&out)
+    );
+    let out = run(Some(&s.config), &["poll-once", "--account", "nobody"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn password_grant_bootstraps_without_a_seed_and_recovers_a_revoked_grant() {
+    let s = setup(60, "1s", "password", "");
+    std::fs::remove_file(s.dir.path().join("seed.json")).unwrap();
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let cfg: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("seed_file"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    write_file(&s.config, &cfg);
+    let d = Daemon::start(&s.config, &[]);
+    d.wait_for("token obtained", 1, Duration::from_secs(10));
+    http_post(&format!("http://{}/_sim/revoke", s.sim.addr));
+    d.wait_for(
+        "obtaining a new token with the fallback grant",
+        1,
+        Duration::from_secs(10),
+    );
+    d.wait_for("token obtained", 2, Duration::from_secs(10));
+    let ok = d.count("status=200");
+    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    assert_eq!(s.sim.stats()["token_requests"]["by_grant"]["password"], 2);
+}
