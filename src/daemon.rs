@@ -133,6 +133,14 @@ impl Running {
                     .run_endpoint(account, endpoint, offset, rx.clone()),
             );
         }
+        for account in &accounts {
+            let tokens = poller.tokens.clone();
+            tasks.spawn(watch_refresh_expiry(
+                tokens,
+                account.name.clone(),
+                rx.clone(),
+            ));
+        }
         Ok(Running {
             shutdown,
             tasks,
@@ -155,6 +163,22 @@ impl Running {
         self.tokens.wait_idle().await;
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
+    }
+}
+
+/// Checks each hour (and at start) whether the account's refresh token expires within
+/// `refresh_warning`; the warning itself is given at most once a day.
+async fn watch_refresh_expiry(
+    tokens: Tokens,
+    account: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokens.check_refresh_expiry(&account);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -6,4 +6,5 @@ mod concurrency;
 mod django;
 mod examples;
 mod lifecycle;
+mod polling;
 mod util;
