@@ -141,6 +141,8 @@ impl Running {
                 rx.clone(),
             ));
         }
+        let names = accounts.iter().map(|a| a.name.clone()).collect();
+        tasks.spawn(supervise(poller.clone(), names, rx.clone()));
         Ok(Running {
             shutdown,
             tasks,
@@ -164,6 +166,65 @@ impl Running {
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
     }
+}
+
+/// Keeps systemd informed: `WATCHDOG=1` while the schedule keeps its promises (a stuck
+/// endpoint loop or a stopped process stops the pings, and systemd restarts us), and a
+/// one-line `STATUS=` summary.
+async fn supervise(
+    poller: Arc<Poller>,
+    accounts: Vec<String>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let watchdog = sd_notify::watchdog_enabled();
+    let period = watchdog.map_or(Duration::from_secs(10), |w| {
+        (w / 2).min(Duration::from_secs(10))
+    });
+    let mut stuck_logged = false;
+    loop {
+        notify_status_line(&poller, &accounts);
+        if watchdog.is_some() {
+            match poller.overdue(Duration::from_secs(5)) {
+                None => {
+                    notify(&[NotifyState::Watchdog]);
+                    stuck_logged = false;
+                }
+                Some(late) if !stuck_logged => {
+                    tracing::error!(
+                        late_s = late.as_secs(),
+                        "an endpoint loop is stuck: no longer pinging the systemd watchdog"
+                    );
+                    stuck_logged = true;
+                }
+                Some(_) => {}
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn notify_status_line(poller: &Poller, accounts: &[String]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let reauth = accounts
+        .iter()
+        .filter(|a| {
+            matches!(poller.tokens.read(a), Ok(Some(r)) if r.state == crate::store::TokenState::NeedsReauth)
+        })
+        .count();
+    let mut line = format!("{} account(s) ok", accounts.len() - reauth);
+    if reauth > 0 {
+        line.push_str(&format!(", {reauth} need re-authorization"));
+    }
+    line.push_str(&format!(
+        "; {} polls ok, {} failed, {} ticks skipped",
+        poller.polls_ok.load(Relaxed),
+        poller.polls_failed.load(Relaxed),
+        poller.skipped_ticks.load(Relaxed)
+    ));
+    notify(&[NotifyState::Status(&line)]);
 }
 
 /// Checks each hour (and at start) whether the account's refresh token expires within

@@ -18,6 +18,12 @@ pub struct Poller {
     pub daemon: DaemonConfig,
     http: reqwest::Client,
     pub skipped_ticks: AtomicU64,
+    pub polls_ok: AtomicU64,
+    pub polls_failed: AtomicU64,
+    /// When each endpoint task promises to be back in its loop (ms since `epoch`): the
+    /// watchdog stops petting systemd when one of them is overdue.
+    promises: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+    epoch: Instant,
 }
 
 /// How one poll ended, for the schedule and for `poll-once`.
@@ -64,6 +70,10 @@ impl Poller {
             daemon,
             http,
             skipped_ticks: AtomicU64::new(0),
+            polls_ok: AtomicU64::new(0),
+            polls_failed: AtomicU64::new(0),
+            promises: std::sync::Mutex::new(Vec::new()),
+            epoch: Instant::now(),
         })
     }
 
@@ -134,6 +144,12 @@ impl Poller {
             }
         };
         log_poll(&record);
+        let counter = if outcome == Outcome::Ok {
+            &self.polls_ok
+        } else {
+            &self.polls_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         self.writer.record(record);
         PollResult {
             outcome,
@@ -223,7 +239,11 @@ impl Poller {
         };
         let interval = endpoint.interval;
         let mut next = tokio::time::Instant::now() + offset;
+        let promise = self.promise();
+        // A poll may take a token request and two API requests, each up to `timeout`.
+        let poll_budget = self.daemon.timeout * 3 + Duration::from_secs(5);
         loop {
+            self.promise_by(&promise, next.into_std());
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = shutdown.changed() => return,
@@ -232,6 +252,7 @@ impl Poller {
                 return;
             }
             let tick = next;
+            self.promise_by(&promise, Instant::now() + poll_budget);
             let result = tokio::select! {
                 r = self.poll(&account, &endpoint, &mut state) => r,
                 _ = shutdown.changed() => return,
@@ -254,6 +275,31 @@ impl Poller {
                 }
             }
         }
+    }
+}
+
+impl Poller {
+    fn promise(&self) -> Arc<AtomicU64> {
+        let p = Arc::new(AtomicU64::new(u64::MAX));
+        self.promises
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(p.clone());
+        p
+    }
+
+    fn promise_by(&self, promise: &AtomicU64, at: Instant) {
+        let ms = at.saturating_duration_since(self.epoch).as_millis() as u64;
+        promise.store(ms, Ordering::Relaxed);
+    }
+
+    /// How late the most overdue endpoint task is, if any is later than `grace`.
+    pub fn overdue(&self, grace: Duration) -> Option<Duration> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let promises = self.promises.lock().unwrap_or_else(|e| e.into_inner());
+        let earliest = promises.iter().map(|p| p.load(Ordering::Relaxed)).min()?;
+        let late = Duration::from_millis(now.saturating_sub(earliest));
+        (late > grace).then_some(late)
     }
 }
 

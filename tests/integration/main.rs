@@ -6,5 +6,6 @@ mod concurrency;
 mod django;
 mod examples;
 mod lifecycle;
+mod logs;
 mod polling;
 mod util;
