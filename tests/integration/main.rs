@@ -8,4 +8,5 @@ mod examples;
 mod lifecycle;
 mod logs;
 mod polling;
+mod systemd;
 mod util;

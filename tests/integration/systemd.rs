@@ -1,0 +1,404 @@
+//! Under a real systemd: PID 1 in private namespaces (as root), driving the shipped unit.
+
+use crate::util::*;
+use oauth_poller::sim::{Profile, SimOptions};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/oauth-poller.service");
+
+fn require_root() {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "the systemd tests run systemd as PID 1 in private namespaces and need root (CI runs as root)"
+    );
+}
+
+/// systemd as PID 1 of new PID, mount, UTS and IPC namespaces (same network: it reaches
+/// the simulator on loopback). Killing PID 1 ends the namespace.
+struct Systemd {
+    unshare: Child,
+    pid: u32,
+}
+
+impl Systemd {
+    /// `srv` is bind-mounted at /srv inside. Before systemd runs, /tmp, /var/tmp, /var/lib and
+    /// /var/log get tmpfs of their own: systemd-tmpfiles empties /tmp at boot (without this it
+    /// would empty the host's), and the journal and state must start empty and stay inside.
+    fn boot(srv: &Path) -> Systemd {
+        require_root();
+        let script = "mount --bind \"$0\" /srv && mount -t tmpfs -o mode=1777 tmpfs /tmp && \
+             mount -t tmpfs -o mode=1777 tmpfs /var/tmp && mount -t tmpfs -o mode=0755 tmpfs /var/lib && \
+             mount -t tmpfs -o mode=0755 tmpfs /var/log && \
+             exec /lib/systemd/systemd --system --unit=multi-user.target";
+        let unshare = Command::new("unshare")
+            .args([
+                "-f",
+                "-p",
+                "-m",
+                "-u",
+                "-i",
+                "--mount-proc",
+                "--propagation",
+                "private",
+            ])
+            .args(["/bin/sh", "-c", script])
+            .arg(srv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unshare");
+        let children = format!("/proc/{0}/task/{0}/children", unshare.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            let text = std::fs::read_to_string(&children).unwrap_or_default();
+            let child: Option<u32> = text.split_whitespace().next().and_then(|p| p.parse().ok());
+            // Wait for the exec: until then PID 1 is the shell doing the mounts.
+            let exe = child.and_then(|c| std::fs::read_link(format!("/proc/{c}/exe")).ok());
+            if let (Some(pid), Some(exe)) = (child, exe) {
+                if exe.ends_with("systemd") {
+                    break pid;
+                }
+            }
+            assert!(Instant::now() < deadline, "systemd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let sd = Systemd { unshare, pid };
+        // Until its bus is up, systemctl cannot even ask.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = sd.run(&["timeout", "30", "systemctl", "is-system-running", "--wait"]);
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if state == "running" || state == "degraded" {
+                return sd;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "systemd state {state:?}: {}",
+                text(&out)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.pid.to_string(), "-m", "-p", "-u", "-i"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("nsenter")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn show(&self, prop: &str) -> String {
+        self.ok(&["systemctl", "show", "oauth-poller", "-p", prop, "--value"])
+            .trim()
+            .to_string()
+    }
+
+    fn journal(&self) -> String {
+        self.ok(&[
+            "journalctl",
+            "-u",
+            "oauth-poller",
+            "--no-pager",
+            "-o",
+            "cat",
+        ])
+    }
+
+    fn wait_journal(&self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.journal().matches(needle).count() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("journal never had {n} x {needle:?}:\n{}", self.journal());
+    }
+
+    fn wait_prop(&self, prop: &str, want: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.show(prop) == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{prop} never became {want:?} (is {:?}); journal:\n{}",
+            self.show(prop),
+            self.journal()
+        );
+    }
+
+    /// `history --json` on the service's store, run inside the namespace.
+    fn events(&self, kind: &str) -> usize {
+        let out = self.ok(&[
+            "/srv/oauth-poller",
+            "--database",
+            "/var/lib/private/oauth-poller/state.db",
+            "history",
+            "--json",
+            "--limit",
+            "10000",
+        ]);
+        let items: Vec<serde_json::Value> = serde_json::from_str(&out).expect("history --json");
+        items.iter().filter(|i| i["event"] == kind).count()
+    }
+}
+
+impl Drop for Systemd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        let _ = self.unshare.wait();
+    }
+}
+
+fn config(sim: &Sim, endpoints: &[&str]) -> String {
+    let mut text = format!(
+        r#"[daemon]
+interval = "1s"
+
+[[account]]
+name = "inode"
+base_url = "{}"
+seed_file = "${{CREDENTIALS_DIRECTORY}}/inode-seed"
+
+[account.oauth2]
+token_url = "oauth/token/"
+client_id = "demo-client"
+client_secret_file = "${{CREDENTIALS_DIRECTORY}}/inode-client-secret"
+client_auth = "body"
+scope = "sync"
+grant = "refresh_token"
+"#,
+        sim.base_url()
+    );
+    for e in endpoints {
+        text.push_str(&format!(
+            "\n[[account.endpoint]]\nname = \"{e}\"\npath = \"v1/{e}/\"\nquery = {{ no_pagination = \"\" }}\n"
+        ));
+    }
+    text
+}
+
+fn write_public(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// start returns once READY; polls reach the journal with priorities; reload applies a new
+/// configuration; SIGKILL and SIGSTOP (watchdog) are followed by restarts that continue from
+/// the store; stop is quick; a broken configuration exits 2 without a restart loop.
+#[test]
+fn the_unit_under_a_real_systemd() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut opts = SimOptions::new(Profile::Inode);
+    opts.access_ttl = Duration::from_secs(600);
+    let sim = Sim::start(opts);
+
+    // Files the dynamic user reads: mounted at /srv inside the namespace.
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy(bin(), dir.path().join("oauth-poller")).unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_public(&creds.join("inode-seed"), &sim.sim.issue_seed(), 0o644);
+    write_public(
+        &creds.join("inode-client-secret"),
+        "demo-client-secret",
+        0o644,
+    );
+    let config_path = dir.path().join("config.toml");
+    write_public(&config_path, &config(&sim, &["links"]), 0o644);
+    // The shipped unit, with paths pointed at the test files. LoadCredential= is replaced by
+    // a plain directory: in this namespaced systemd the credential ramfs is never made
+    // readable to the service user (tried: DynamicUser and a static User=).
+    write_public(
+        &dir.path().join("test.conf"),
+        "[Service]\nExecStart=\nExecStart=/srv/oauth-poller --config /srv/config.toml run\n\
+         LoadCredential=\nEnvironment=CREDENTIALS_DIRECTORY=/srv/creds\nWatchdogSec=3s\nRestartSec=1s\n",
+        0o644,
+    );
+
+    std::fs::copy(UNIT, dir.path().join("oauth-poller.service")).unwrap();
+    let sd = Systemd::boot(dir.path());
+    sd.ok(&["mkdir", "-p", "/run/systemd/system/oauth-poller.service.d"]);
+    sd.ok(&[
+        "cp",
+        "/srv/oauth-poller.service",
+        "/run/systemd/system/oauth-poller.service",
+    ]);
+    sd.ok(&[
+        "cp",
+        "/srv/test.conf",
+        "/run/systemd/system/oauth-poller.service.d/test.conf",
+    ]);
+    sd.ok(&["systemctl", "daemon-reload"]);
+
+    // `systemctl start` returns once READY=1: the store is open and the seed imported.
+    sd.ok(&["systemctl", "start", "oauth-poller"]);
+    assert_eq!(sd.show("ActiveState"), "active");
+    assert_eq!(sd.events("seeded"), 1, "READY came after the seed import");
+    sd.wait_journal(
+        "poll account=inode endpoint=links status=200",
+        2,
+        Duration::from_secs(10),
+    );
+    assert!(
+        sd.show("StatusText").contains("account(s) ok"),
+        "{}",
+        sd.show("StatusText")
+    );
+    // Priorities reach the journal: poll lines are info (6), not in a warning-or-worse view.
+    let warnings = sd.ok(&[
+        "journalctl",
+        "-u",
+        "oauth-poller",
+        "-p",
+        "warning",
+        "--no-pager",
+        "-o",
+        "cat",
+    ]);
+    assert!(!warnings.contains("poll account="), "{warnings}");
+
+    // reload applies a changed configuration.
+    write_public(&config_path, &config(&sim, &["links", "devices"]), 0o644);
+    sd.ok(&["systemctl", "reload", "oauth-poller"]);
+    sd.wait_journal("configuration reloaded", 1, Duration::from_secs(10));
+    sd.wait_journal("endpoint=devices status=200", 1, Duration::from_secs(10));
+
+    // SIGKILL: restarted, continuing from the store (no second seed import).
+    let pid = sd.show("MainPID");
+    sd.ok(&[
+        "systemctl",
+        "kill",
+        "-s",
+        "KILL",
+        "--kill-whom=main",
+        "oauth-poller",
+    ]);
+    sd.wait_prop("NRestarts", "1", Duration::from_secs(10));
+    sd.wait_prop("ActiveState", "active", Duration::from_secs(10));
+    assert_ne!(sd.show("MainPID"), pid);
+    let polls = sd.journal().matches("endpoint=links status=200").count();
+    sd.wait_journal(
+        "endpoint=links status=200",
+        polls + 2,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        sd.journal().matches("imported the seed file").count(),
+        1,
+        "{}",
+        sd.journal()
+    );
+
+    // SIGSTOP: the watchdog (3 s here) kills it and systemd restarts it.
+    sd.ok(&[
+        "systemctl",
+        "kill",
+        "-s",
+        "STOP",
+        "--kill-whom=main",
+        "oauth-poller",
+    ]);
+    sd.wait_prop("NRestarts", "2", Duration::from_secs(15));
+    assert!(
+        sd.journal().contains("Failed with result 'watchdog'"),
+        "{}",
+        sd.journal()
+    );
+    sd.wait_prop("ActiveState", "active", Duration::from_secs(10));
+    let polls = sd.journal().matches("endpoint=links status=200").count();
+    sd.wait_journal(
+        "endpoint=links status=200",
+        polls + 2,
+        Duration::from_secs(10),
+    );
+    assert_eq!(sd.events("seeded"), 1, "restarts continue from the store");
+
+    // stop ends it within 2 s.
+    let t = Instant::now();
+    sd.ok(&["systemctl", "stop", "oauth-poller"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    assert!(sd.journal().contains("stopped"));
+
+    // A broken configuration: exit 2, and no restart loop.
+    write_public(
+        &config_path,
+        &format!("{}\nbogus = 1\n", config(&sim, &["links"])),
+        0o644,
+    );
+    let out = sd.run(&["systemctl", "start", "oauth-poller"]);
+    assert!(!out.status.success());
+    assert_eq!(sd.show("ExecMainStatus"), "2");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sd.show("ActiveState"), "failed");
+    assert_eq!(
+        sd.show("NRestarts"),
+        "0",
+        "RestartPreventExitStatus=2 stops a restart loop"
+    );
+    assert!(sd.journal().contains("key `bogus`"), "{}", sd.journal());
+}
+
+/// `systemd-analyze verify` is clean and the unit's exposure is rated 1.5 or lower.
+#[test]
+fn the_unit_verifies_and_is_hardened() {
+    let dir = tempdir();
+    let unit = dir.path().join("oauth-poller.service");
+    let text = std::fs::read_to_string(UNIT)
+        .unwrap()
+        .replace("/usr/bin/oauth-poller", bin().to_str().unwrap());
+    std::fs::write(&unit, text).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        text_of(&out)
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let report = text_of(&out);
+    let level: f64 = report
+        .lines()
+        .find_map(|l| l.split("exposure level for oauth-poller.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    eprintln!("systemd-analyze security: exposure {level}");
+    assert!(level <= 1.5, "exposure {level} > 1.5:\n{report}");
+}
+
+fn text_of(out: &Output) -> String {
+    text(out)
+}
