@@ -141,7 +141,26 @@ impl Running {
                 rx.clone(),
             ));
         }
-        let names = accounts.iter().map(|a| a.name.clone()).collect();
+        let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+        if let Some(addr) = &config.daemon.metrics_listen {
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|e| {
+                    Error::runtime(format!("cannot listen on metrics_listen {addr}: {e}"))
+                })?;
+            let mut stop = rx.clone();
+            let stopped = async move {
+                let _ = stop.changed().await;
+            };
+            tasks.spawn(crate::metrics::serve(
+                listener,
+                poller.tokens.clone(),
+                names.clone(),
+                stopped,
+            ));
+            tracing::info!(%addr, "serving /metrics and /healthz");
+        }
         tasks.spawn(supervise(poller.clone(), names, rx.clone()));
         Ok(Running {
             shutdown,

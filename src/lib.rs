@@ -9,6 +9,7 @@ pub mod demo;
 pub mod error;
 pub mod inspect;
 pub mod logging;
+pub mod metrics;
 pub mod oauth;
 pub mod poller;
 pub mod seed;

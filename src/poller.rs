@@ -150,6 +150,14 @@ impl Poller {
             &self.polls_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let seconds = clock.elapsed().as_secs_f64();
+        crate::metrics::get().poll(
+            &account.name,
+            &endpoint.name,
+            record.status,
+            outcome == Outcome::Ok,
+            seconds,
+        );
         self.writer.record(record);
         PollResult {
             outcome,
@@ -264,6 +272,7 @@ impl Poller {
                 let missed = (late.as_nanos() / interval.as_nanos()) as u32 + 1;
                 self.skipped_ticks
                     .fetch_add(missed as u64, Ordering::Relaxed);
+                crate::metrics::get().skipped(&account.name, &endpoint.name, missed as u64);
                 tracing::warn!(account = %account.name, endpoint = %endpoint.name, skipped = missed,
                     "poll took longer than the interval: skipped {missed} tick(s)");
                 next += interval * missed;

@@ -144,6 +144,12 @@ impl Tokens {
             .ok_or_else(|| AccessError::Store(Error::runtime(format!("unknown account `{name}`"))))
     }
 
+    /// Whether the account keeps an OAuth2 token in the store (API-key accounts do not).
+    pub fn needs_token(&self, name: &str) -> bool {
+        self.slot(name)
+            .is_ok_and(|s| s.account.auth == AuthKind::Oauth2)
+    }
+
     pub fn read(&self, name: &str) -> Result<Option<TokenRow>, Error> {
         self.inner
             .store
@@ -312,6 +318,7 @@ impl Tokens {
                 let new_row = row_from_response(&account, row.as_ref(), response, grant, started);
                 let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
                 let stored = lock.commit_token(&new_row, event, &detail)?;
+                crate::metrics::get().refresh(name, "ok");
                 slot.backoff
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -336,12 +343,14 @@ impl Tokens {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .fail(e.retry_after);
+                crate::metrics::get().refresh(name, "temporary_failure");
                 let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
                 tracing::warn!(account = name, grant, error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
                 lock.commit_event(name, "refresh_failed", &detail)?;
                 self.while_backing_off(&account, force, delay)
             }
             (grant, Err(e)) => {
+                crate::metrics::get().refresh(name, "permanent_failure");
                 let fix = fix_command(&account);
                 let detail = format!("{grant}: {e}; the account needs re-authorization: run {fix}");
                 tracing::error!(account = name, grant, error = %e, "token request failed permanently; the account needs re-authorization: run {fix}");

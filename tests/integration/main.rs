@@ -7,6 +7,7 @@ mod django;
 mod examples;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod polling;
 mod systemd;
 mod util;

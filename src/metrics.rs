@@ -1,0 +1,235 @@
+//! Opt-in Prometheus metrics and a health check (`[daemon] metrics_listen`).
+//!
+//! Counters live in one process-wide set, updated where things happen (a poll, a refresh);
+//! token expiries are read from the store when scraped, so they are never stale.
+
+use crate::store::{now, TokenState};
+use crate::tokens::Tokens;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicI64;
+use std::sync::OnceLock;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub account: String,
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PollLabels {
+    pub account: String,
+    pub endpoint: String,
+    /// `2xx`, `3xx`, `4xx`, `5xx`, or `error` when there was no response.
+    pub class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabels {
+    pub account: String,
+    /// `ok`, `temporary_failure` or `permanent_failure`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    pub account: String,
+}
+
+pub struct Metrics {
+    polls: Family<PollLabels, Counter>,
+    poll_duration: Family<EndpointLabels, Histogram>,
+    skipped_ticks: Family<EndpointLabels, Counter>,
+    last_success: Family<EndpointLabels, Gauge<i64, AtomicI64>>,
+    refreshes: Family<RefreshLabels, Counter>,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| Metrics {
+        polls: Family::default(),
+        poll_duration: Family::new_with_constructor(duration_histogram),
+        skipped_ticks: Family::default(),
+        last_success: Family::default(),
+        refreshes: Family::default(),
+    })
+}
+
+impl Metrics {
+    pub fn poll(&self, account: &str, endpoint: &str, status: Option<u16>, ok: bool, seconds: f64) {
+        let class = match status {
+            Some(s) => format!("{}xx", s / 100),
+            None => "error".into(),
+        };
+        let labels = EndpointLabels {
+            account: account.into(),
+            endpoint: endpoint.into(),
+        };
+        self.polls
+            .get_or_create(&PollLabels {
+                account: account.into(),
+                endpoint: endpoint.into(),
+                class,
+            })
+            .inc();
+        self.poll_duration.get_or_create(&labels).observe(seconds);
+        if ok {
+            self.last_success.get_or_create(&labels).set(now());
+        }
+    }
+
+    pub fn skipped(&self, account: &str, endpoint: &str, ticks: u64) {
+        let labels = EndpointLabels {
+            account: account.into(),
+            endpoint: endpoint.into(),
+        };
+        self.skipped_ticks.get_or_create(&labels).inc_by(ticks);
+    }
+
+    pub fn refresh(&self, account: &str, outcome: &str) {
+        self.refreshes
+            .get_or_create(&RefreshLabels {
+                account: account.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, with token expiries read from the store now.
+    pub fn render(&self, tokens: &Tokens, accounts: &[String]) -> String {
+        let mut registry = Registry::with_prefix("oauth_poller");
+        let access: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
+        let refresh: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
+        let needs_reauth: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
+        let t = now();
+        for name in accounts {
+            let labels = AccountLabels {
+                account: name.clone(),
+            };
+            if let Ok(Some(row)) = tokens.read(name) {
+                if let Some(e) = row.access_expires_at {
+                    access.get_or_create(&labels).set(e - t);
+                }
+                if let Some(e) = row.refresh_expires_at {
+                    refresh.get_or_create(&labels).set(e - t);
+                }
+                let flag = i64::from(row.state == TokenState::NeedsReauth);
+                needs_reauth.get_or_create(&labels).set(flag);
+            }
+        }
+        registry.register(
+            "access_token_expires_in_seconds",
+            "Seconds until the access token expires",
+            access,
+        );
+        registry.register(
+            "refresh_token_expires_in_seconds",
+            "Seconds until the refresh token expires (when known)",
+            refresh,
+        );
+        registry.register(
+            "needs_reauth",
+            "1 when the account needs a human to re-authorize",
+            needs_reauth,
+        );
+        registry.register(
+            "refreshes",
+            "Token requests by outcome",
+            self.refreshes.clone(),
+        );
+        registry.register(
+            "polls",
+            "Polls by endpoint and HTTP status class",
+            self.polls.clone(),
+        );
+        registry.register(
+            "poll_duration_seconds",
+            "Poll duration",
+            self.poll_duration.clone(),
+        );
+        registry.register(
+            "skipped_ticks",
+            "Ticks skipped because the previous poll still ran",
+            self.skipped_ticks.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the endpoint's last successful poll",
+            self.last_success.clone(),
+        );
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tokens: Tokens,
+    accounts: Vec<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use axum::http::{header, StatusCode};
+    use axum::routing::get as route;
+    let state = std::sync::Arc::new((tokens, accounts));
+    let metrics_state = state.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            route(move || {
+                let s = metrics_state.clone();
+                async move {
+                    let body = get().render(&s.0, &s.1);
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            route(move || {
+                let s = state.clone();
+                async move {
+                    let bad: Vec<&String> =
+                        s.1.iter()
+                            .filter(|a| {
+                                !matches!(s.0.read(a), Ok(Some(r)) if r.state == TokenState::Ok)
+                                    && s.0.needs_token(a)
+                            })
+                            .collect();
+                    if bad.is_empty() {
+                        (StatusCode::OK, "ok\n".to_string())
+                    } else {
+                        let names: Vec<&str> = bad.iter().map(|s| s.as_str()).collect();
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ok: {}\n", names.join(", ")),
+                        )
+                    }
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "metrics listener failed");
+    }
+}

@@ -1,0 +1,107 @@
+//! `[daemon] metrics_listen`: Prometheus text at /metrics, and /healthz.
+
+use crate::lifecycle::setup;
+use crate::util::*;
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn status_of(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let code = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, buf)
+}
+
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in:\n{text}"))
+}
+
+#[test]
+fn metrics_and_health() {
+    let port = free_port();
+    let s = setup(
+        4,
+        "1s",
+        "refresh_token",
+        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+    );
+    let d = Daemon::start(&s.config, &[]);
+    d.wait_for("token refreshed", 1, Duration::from_secs(10));
+    d.wait_for("endpoint=links status=200", 3, Duration::from_secs(10));
+    let base = format!("http://127.0.0.1:{port}");
+    let m = http_get(&format!("{base}/metrics"));
+    assert!(
+        metric(
+            &m,
+            r#"oauth_poller_polls_total{account="inode",endpoint="links",class="2xx"}"#
+        ) >= 3.0
+    );
+    assert!(
+        metric(
+            &m,
+            r#"oauth_poller_refreshes_total{account="inode",outcome="ok"}"#
+        ) >= 1.0
+    );
+    let left = metric(
+        &m,
+        r#"oauth_poller_access_token_expires_in_seconds{account="inode"}"#,
+    );
+    assert!((0.0..=4.0).contains(&left), "{left}");
+    assert!(
+        metric(
+            &m,
+            r#"oauth_poller_poll_duration_seconds_count{account="inode",endpoint="links"}"#
+        ) >= 3.0
+    );
+    assert!(m.contains(r#"oauth_poller_poll_duration_seconds_bucket{le="0.005",account="inode",endpoint="links"}"#), "{m}");
+    let last = metric(
+        &m,
+        r#"oauth_poller_last_success_timestamp_seconds{account="inode",endpoint="links"}"#,
+    );
+    assert!(last > 1.7e9);
+    assert_eq!(
+        metric(&m, r#"oauth_poller_needs_reauth{account="inode"}"#),
+        0.0
+    );
+    assert_eq!(status_of(&format!("{base}/healthz")).0, 200);
+
+    http_post(&format!("http://{}/_sim/revoke", s.sim.addr));
+    d.wait_for("needs re-authorization", 1, Duration::from_secs(10));
+    let (code, body) = status_of(&format!("{base}/healthz"));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("inode"), "{body}");
+    let m = http_get(&format!("{base}/metrics"));
+    assert_eq!(
+        metric(&m, r#"oauth_poller_needs_reauth{account="inode"}"#),
+        1.0
+    );
+    assert!(
+        metric(
+            &m,
+            r#"oauth_poller_refreshes_total{account="inode",outcome="permanent_failure"}"#
+        ) >= 1.0
+    );
+    for secret in s.sim.stats()["issued_tokens"].as_array().unwrap() {
+        assert!(!m.contains(secret.as_str().unwrap()), "a token in /metrics");
+    }
+}
