@@ -118,6 +118,7 @@ struct Running {
 
 impl Running {
     fn start(config: &Config) -> Result<Running, Error> {
+        crate::hooks::set_on_event(config.daemon.on_event.clone());
         let (poller, accounts) = build(config)?;
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod error;
+pub mod hooks;
 pub mod inspect;
 pub mod logging;
 pub mod metrics;

@@ -46,6 +46,7 @@ pub struct PollResult {
 pub struct EndpointState {
     pub last_hash: Option<String>,
     pub reauth_logged: bool,
+    pub failures: u32,
 }
 
 impl Poller {
@@ -137,6 +138,14 @@ impl Poller {
                 }
                 record.body_hash = Some(hash.clone());
                 state.last_hash = Some(hash);
+                if changed && !endpoint.on_change.is_empty() {
+                    crate::hooks::changed(
+                        &endpoint.on_change,
+                        &account.name,
+                        &endpoint.name,
+                        body.bytes.clone(),
+                    );
+                }
                 if keep {
                     record.body = Some(body.bytes);
                 }
@@ -144,6 +153,20 @@ impl Poller {
             }
         };
         log_poll(&record);
+        if outcome == Outcome::Ok {
+            state.failures = 0;
+        } else {
+            state.failures += 1;
+            if state.failures == crate::hooks::FAILING_AFTER {
+                crate::hooks::event(crate::hooks::Event {
+                    kind: "endpoint_failing",
+                    account: &account.name,
+                    endpoint: Some(&endpoint.name),
+                    detail: record.error.as_deref().unwrap_or(""),
+                    failures: Some(state.failures),
+                });
+            }
+        }
         let counter = if outcome == Outcome::Ok {
             &self.polls_ok
         } else {
@@ -244,6 +267,7 @@ impl Poller {
                 .with_store(|s| s.last_body_hash(&account.name, &endpoint.name))
                 .unwrap_or(None),
             reauth_logged: false,
+            failures: 0,
         };
         let interval = endpoint.interval;
         let mut next = tokio::time::Instant::now() + offset;

@@ -352,12 +352,14 @@ impl Tokens {
             (grant, Err(e)) => {
                 crate::metrics::get().refresh(name, "permanent_failure");
                 let fix = fix_command(&account);
+                hook(name, "refresh_failed", &e.to_string());
                 let detail = format!("{grant}: {e}; the account needs re-authorization: run {fix}");
                 tracing::error!(account = name, grant, error = %e, "token request failed permanently; the account needs re-authorization: run {fix}");
                 let mut r = row.unwrap_or_else(|| TokenRow::new(name, "seed", started));
                 r.state = TokenState::NeedsReauth;
                 r.state_detail = Some(detail.clone());
                 lock.commit_token(&r, "needs_reauth", &detail)?;
+                hook(name, "needs_reauth", &detail);
                 Err(AccessError::NeedsReauth(detail))
             }
         }
@@ -400,8 +402,23 @@ impl Tokens {
         let left = crate::units::human(expires - t);
         tracing::warn!(account = name, expires_in = %left,
             "the refresh token expires in {left}: re-authorize before then ({})", fix_command(&slot.account));
+        hook(
+            name,
+            "refresh_token_expiring",
+            &format!("the refresh token expires in {left}"),
+        );
         let _ = self.with_store(|s| s.mark_refresh_warned(name, t));
     }
+}
+
+fn hook(account: &str, kind: &str, detail: &str) {
+    crate::hooks::event(crate::hooks::Event {
+        kind,
+        account,
+        endpoint: None,
+        detail,
+        failures: None,
+    });
 }
 
 /// Is the stored access token good to use now?

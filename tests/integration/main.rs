@@ -5,6 +5,7 @@ mod bad_input;
 mod concurrency;
 mod django;
 mod examples;
+mod hooks;
 mod lifecycle;
 mod logs;
 mod metrics;

@@ -1,0 +1,84 @@
+//! `on_event` and `on_change` hooks: what they receive, and that they never hold up polls.
+
+use crate::lifecycle::setup;
+use crate::util::*;
+use std::time::{Duration, Instant};
+
+fn wait_file(path: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never had {needle:?}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn hooks_receive_events_and_changed_bodies_without_blocking_polls() {
+    let s = setup(600, "1s", "refresh_token", "");
+    let dir = s.dir.path();
+    let events = dir.join("events.log");
+    let on_event = format!(
+        r#"on_event = ["/bin/sh", "-c", "env | grep ^OAUTH_POLLER_ | sort >> {}; echo --- >> {}"]"#,
+        events.display(),
+        events.display()
+    );
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let cfg = cfg.replace("[daemon]\n", &format!("[daemon]\n{on_event}\n"));
+    // links: a hook that writes the body; devices: a hook that hangs (it must not matter).
+    let cfg = cfg.replace(
+        "name = \"links\"\npath = \"v1/links/\"",
+        &format!(
+            "name = \"links\"\npath = \"v1/links/\"\non_change = [\"/bin/sh\", \"-c\", \"cat > {}/changed-$OAUTH_POLLER_ENDPOINT.json\"]",
+            dir.display()
+        ),
+    );
+    let cfg = cfg.replace(
+        "name = \"devices\"\npath = \"v1/devices/\"",
+        "name = \"devices\"\npath = \"v1/devices/\"\non_change = [\"/bin/sleep\", \"100\"]",
+    );
+    write_file(&s.config, &cfg);
+    let d = Daemon::start(&s.config, &[]);
+
+    let body = wait_file(&dir.join("changed-links.json"), "]");
+    assert!(body.starts_with('['), "the new body on stdin: {body}");
+    d.wait_for("endpoint=devices status=200", 4, Duration::from_secs(10));
+
+    http_post(&format!(
+        "http://{}/_sim/fault?target=api&kind=status&status=502&path=devices",
+        s.sim.addr
+    ));
+    let text = wait_file(&events, "OAUTH_POLLER_EVENT=endpoint_failing");
+    assert!(
+        text.contains("OAUTH_POLLER_ENDPOINT=devices") && text.contains("OAUTH_POLLER_FAILURES=3"),
+        "{text}"
+    );
+    assert!(text.contains("OAUTH_POLLER_DETAIL=HTTP 502"), "{text}");
+
+    http_post(&format!("http://{}/_sim/revoke", s.sim.addr));
+    let text = wait_file(&events, "OAUTH_POLLER_EVENT=needs_reauth");
+    assert!(text.contains("OAUTH_POLLER_EVENT=refresh_failed"), "{text}");
+    assert!(
+        text.contains("oauth-poller seed inode FILE"),
+        "the detail names the fix: {text}"
+    );
+    assert_eq!(
+        text.matches("OAUTH_POLLER_EVENT=endpoint_failing").count(),
+        1,
+        "once per failing streak: {text}"
+    );
+    for secret in s.sim.stats()["issued_tokens"].as_array().unwrap() {
+        assert!(
+            !text.contains(secret.as_str().unwrap()),
+            "a token reached a hook"
+        );
+    }
+    assert!(!text.contains("demo-client-secret") && !text.contains("demo-password"));
+}
