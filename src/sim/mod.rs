@@ -97,6 +97,8 @@ pub(crate) struct Inner {
     pub(crate) faults: fault::Faults,
     pub(crate) stopping: Arc<AtomicBool>,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// When recording (benchmarks): each API request's query string and arrival time.
+    pub(crate) arrivals: Mutex<Option<Vec<(String, Duration)>>>,
 }
 
 /// Largest request body the simulator reads.
@@ -118,8 +120,29 @@ impl Simulator {
                 faults,
                 stopping: Arc::new(AtomicBool::new(false)),
                 shutdown,
+                arrivals: Mutex::new(None),
             }),
         }
+    }
+
+    /// Starts recording the arrival of every API request (query string, time since the
+    /// simulator started): the benchmark measures schedule accuracy from outside the daemon.
+    pub fn record_arrivals(&self) {
+        *self
+            .inner
+            .arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// The arrivals recorded so far (and keeps recording).
+    pub fn take_arrivals(&self) -> Vec<(String, Duration)> {
+        let mut guard = self
+            .inner
+            .arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        guard.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn options(&self) -> &SimOptions {
@@ -217,6 +240,18 @@ async fn dispatch(State(sim): State<Simulator>, req: Request) -> Response {
     let route = profile.route(&parts.method, &path);
     if route == Route::Api {
         sim.inner.stats.api_request();
+        if let Some(log) = sim
+            .inner
+            .arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            log.push((
+                parts.uri.query().unwrap_or("").to_string(),
+                sim.inner.started.elapsed(),
+            ));
+        }
     }
     let conn = parts
         .extensions

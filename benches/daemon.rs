@@ -1,0 +1,662 @@
+//! The benchmark: what a poll costs, how much memory the daemon holds, how accurately it keeps
+//! its schedule, side by side with what people run instead.
+//!
+//! `cargo bench --bench daemon` (add `-- --quick` for a short run, `-- --no-peers` to skip
+//! the Python loop and collectd). Prints a table and writes it to docs/benchmarks.md.
+//!
+//! The daemon is the real binary as a process; the simulator serves the API on loopback from
+//! this process, so its CPU is not counted: daemon CPU is utime + stime from /proc.
+
+use oauth_poller::sim::{Profile, SimOptions, Simulator};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Opts {
+    quick: bool,
+    peers: bool,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = Opts {
+        quick: args.iter().any(|a| a == "--quick"),
+        peers: !args.iter().any(|a| a == "--no-peers"),
+    };
+    let sim = SimHandle::start();
+    let mut report = Report::default();
+    report.line(&format!("machine: {}", machine()));
+    report.line(&format!("binary: {}", env!("CARGO_BIN_EXE_oauth-poller")));
+    report.line(&format!(
+        "date: {}",
+        oauth_poller::inspect::fmt_time(oauth_poller::store::now())
+    ));
+
+    let idle_secs = if opts.quick { 20 } else { 300 };
+    idle(&sim, &mut report, idle_secs);
+    let run_secs = if opts.quick { 20 } else { 60 };
+    let scale_1k = scale(&sim, &mut report, 1_000, Duration::from_secs(3), run_secs);
+    scale(
+        &sim,
+        &mut report,
+        10_000,
+        Duration::from_secs(30),
+        run_secs.max(65),
+    );
+    fan_in(&sim, &mut report, if opts.quick { 2_000 } else { 10_000 });
+    start_stop(&sim, &mut report);
+    if opts.peers {
+        peers(&sim, &mut report, &scale_1k, run_secs);
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, report.markdown()).unwrap();
+    println!("\nwritten to {}", out.display());
+}
+
+// ---- the simulator, on its own runtime thread ----------------------------------------------
+
+struct SimHandle {
+    sim: Simulator,
+    addr: std::net::SocketAddr,
+}
+
+impl SimHandle {
+    fn start() -> SimHandle {
+        let mut o = SimOptions::new(Profile::Inode);
+        o.access_ttl = Duration::from_secs(24 * 3600);
+        let sim = Simulator::new(o);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = sim.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                server.serve(l, std::future::pending()).await.unwrap();
+            });
+        });
+        let addr = rx.recv().unwrap();
+        sim.record_arrivals();
+        SimHandle { sim, addr }
+    }
+
+    fn post(&self, path: &str) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut b = String::new();
+        let _ = s.read_to_string(&mut b);
+    }
+
+    fn refreshes(&self) -> i64 {
+        self.sim.stats()["refreshes"].as_i64().unwrap_or(0)
+    }
+}
+
+// ---- one daemon ----------------------------------------------------------------------------
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    interval: Duration,
+    /// Endpoint query tag -> position in the schedule (for the spread offsets).
+    order: Vec<String>,
+}
+
+/// `accounts` accounts sharing `endpoints` endpoints, each endpoint tagged `ep=TAG`.
+fn setup(
+    sim: &SimHandle,
+    tag: &str,
+    accounts: usize,
+    endpoints: usize,
+    interval: Duration,
+    expired: bool,
+) -> Setup {
+    let dir = tempfile::Builder::new()
+        .prefix("oauth-poller-bench-")
+        .tempdir()
+        .unwrap();
+    let mut cfg = format!(
+        "[daemon]\ndatabase = \"{}\"\ninterval = \"{}ms\"\ntimeout = \"10s\"\n",
+        dir.path().join("state.db").display(),
+        interval.as_millis()
+    );
+    let mut order = Vec::new();
+    for a in 0..accounts {
+        let mut seed: serde_json::Value = serde_json::from_str(&sim.sim.issue_seed()).unwrap();
+        if expired {
+            seed["expires_in"] = 0.into();
+        }
+        let seed_path = dir.path().join(format!("seed{a}.json"));
+        std::fs::write(&seed_path, seed.to_string()).unwrap();
+        write!(
+            cfg,
+            "\n[[account]]\nname = \"a{a}\"\nbase_url = \"http://{}/api/\"\nseed_file = \"{}\"\n\n\
+             [account.oauth2]\ntoken_url = \"oauth/token/\"\nclient_id = \"demo-client\"\n\
+             client_secret = \"demo-client-secret\"\nclient_auth = \"body\"\n",
+            sim.addr,
+            seed_path.display()
+        )
+        .unwrap();
+        let per = endpoints / accounts + usize::from(a < endpoints % accounts);
+        for e in 0..per {
+            let t = format!("{tag}{a}-{e}");
+            write!(
+                cfg,
+                "\n[[account.endpoint]]\nname = \"e{e}\"\npath = \"v1/links/\"\nquery = {{ no_pagination = \"\", ep = \"{t}\" }}\n"
+            )
+            .unwrap();
+            order.push(t);
+        }
+    }
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, cfg).unwrap();
+    Setup {
+        dir,
+        config,
+        interval,
+        order,
+    }
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(setup: &Setup, env: &[(&str, String)]) -> Daemon {
+        let log = std::fs::File::create(setup.dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_oauth-poller"))
+            .arg("--config")
+            .arg(&setup.config)
+            .arg("run")
+            .envs(env.iter().map(|(k, v)| (*k, v.clone())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        Daemon { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(mut self) -> Duration {
+        let t = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        t.elapsed()
+    }
+}
+
+/// utime + stime of a process (all threads).
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Fields after the command: state is not numeric, so utime/stime are at 10 and 11 here.
+    let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0)
+}
+
+/// A /proc/PID/status field in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Arrivals of one scenario's endpoints (by tag prefix), as (tag, seconds since sim start).
+fn arrivals(sim: &SimHandle, tag: &str) -> Vec<(String, f64)> {
+    sim.sim
+        .take_arrivals()
+        .into_iter()
+        .filter_map(|(q, t)| {
+            let ep = q.split('&').find_map(|kv| kv.strip_prefix("ep="))?;
+            ep.starts_with(tag)
+                .then(|| (ep.to_string(), t.as_secs_f64()))
+        })
+        .collect()
+}
+
+/// How late each poll started against its schedule: the schedule's origin is estimated as
+/// the earliest (first arrival - spread offset) over all endpoints, then each endpoint is
+/// due at origin + offset + k * interval.
+fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize) {
+    let n = setup.order.len();
+    let iv = setup.interval.as_secs_f64();
+    let offset: HashMap<&str, f64> = setup
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            (
+                t.as_str(),
+                if n > 10 {
+                    iv * i as f64 / n as f64
+                } else {
+                    0.0
+                },
+            )
+        })
+        .collect();
+    let mut first: HashMap<&str, f64> = HashMap::new();
+    for (t, at) in arrivals {
+        let e = first.entry(t.as_str()).or_insert(*at);
+        *e = e.min(*at);
+    }
+    let origin = first
+        .iter()
+        .map(|(t, a)| a - offset.get(t).copied().unwrap_or(0.0))
+        .fold(f64::INFINITY, f64::min);
+    let mut late: Vec<f64> = arrivals
+        .iter()
+        .map(|(t, at)| {
+            let due0 = origin + offset.get(t.as_str()).copied().unwrap_or(0.0);
+            let k = ((at - due0) / iv).floor().max(0.0);
+            at - (due0 + k * iv)
+        })
+        .collect();
+    late.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pick = |q: f64| {
+        late.get(((late.len() as f64 * q) as usize).min(late.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    (
+        pick(0.5) * 1e3,
+        pick(0.99) * 1e3,
+        late.last().copied().unwrap_or(0.0) * 1e3,
+        late.len(),
+    )
+}
+
+// ---- scenarios -----------------------------------------------------------------------------
+
+fn idle(sim: &SimHandle, report: &mut Report, secs: u64) {
+    println!("idle: 5 accounts, 10 endpoints, 60 s interval, {secs} s ...");
+    let s = setup(sim, "idle", 5, 10, Duration::from_secs(60), false);
+    let d = Daemon::start(&s, &[]);
+    std::thread::sleep(Duration::from_secs(5));
+    let (rss0, hwm0, cpu0) = (
+        status_kib(d.pid(), "VmRSS"),
+        status_kib(d.pid(), "VmHWM"),
+        cpu(d.pid()),
+    );
+    std::thread::sleep(Duration::from_secs(secs));
+    let (rss1, hwm1, cpu1) = (
+        status_kib(d.pid(), "VmRSS"),
+        status_kib(d.pid(), "VmHWM"),
+        cpu(d.pid()),
+    );
+    d.stop();
+    arrivals(sim, "idle");
+    report.section("Idle (5 accounts, 10 endpoints, 60 s interval)");
+    report.row(
+        "VmRSS / VmHWM after start (5 s)",
+        &format!("{} / {}", mib(rss0), mib(hwm0)),
+    );
+    report.row(
+        &format!("VmRSS / VmHWM after {secs} s"),
+        &format!("{} / {}", mib(rss1), mib(hwm1)),
+    );
+    report.row(
+        &format!("CPU used over {secs} s (10 polls a minute)"),
+        &format!(
+            "{:.2} s ({:.3}% of a core)",
+            (cpu1 - cpu0).as_secs_f64(),
+            (cpu1 - cpu0).as_secs_f64() * 100.0 / secs as f64
+        ),
+    );
+}
+
+struct ScaleResult {
+    cpu_per_poll_us: f64,
+    rss_kib: u64,
+    endpoints: usize,
+}
+
+fn scale(
+    sim: &SimHandle,
+    report: &mut Report,
+    endpoints: usize,
+    interval: Duration,
+    secs: u64,
+) -> ScaleResult {
+    println!("scale: {endpoints} endpoints over 10 accounts, every {interval:?}, {secs} s ...");
+    let tag = format!("s{endpoints}-");
+    let s = setup(sim, &tag, 10, endpoints, interval, false);
+    let d = Daemon::start(&s, &[]);
+    // Warm up for one interval (every endpoint has polled once), then measure.
+    std::thread::sleep(interval + Duration::from_secs(2));
+    arrivals(sim, &tag);
+    let cpu0 = cpu(d.pid());
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let cpu1 = cpu(d.pid());
+    let elapsed = t0.elapsed().as_secs_f64();
+    let got = arrivals(sim, &tag);
+    let hwm = status_kib(d.pid(), "VmHWM");
+    let rss = status_kib(d.pid(), "VmRSS");
+    d.stop();
+    let polls = got.len();
+    let (p50, p99, max, _) = lateness(&s, &got);
+    let db = s.dir.path().join("state.db");
+    let rows: i64 = rusqlite::Connection::open(&db)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM polls", [], |r| r.get(0)))
+        .unwrap_or(0);
+    let per_poll = (cpu1 - cpu0).as_secs_f64() * 1e6 / polls.max(1) as f64;
+    report.section(&format!(
+        "Scale: {endpoints} endpoints over 10 accounts, interval {} s",
+        interval.as_secs_f64()
+    ));
+    report.row(
+        "polls in the measured window",
+        &format!(
+            "{polls} in {elapsed:.0} s ({:.0}/s)",
+            polls as f64 / elapsed
+        ),
+    );
+    report.row(
+        "daemon CPU per poll (user+sys, incl. SQLite row and log line)",
+        &format!("{per_poll:.1} µs"),
+    );
+    report.row(
+        "peak RSS (VmHWM) / RSS at end",
+        &format!("{} / {}", mib(hwm), mib(rss)),
+    );
+    report.row(
+        "start lateness p50 / p99 / max",
+        &format!("{p50:.1} / {p99:.1} / {max:.1} ms"),
+    );
+    report.row(
+        "SQLite rows written per second (whole run)",
+        &format!(
+            "{:.0} ({rows} rows)",
+            rows as f64 / (elapsed + interval.as_secs_f64() + 2.0)
+        ),
+    );
+    ScaleResult {
+        cpu_per_poll_us: per_poll,
+        rss_kib: hwm,
+        endpoints,
+    }
+}
+
+fn fan_in(sim: &SimHandle, report: &mut Report, endpoints: usize) {
+    println!("refresh fan-in: {endpoints} endpoints of one account, token just expired ...");
+    let tag = format!("f{endpoints}-");
+    let interval = Duration::from_secs(30);
+    let s = setup(sim, &tag, 1, endpoints, interval, false);
+    let d = Daemon::start(&s, &[]);
+    std::thread::sleep(interval + Duration::from_secs(3));
+    arrivals(sim, &tag);
+    let before = sim.refreshes();
+    // The server forgets the access token: every endpoint's next poll meets a 401.
+    sim.post("/_sim/expire?what=access");
+    let t0 = Instant::now();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    while seen.len() < endpoints && t0.elapsed() < interval * 3 {
+        std::thread::sleep(Duration::from_millis(200));
+        for (t, _) in arrivals(sim, &tag) {
+            seen.insert(t);
+        }
+    }
+    let all = t0.elapsed();
+    let token_requests = sim.refreshes() - before;
+    d.stop();
+    report.section(&format!(
+        "Refresh fan-in: {endpoints} endpoints of one account whose access token just expired"
+    ));
+    report.row("token requests made", &token_requests.to_string());
+    report.row(
+        "time until every endpoint polled again",
+        &format!(
+            "{:.1} s ({} of {endpoints}; interval {} s)",
+            all.as_secs_f64(),
+            seen.len(),
+            interval.as_secs()
+        ),
+    );
+}
+
+fn start_stop(sim: &SimHandle, report: &mut Report) {
+    use std::os::unix::net::UnixDatagram;
+    println!("start and stop ...");
+    let s = setup(sim, "ss", 1, 10, Duration::from_secs(1), false);
+    let sock_path = s.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let t0 = Instant::now();
+    let d = Daemon::start(&s, &[("NOTIFY_SOCKET", sock_path.display().to_string())]);
+    let mut buf = [0u8; 4096];
+    let ready = loop {
+        let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
+        if String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .any(|l| l == "READY=1")
+        {
+            break t0.elapsed();
+        }
+    };
+    // Every request now takes 2 s: polls are in flight when SIGTERM comes.
+    std::thread::sleep(Duration::from_millis(1500));
+    sim.post("/_sim/fault?target=api&kind=delay&delay_ms=2000");
+    std::thread::sleep(Duration::from_millis(1500));
+    let stop = d.stop();
+    sim_clear_faults(sim);
+    report.section("Start and stop (1 account, 10 endpoints)");
+    report.row(
+        "exec to READY=1",
+        &format!("{:.1} ms", ready.as_secs_f64() * 1e3),
+    );
+    report.row(
+        "SIGTERM to exit, polls in flight",
+        &format!("{:.1} ms", stop.as_secs_f64() * 1e3),
+    );
+}
+
+fn sim_clear_faults(sim: &SimHandle) {
+    sim.sim.clear_faults();
+}
+
+// ---- peers ---------------------------------------------------------------------------------
+
+fn peers(sim: &SimHandle, report: &mut Report, ours: &ScaleResult, secs: u64) {
+    report.section(&format!(
+        "Peers: the same {} endpoints, the same simulator, same run",
+        ours.endpoints
+    ));
+    let ours_line = format!(
+        "{:.1} µs CPU per poll, peak RSS {}",
+        ours.cpu_per_poll_us,
+        mib(ours.rss_kib)
+    );
+    report.row("oauth-poller", &ours_line);
+    let seed: serde_json::Value = serde_json::from_str(&sim.sim.issue_seed()).unwrap();
+    let token = seed["access_token"].as_str().unwrap().to_string();
+    let urls: Vec<String> = (0..ours.endpoints)
+        .map(|i| {
+            format!(
+                "http://{}/api/v1/links/?no_pagination&ep=peer-{i}",
+                sim.addr
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("urls.txt");
+    std::fs::write(&list, urls.join("\n")).unwrap();
+
+    // (a) The loop users copy from the vendor docs: Python + requests, one process.
+    println!("peer: the vendor-docs Python loop, {secs} s ...");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/vendor_loop.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(&list)
+        .arg(secs.to_string())
+        .env("ACCESS_TOKEN", &token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(2));
+    arrivals(sim, "peer-");
+    let c0 = cpu(pid);
+    std::thread::sleep(Duration::from_secs(secs - 4));
+    let c1 = cpu(pid);
+    let hwm = status_kib(pid, "VmHWM");
+    let polls = arrivals(sim, "peer-").len();
+    let _ = child.wait();
+    let py = (c1 - c0).as_secs_f64() * 1e6 / polls.max(1) as f64;
+    report.row(
+        "Python requests loop",
+        &format!("{py:.1} µs CPU per poll ({polls} polls), peak RSS {}: {:.1}x oauth-poller's CPU per poll", mib(hwm), py / ours.cpu_per_poll_us),
+    );
+
+    // (b) collectd's curl_json: a real C polling agent, the same URLs every 3 s.
+    let has_collectd = Command::new("sh")
+        .args(["-c", "command -v collectd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_collectd {
+        report.row(
+            "collectd curl_json",
+            "not measured: collectd is not installed (apt-get install collectd-core)",
+        );
+        return;
+    }
+    println!("peer: collectd curl_json, {secs} s ...");
+    let conf = dir.path().join("collectd.conf");
+    let mut c = format!(
+        "Interval 3\nBaseDir \"{0}\"\nPIDFile \"{0}/collectd.pid\"\nPluginDir \"/usr/lib/collectd\"\n\
+         LoadPlugin curl_json\nLoadPlugin csv\n<Plugin csv>\n  DataDir \"{0}/csv\"\n</Plugin>\n<Plugin curl_json>\n",
+        dir.path().display()
+    );
+    for (i, u) in urls.iter().enumerate() {
+        write!(
+            c,
+            "  <URL \"{}\">\n    Instance \"e{i}\"\n    Header \"Authorization: Bearer {token}\"\n    <Key \"*/id\">\n      Type \"gauge\"\n    </Key>\n  </URL>\n",
+            u.replace("ep=peer-", "ep=peerc-")
+        )
+        .unwrap();
+    }
+    c.push_str("</Plugin>\n");
+    std::fs::write(&conf, c).unwrap();
+    let mut child = Command::new("collectd")
+        .args(["-f", "-C"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("collectd");
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(5));
+    arrivals(sim, "peerc-");
+    let c0 = cpu(pid);
+    std::thread::sleep(Duration::from_secs(secs));
+    let c1 = cpu(pid);
+    let hwm = status_kib(pid, "VmHWM");
+    let polls = arrivals(sim, "peerc-").len();
+    let _ = child.kill();
+    let _ = child.wait();
+    let cd = (c1 - c0).as_secs_f64() * 1e6 / polls.max(1) as f64;
+    report.row(
+        "collectd curl_json",
+        &format!("{cd:.1} µs CPU per poll ({polls} polls), peak RSS {}: {:.2}x oauth-poller's CPU per poll", mib(hwm), cd / ours.cpu_per_poll_us),
+    );
+}
+
+// ---- the report ----------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Report {
+    text: String,
+}
+
+impl Report {
+    fn line(&mut self, s: &str) {
+        println!("{s}");
+        writeln!(self.text, "{s}  ").unwrap();
+    }
+
+    fn section(&mut self, title: &str) {
+        println!("\n{title}");
+        write!(
+            self.text,
+            "\n### {title}\n\n| measure | value |\n|---|---|\n"
+        )
+        .unwrap();
+    }
+
+    fn row(&mut self, what: &str, value: &str) {
+        println!("  {what:<60} {value}");
+        writeln!(self.text, "| {what} | {value} |").unwrap();
+    }
+
+    fn markdown(&self) -> String {
+        format!(
+            "# Benchmarks\n\nProduced by `cargo bench --bench daemon` (see README, \"Benchmark\"). \
+             The daemon is the release binary as a process; the simulator serves the API on \
+             loopback from the benchmark process, so its CPU is not counted.\n\n{}",
+            self.text
+        )
+    }
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<u64>().ok())
+        .unwrap_or(0);
+    format!("{model}, {cores} cores, {:.0} GiB", mem as f64 / 1048576.0)
+}
