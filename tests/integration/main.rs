@@ -8,3 +8,4 @@ mod examples;
 mod lifecycle;
 mod polling;
 mod util;
+mod vendors;
