@@ -234,10 +234,20 @@ struct Listening {
 }
 
 fn listen(config: &Path, account: &str) -> Listening {
+    listen_for(config, account, 60)
+}
+
+fn listen_for(config: &Path, account: &str, timeout: u64) -> Listening {
     let mut child = Command::new(bin())
         .arg("--config")
         .arg(config)
-        .args(["authorize", account, "--listen", "--timeout", "60"])
+        .args([
+            "authorize",
+            account,
+            "--listen",
+            "--timeout",
+            &timeout.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -567,6 +577,85 @@ path = "unread"
         ),
         3
     );
+}
+
+/// The listener's refusals: the user denies, a redirect with another state, nobody comes.
+/// Each exits 1 with a clear message and stores nothing.
+#[test]
+fn authorize_listen_denied_state_mismatch_and_timeout() {
+    let sim = sim(Profile::Highq, 60);
+    let dir = tempdir();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[daemon]
+database = "{db}"
+
+[[account]]
+name = "highq"
+base_url = "{root}/highq/api/"
+
+[account.oauth2]
+token_url = "oauth2/token"
+authorize_url = "{root}/highq/authorize.action"
+client_id = "demo-client"
+client_secret = "demo-client-secret"
+redirect_uri = "http://127.0.0.1:{port}/callback"
+pkce = true
+
+[[account.endpoint]]
+name = "sites"
+path = "3/sites"
+"#,
+            db = dir.path().join("state.db").display(),
+            root = root(&sim),
+        ),
+    );
+    let db = dir.path().join("state.db");
+
+    let l = listen(&config, "highq");
+    let denied = location(
+        &l.url,
+        &http("GET", &format!("{}&deny=1", l.url), &[], None),
+    );
+    assert!(denied.contains("error=access_denied"), "{denied}");
+    // Something else on the port first: a 404, and the listener keeps waiting.
+    let other = http(
+        "GET",
+        &format!("http://127.0.0.1:{port}/favicon.ico"),
+        &[],
+        None,
+    );
+    assert_eq!(other.status, 404);
+    let page = http("GET", &denied, &[], None);
+    assert_eq!(page.status, 400);
+    let (code, out) = l.finish();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("denied") && out.contains("error=access_denied"),
+        "{out}"
+    );
+
+    let l = listen(&config, "highq");
+    let redirect = approve(&l.url);
+    let forged = redirect.replace("state=", "state=forged");
+    assert_eq!(http("GET", &forged, &[], None).status, 400);
+    let (code, out) = l.finish();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("state does not match"), "{out}");
+
+    let l = listen_for(&config, "highq", 1);
+    let (code, out) = l.finish();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no redirect reached") && out.contains("within 1s"),
+        "{out}"
+    );
+
+    assert_eq!(query_i64(&db, "SELECT COUNT(*) FROM tokens"), 0);
+    assert_eq!(sim.stats()["token_requests"]["total"], 0);
 }
 
 // ---- Citesphere (Spring) ------------------------------------------------------------------
