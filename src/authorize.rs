@@ -210,10 +210,14 @@ fn print(flow: &Flow<'_>) -> Result<(), Error> {
             flow.redirect_uri
         )
     };
+    let listen = if flow.redirect_uri == OOB {
+        String::new()
+    } else {
+        format!("; `oauth-poller authorize {name} --listen` does it in one step")
+    };
     eprintln!(
-        "Open this URL in a browser, sign in and authorize the application; {next}. Then run:\n  \
-         oauth-poller authorize {name} --code 'CODE-OR-ADDRESS'\n\
-         (within {} minutes; `oauth-poller authorize {name} --listen` does it in one step for a loopback redirect_uri)",
+        "Open this URL in a browser, sign in and authorize the application; {next}. Then run, within {} minutes:\n  \
+         oauth-poller authorize {name} --code 'CODE-OR-ADDRESS'{listen}",
         crate::store::PENDING_TTL / 60
     );
     Ok(())
@@ -299,8 +303,13 @@ async fn finish(
                 code_verifier: verifier,
             };
             let response = client.request(flow.oauth, &grant).await.map_err(|e| {
+                let next = if e.is_permanent() {
+                    format!("a code is valid once and for minutes: run `oauth-poller authorize {name}` again")
+                } else {
+                    "a temporary failure: the same code may still work, try again".to_string()
+                };
                 Error::runtime(format!(
-                    "account `{name}`: exchanging the authorization code failed: {e}; nothing was stored (a code is valid once and for minutes: run `oauth-poller authorize {name}` again)"
+                    "account `{name}`: exchanging the authorization code failed: {e}; nothing was stored ({next})"
                 ))
             })?;
             (row_from_response(name, response, started), "code exchanged")
