@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,6 +57,21 @@ pub enum Command {
         /// Replace a stored token even if it is newer than the file
         #[arg(long)]
         force: bool,
+    },
+    /// Bootstrap with the provider's consent page: print the authorization URL, exchange a
+    /// pasted code (--code), or receive the redirect on a loopback listener (--listen)
+    Authorize {
+        account: String,
+        /// Exchange this authorization code (or the whole redirect address) from the URL
+        /// printed earlier (the out-of-band flow)
+        #[arg(long, value_name = "CODE", conflicts_with = "listen")]
+        code: Option<String>,
+        /// Listen on the redirect_uri's loopback port, receive the redirect, store the tokens
+        #[arg(long)]
+        listen: bool,
+        /// How long --listen waits for the redirect
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
     },
     /// Print a valid access token (refreshing first if needed)
     Token {
@@ -202,6 +218,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 )
                 .into()),
             }
+        }
+        Command::Authorize {
+            account: name,
+            code,
+            listen,
+            timeout,
+        } => {
+            let config = load(&cli)?;
+            let account = account(&config, name)?;
+            let mode = match (code, listen) {
+                (Some(c), _) => crate::authorize::Mode::Code(c),
+                (None, true) => crate::authorize::Mode::Listen(Duration::from_secs(*timeout)),
+                (None, false) => crate::authorize::Mode::Print,
+            };
+            runtime()?.block_on(crate::authorize::run(&config, account, mode))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Token {
             account: name,

@@ -93,7 +93,9 @@ pub struct Account {
 
 #[derive(Debug)]
 pub struct OAuth2 {
-    pub token_url: Url,
+    /// `None`: the site has no token endpoint; its authorization redirect carries the
+    /// access token itself (a Ruqqus-style bare-token site), and nothing ever refreshes.
+    pub token_url: Option<Url>,
     pub client_id: String,
     pub client_secret: Option<SecretString>,
     pub client_auth: ClientAuth,
@@ -589,10 +591,18 @@ impl Ctx<'_> {
         allow_http: bool,
     ) -> Result<OAuth2, InputError> {
         let at = |key: &str| format!("account[{account}].oauth2.{key}");
-        let token_url = o
-            .token_url
-            .ok_or_else(|| self.err(None, &at("token_url"), "token_url is required"))?;
-        let token_url = self.url(&at("token_url"), &token_url, Some(base), allow_http)?;
+        // Without a token endpoint the only way in is the authorization redirect.
+        let token_url = match (o.token_url, &o.authorize_url) {
+            (Some(t), _) => Some(self.url(&at("token_url"), &t, Some(base), allow_http)?),
+            (None, Some(_)) => None,
+            (None, None) => {
+                return Err(self.err(
+                    None,
+                    &at("token_url"),
+                    "token_url is required (or authorize_url alone, for a site whose authorization redirect delivers the access token)",
+                ))
+            }
+        };
         let client_id = o
             .client_id
             .ok_or_else(|| self.err(None, &at("client_id"), "client_id is required"))?;
@@ -604,10 +614,13 @@ impl Ctx<'_> {
         )?;
         let password = self.secret(&at("password"), o.password, o.password_file, o.password_env)?;
         let client_auth = o.client_auth.unwrap_or(ClientAuth::Basic);
-        if client_auth != ClientAuth::None && client_secret.is_none() {
+        if client_auth != ClientAuth::None && client_secret.is_none() && token_url.is_some() {
             return Err(self.err(None, &at("client_secret"), "client_auth needs a client secret (client_secret, client_secret_file or client_secret_env), or set client_auth = \"none\""));
         }
         let grant = o.grant.unwrap_or(FallbackGrant::RefreshToken);
+        if token_url.is_none() && grant != FallbackGrant::RefreshToken {
+            return Err(self.err(None, &at("grant"), "this grant needs a token_url"));
+        }
         if grant == FallbackGrant::Password && (o.username.is_none() || password.is_none()) {
             return Err(self.err(None, &at("grant"), "grant = \"password\" needs username and password (or password_file / password_env)"));
         }
@@ -834,7 +847,13 @@ query = { no_pagination = "" }
             "http://127.0.0.1:9/api/v1/links/?no_pagination"
         );
         assert_eq!(
-            a.oauth2.as_ref().unwrap().token_url.as_str(),
+            a.oauth2
+                .as_ref()
+                .unwrap()
+                .token_url
+                .as_ref()
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:9/api/oauth/token/"
         );
         assert_eq!(a.endpoints[0].interval, Duration::from_secs(30));

@@ -2,6 +2,7 @@
 //!
 //! The binary is thin: [`cli::main`] parses the command line and maps errors to exit codes.
 
+pub mod authorize;
 pub mod cli;
 pub mod config;
 pub mod daemon;

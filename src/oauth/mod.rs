@@ -14,6 +14,15 @@ use std::time::Duration;
 /// A token response is small; anything larger is not one.
 const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
 
+/// Token-request parameters whose values are secrets.
+const SECRET_PARAMS: &[&str] = &[
+    "refresh_token",
+    "password",
+    "client_secret",
+    "code",
+    "code_verifier",
+];
+
 /// What to ask the token endpoint for.
 pub enum Grant<'a> {
     RefreshToken(&'a SecretString),
@@ -63,6 +72,12 @@ impl TokenClient {
         oauth: &OAuth2,
         grant: &Grant<'_>,
     ) -> Result<TokenResponse, TokenError> {
+        let Some(token_url) = &oauth.token_url else {
+            return Err(TokenError::permanent(
+                "no_token_endpoint",
+                "the site has no token endpoint (token_url): tokens come only from `authorize`",
+            ));
+        };
         let mut params: Vec<(&str, String)> = vec![("grant_type", grant.name().to_string())];
         match grant {
             Grant::RefreshToken(rt) => {
@@ -118,11 +133,11 @@ impl TokenClient {
         let mut request = match oauth.token_request {
             TokenRequestStyle::Form => self
                 .http
-                .post(oauth.token_url.clone())
+                .post(token_url.clone())
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(encoded),
             TokenRequestStyle::Query => {
-                let mut url = oauth.token_url.clone();
+                let mut url = token_url.clone();
                 let query = match url.query() {
                     Some(q) if !q.is_empty() => format!("{q}&{encoded}"),
                     _ => encoded,
@@ -139,7 +154,16 @@ impl TokenClient {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let body = read_limited(response, MAX_TOKEN_RESPONSE).await?;
-        response::parse(status, &body, retry_after)
+        response::parse(status, &body, retry_after).map_err(|mut e| {
+            // Spring (Citesphere) echoes the presented refresh token or code in
+            // `error_description`: never let a secret through into a log line.
+            for (k, v) in &params {
+                if SECRET_PARAMS.contains(k) && v.len() >= 4 {
+                    e.message = e.message.replace(v.as_str(), "[redacted]");
+                }
+            }
+            e
+        })
     }
 }
 

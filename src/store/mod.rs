@@ -5,10 +5,12 @@
 //! holding `BEGIN IMMEDIATE`, the cross-process write lock), and the poll writer (batched,
 //! `synchronous=NORMAL`: a lost poll row costs nothing, a lost token costs a grant).
 
+mod authorizations;
 mod migrate;
 mod polls;
 mod tokens;
 
+pub use authorizations::{Pending, PENDING_TTL};
 pub use polls::{PollRecord, PollRow, PollWriter};
 pub use tokens::{EventRow, TokenRow, TokenState};
 

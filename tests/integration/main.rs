@@ -12,3 +12,4 @@ mod metrics;
 mod polling;
 mod systemd;
 mod util;
+mod vendors;

@@ -252,6 +252,11 @@ pub struct Django {
 
 impl Django {
     pub fn start(access_ttl: u64) -> Django {
+        Django::start_with(access_ttl, &[])
+    }
+
+    /// With extra launcher options, e.g. `["--redirect-port", "40123"]`.
+    pub fn start_with(access_ttl: u64, extra: &[&str]) -> Django {
         let dir = tempdir();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django_inode/server.py");
         let mut child = Command::new("python3")
@@ -259,6 +264,7 @@ impl Django {
             .args(["--state-dir"])
             .arg(dir.path())
             .args(["--port", "0", "--access-ttl", &access_ttl.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

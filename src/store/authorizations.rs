@@ -1,0 +1,76 @@
+//! The `authorizations` table: pending `authorize` requests (state, PKCE verifier), so that
+//! `authorize ACCOUNT --code CODE`, a later process, can finish what `authorize ACCOUNT`
+//! started. The verifier is a short-lived secret: deleted when used, expired after an hour.
+
+use super::{now, Store};
+use crate::error::Error;
+use rusqlite::{params, OptionalExtension};
+use secrecy::{ExposeSecret, SecretString};
+
+/// How long a printed authorization URL stays redeemable.
+pub const PENDING_TTL: i64 = 3600;
+
+/// One pending authorization request.
+#[derive(Debug)]
+pub struct Pending {
+    pub state: String,
+    pub code_verifier: Option<SecretString>,
+    pub redirect_uri: Option<String>,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Records a pending authorization (and forgets expired ones).
+    pub fn put_pending(&self, account: &str, p: &Pending) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "DELETE FROM authorizations WHERE created_at < ?1",
+                [now() - PENDING_TTL],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute(
+                "INSERT INTO authorizations (account, state, code_verifier, redirect_uri, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    account,
+                    p.state,
+                    p.code_verifier.as_ref().map(|v| v.expose_secret().to_string()),
+                    p.redirect_uri,
+                    p.created_at
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The account's unexpired pending authorization with this `state`, or (no state given)
+    /// its newest one.
+    pub fn pending(&self, account: &str, state: Option<&str>) -> Result<Option<Pending>, Error> {
+        self.conn
+            .query_row(
+                "SELECT state, code_verifier, redirect_uri, created_at FROM authorizations \
+                 WHERE account = ?1 AND (?2 IS NULL OR state = ?2) AND created_at >= ?3 \
+                 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                params![account, state, now() - PENDING_TTL],
+                |r| {
+                    Ok(Pending {
+                        state: r.get(0)?,
+                        code_verifier: r.get::<_, Option<String>>(1)?.map(SecretString::from),
+                        redirect_uri: r.get(2)?,
+                        created_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets every pending authorization of the account (once one has been redeemed).
+    pub fn clear_pending(&self, account: &str) -> Result<(), Error> {
+        self.conn
+            .execute("DELETE FROM authorizations WHERE account = ?1", [account])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
