@@ -208,12 +208,11 @@ impl Daemon {
 fn cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // Fields after the command: state is not numeric, so utime/stime are at 10 and 11 here.
-    let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+    // After the command: state, ppid, pgrp, session, tty_nr, tpgid (may be -1), flags,
+    // minflt, cminflt, majflt, cmajflt, utime, stime (proc(5) fields 3..15).
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
     Duration::from_secs_f64(ticks as f64 / clock_ticks())
 }
 
@@ -287,8 +286,10 @@ fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize)
         .iter()
         .map(|(t, at)| {
             let due0 = origin + offset.get(t.as_str()).copied().unwrap_or(0.0);
-            let k = ((at - due0) / iv).floor().max(0.0);
-            at - (due0 + k * iv)
+            // The nearest due time: an arrival a hair early (a connection reused after the
+            // first poll's handshake) is on time, not an interval late.
+            let k = ((at - due0) / iv).round().max(0.0);
+            (at - (due0 + k * iv)).max(0.0)
         })
         .collect();
     late.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -5,7 +5,6 @@ use crate::oauth::describe;
 use crate::store::{now, PollRecord, PollWriter};
 use crate::tokens::{AccessError, Tokens};
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,7 +121,7 @@ impl Poller {
             }
             Ok(body) => {
                 state.reauth_logged = false;
-                let hash = hex(&Sha256::digest(&body.bytes));
+                let hash = body_hash(&body.bytes);
                 let changed = state.last_hash.as_deref() != Some(hash.as_str());
                 record.status = Some(body.status);
                 record.bytes = Some(body.bytes.len() as i64);
@@ -419,33 +418,83 @@ async fn read_body(mut response: reqwest::Response, max: u64) -> Result<Vec<u8>,
 }
 
 /// Items in a JSON answer: an array's length, or `results`' (DRF pages), or `data`'s
-/// (JSON:API), or a `count` number.
+/// (JSON:API), or a `count` number. Counted without building the document in memory.
 pub fn count_items(body: &[u8]) -> Option<i64> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    match &v {
-        serde_json::Value::Array(a) => Some(a.len() as i64),
-        serde_json::Value::Object(o) => o
-            .get("results")
-            .and_then(|r| r.as_array())
-            .map(|a| a.len() as i64)
-            .or_else(|| {
-                o.get("data")
-                    .and_then(|r| r.as_array())
-                    .map(|a| a.len() as i64)
-            })
-            .or_else(|| o.get("count").and_then(|c| c.as_i64())),
-        _ => None,
+    serde_json::from_slice::<Items>(body).ok().and_then(|i| i.0)
+}
+
+/// The item count of a JSON document, found by a deserializer that skips everything else.
+struct Items(Option<i64>);
+
+impl<'de> serde::Deserialize<'de> for Items {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ItemsVisitor)
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+struct ItemsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ItemsVisitor {
+    type Value = Items;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
+        let mut n = 0;
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        Ok(Items(Some(n)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Items, A::Error> {
+        let (mut results, mut data, mut count) = (None, None, None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "results" => results = map.next_value::<Items>()?.0,
+                "data" => data = map.next_value::<Items>()?.0,
+                "count" => count = map.next_value::<serde_json::Value>()?.as_i64(),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Items(results.or(data).or(count)))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Items, E> {
+        Ok(Items(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Items, E> {
+        Ok(Items(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Items, E> {
+        Ok(Items(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Items, E> {
+        Ok(Items(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Items, E> {
+        Ok(Items(None))
+    }
+    fn visit_unit<E>(self) -> Result<Items, E> {
+        Ok(Items(None))
+    }
+}
+
+/// A fingerprint of a body for change detection: 128-bit xxh3 (not a secret-keeping hash:
+/// bodies are API data, and a collision only hides one change).
+fn body_hash(body: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let h = xxhash_rust::xxh3::xxh3_128(body).to_be_bytes();
+    let mut out = String::with_capacity(32);
+    for b in h {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// Where each endpoint's first poll falls: at once when there are few, else spread evenly
@@ -473,6 +522,23 @@ mod tests {
         assert_eq!(count_items(br#"{"count":10,"results":[1]}"#), Some(1));
         assert_eq!(count_items(br#"{"count":10}"#), Some(10));
         assert_eq!(count_items(b"<html>"), None);
+        assert_eq!(
+            count_items(br#"{"data":[{"id":1,"attributes":{"name":"a"}},{"id":2}]}"#),
+            Some(2)
+        );
+        assert_eq!(
+            count_items(br#"{"results":null,"count":"7","next":{"deep":[1,[2]]}}"#),
+            None
+        );
+        assert_eq!(count_items(br#"{"results":null,"count":5}"#), Some(5));
+        assert_eq!(
+            count_items(br#"{"next":null,"results":[{"a":[1,2]},3],"count":9}"#),
+            Some(2)
+        );
+        assert_eq!(count_items(br#""text""#), None);
+        assert_eq!(count_items(b"[1,2"), None);
+        assert_eq!(body_hash(b"[1]").len(), 32);
+        assert_ne!(body_hash(b"[1]"), body_hash(b"[2]"));
     }
 
     #[test]

@@ -92,6 +92,50 @@ struct AccountSlot {
     account: Arc<Account>,
     flight: Arc<tokio::sync::Mutex<()>>,
     backoff: Mutex<Backoff>,
+    cache: Mutex<Option<Cached>>,
+}
+
+/// The last usable token read from (or written to) the store. Reused for at most
+/// [`CACHE_FOR`], so a busy schedule reads the store a few times a second rather than on
+/// every poll; expiry is still checked on every use. Another process's change is seen within
+/// [`CACHE_FOR`] (a token it revoked meanwhile costs one 401, which clears the cache).
+struct Cached {
+    read_at: Instant,
+    generation: i64,
+    access_expires_at: Option<i64>,
+    obtained_at: i64,
+    authorization: SecretString,
+}
+
+const CACHE_FOR: Duration = Duration::from_secs(1);
+
+impl AccountSlot {
+    fn cached(&self) -> Option<Access> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let c = cache.as_ref().filter(|c| c.read_at.elapsed() < CACHE_FOR)?;
+        let fresh = match c.access_expires_at {
+            None => true,
+            Some(exp) => now() + self.account.margin_for(Some(exp - c.obtained_at)) < exp,
+        };
+        fresh.then(|| Access {
+            authorization: c.authorization.clone(),
+            generation: c.generation,
+        })
+    }
+
+    fn remember(&self, row: &TokenRow, access: &Access) {
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
+            read_at: Instant::now(),
+            generation: row.generation,
+            access_expires_at: row.access_expires_at,
+            obtained_at: row.obtained_at,
+            authorization: access.authorization.clone(),
+        });
+    }
+
+    fn forget(&self) {
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// Hands out valid tokens for every configured account, refreshing as needed.
@@ -119,6 +163,7 @@ impl Tokens {
                         account: a.clone(),
                         flight: Arc::new(tokio::sync::Mutex::new(())),
                         backoff: Mutex::new(Backoff::default()),
+                        cache: Mutex::new(None),
                     },
                 )
             })
@@ -177,10 +222,17 @@ impl Tokens {
                 generation: 0,
             });
         }
+        if let Some(access) = slot.cached() {
+            return Ok(access);
+        }
         let row = self.read(name)?;
         match &row {
             Some(r) if r.state == TokenState::NeedsReauth => Err(needs_reauth_error(account, r)),
-            Some(r) if usable(account, r, now()) => Ok(access_of(account, r)),
+            Some(r) if usable(account, r, now()) => {
+                let access = access_of(account, r);
+                slot.remember(r, &access);
+                Ok(access)
+            }
             _ => self.refresh(name, row.map(|r| r.generation), false).await,
         }
     }
@@ -194,6 +246,7 @@ impl Tokens {
                 "the API rejected the API key (401)".into(),
             ));
         }
+        slot.forget();
         self.refresh(name, Some(generation), true).await
     }
 
@@ -205,7 +258,9 @@ impl Tokens {
         seen: Option<i64>,
         force: bool,
     ) -> Result<Access, AccessError> {
-        let flight = self.slot(name)?.flight.clone().lock_owned().await;
+        let slot = self.slot(name)?;
+        slot.forget();
+        let flight = slot.flight.clone().lock_owned().await;
         // In a task of its own: a poll cancelled at shutdown must not drop a refresh between
         // the server's answer and the commit (that would lose a rotated refresh token).
         let this = self.clone();

@@ -93,22 +93,29 @@ impl Drop for PollWriter {
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long the writer gathers rows before one commit, and at most how many.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
+const BATCH_ROWS: usize = 1000;
 
 fn writer_loop(conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>, keep: Duration) {
     let mut last_prune: Option<Instant> = None;
     let mut batch: Vec<Box<PollRecord>> = Vec::new();
     let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
     while let Ok(first) = rx.recv() {
+        // Gather what arrives within a short window: one commit (and its WAL checksums)
+        // for many rows. A flush request commits at once.
+        let window_end = Instant::now() + BATCH_WINDOW;
         let mut next = Some(first);
         while let Some(msg) = next {
             match msg {
                 Msg::Poll(p) => batch.push(p),
                 Msg::Flush(w) => waiters.push(w),
             }
-            next = if batch.len() < 1000 {
-                rx.try_recv().ok()
-            } else {
+            let wait = window_end.saturating_duration_since(Instant::now());
+            next = if batch.len() >= BATCH_ROWS || !waiters.is_empty() {
                 None
+            } else {
+                rx.recv_timeout(wait).ok()
             };
         }
         if !batch.is_empty() {

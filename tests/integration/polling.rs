@@ -70,9 +70,11 @@ fn store_bodies_changes_all_none() {
             "refresh_token",
             &format!("store_bodies = \"{mode}\""),
         );
-        let d = Daemon::start(&s.config, &[]);
+        let mut d = Daemon::start(&s.config, &[]);
         d.wait_for("endpoint=links status=200", 3, Duration::from_secs(10));
-        drop(d);
+        // A graceful stop flushes the rows gathered for the next commit.
+        d.signal(SIGTERM);
+        d.wait_exit(Duration::from_secs(5));
         let rows = query_i64(&s.db, "SELECT COUNT(*) FROM polls WHERE endpoint = 'links'");
         let bodies = query_i64(
             &s.db,
