@@ -61,19 +61,35 @@ struct Backoff {
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
+/// The longest a retry waits (without `Retry-After`): 300 s, or less than the account's
+/// shortest poll interval, so that the account recovers within one interval of the token
+/// endpoint recovering. A failing endpoint still sees at most one request per interval.
+pub fn backoff_cap(account: &Account) -> Duration {
+    account
+        .endpoints
+        .iter()
+        .map(|e| e.interval.mul_f64(0.9))
+        .min()
+        .unwrap_or(BACKOFF_CAP)
+        .clamp(Duration::from_millis(500), BACKOFF_CAP)
+}
+
 impl Backoff {
-    fn fail(&mut self, retry_after: Option<Duration>) -> Duration {
+    /// Records a failure of the attempt that started at `started`; returns how long from
+    /// now until the next attempt may start.
+    fn fail(&mut self, retry_after: Option<Duration>, cap: Duration, started: Instant) -> Duration {
         let exp = BACKOFF_BASE
             .saturating_mul(1u32 << self.failures.min(16))
-            .min(BACKOFF_CAP);
+            .min(cap);
         self.failures = self.failures.saturating_add(1);
         // Jitter in [exp/2, exp]: processes that failed together do not retry together.
         let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
         let delay = retry_after
             .map_or(jittered, |r| r.max(jittered))
             .min(Duration::from_secs(3600));
-        self.not_before = Some(Instant::now() + delay);
-        delay
+        let not_before = started + delay;
+        self.not_before = Some(not_before);
+        not_before.saturating_duration_since(Instant::now())
     }
 
     fn reset(&mut self) {
@@ -92,6 +108,7 @@ struct AccountSlot {
     account: Arc<Account>,
     flight: Arc<tokio::sync::Mutex<()>>,
     backoff: Mutex<Backoff>,
+    backoff_cap: Duration,
 }
 
 /// Hands out valid tokens for every configured account, refreshing as needed.
@@ -119,6 +136,7 @@ impl Tokens {
                         account: a.clone(),
                         flight: Arc::new(tokio::sync::Mutex::new(())),
                         backoff: Mutex::new(Backoff::default()),
+                        backoff_cap: backoff_cap(a),
                     },
                 )
             })
@@ -274,6 +292,7 @@ impl Tokens {
                 .as_ref()
                 .filter(|_| !refresh_expired(r, started))
         });
+        let attempt_started = Instant::now();
         let mut attempt = match refresh_token {
             Some(rt) => {
                 let result = self
@@ -309,9 +328,13 @@ impl Tokens {
 
         match attempt {
             (grant, Ok(response)) => {
+                // From here to the commit is the window in which a crash loses a rotated
+                // refresh token: no I/O but the commit's own.
+                let received = Instant::now();
                 let new_row = row_from_response(&account, row.as_ref(), response, grant, started);
                 let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
                 let stored = lock.commit_token(&new_row, event, &detail)?;
+                let commit_us = received.elapsed().as_micros() as u64;
                 slot.backoff
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -321,6 +344,7 @@ impl Tokens {
                     grant,
                     generation = stored.generation,
                     expires_in = stored.access_expires_at.map(|t| t - started),
+                    commit_us,
                     "token {}",
                     if event == "refreshed" {
                         "refreshed"
@@ -331,11 +355,11 @@ impl Tokens {
                 Ok(access_of(&account, &stored))
             }
             (grant, Err(e)) if !e.is_permanent() => {
-                let delay = slot
-                    .backoff
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .fail(e.retry_after);
+                let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(
+                    e.retry_after,
+                    slot.backoff_cap,
+                    attempt_started,
+                );
                 let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
                 tracing::warn!(account = name, grant, error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
                 lock.commit_event(name, "refresh_failed", &detail)?;
@@ -592,4 +616,36 @@ pub fn seed_from_file(
         .into());
     }
     store_seed(db, &account.name, seed, force)
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    /// The schedule: the n-th delay lies in [2^n/2, 2^n] seconds, capped, and never shorter
+    /// than Retry-After.
+    #[test]
+    fn capped_exponential_with_jitter_and_retry_after() {
+        let cap = Duration::from_secs(20);
+        let mut b = Backoff::default();
+        for n in 0..10u32 {
+            let start = Instant::now();
+            let d = b.fail(None, cap, start);
+            let exp = Duration::from_secs(1 << n).min(cap);
+            assert!(
+                d <= exp && d + Duration::from_millis(5) >= exp / 2,
+                "failure {n}: {d:?} for {exp:?}"
+            );
+            assert!(b.waiting().is_some());
+        }
+        let d = b.fail(Some(Duration::from_secs(90)), cap, Instant::now());
+        assert!(
+            d > Duration::from_secs(89),
+            "Retry-After beyond the cap: {d:?}"
+        );
+        b.reset();
+        assert!(b.waiting().is_none());
+        let d = b.fail(None, cap, Instant::now());
+        assert!(d <= Duration::from_secs(1), "reset starts over: {d:?}");
+    }
 }

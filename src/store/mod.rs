@@ -21,6 +21,9 @@ use std::time::Duration;
 /// hold a transaction open in `sqlite3`; the daemon waits rather than fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Environment variable: the most pages the database may grow to (`PRAGMA max_page_count`).
+pub const MAX_PAGES_ENV: &str = "OAUTH_POLLER_MAX_DB_PAGES";
+
 pub struct Store {
     path: PathBuf,
     conn: Connection,
@@ -93,6 +96,15 @@ pub(crate) fn connect(path: &Path, durable: bool) -> Result<Connection, Error> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
     ))
     .map_err(|e| store_err(path, e))?;
+    // A size limit in pages (SQLite's `max_page_count`, per connection): for a small disk,
+    // and for the tests that show what a full disk does.
+    if let Some(pages) = std::env::var(MAX_PAGES_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        conn.execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .map_err(|e| store_err(path, e))?;
+    }
     Ok(conn)
 }
 

@@ -151,6 +151,38 @@ fn add_event(conn: &Connection, account: &str, event: &str, detail: &str) -> rus
     Ok(())
 }
 
+/// Is this SQLite's "database or disk is full" (a full disk, or `max_page_count` reached)?
+pub fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+/// Records an event unless the database is full: the event is history, the token it
+/// accompanies is the grant, and a full disk must not cost the grant.
+fn add_event_unless_full(
+    conn: &Connection,
+    account: &str,
+    event: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    conn.execute_batch("SAVEPOINT token_event")?;
+    match add_event(conn, account, event, detail) {
+        Ok(()) => conn.execute_batch("RELEASE token_event"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO token_event; RELEASE token_event");
+            if is_full(&e) {
+                tracing::warn!(
+                    account,
+                    event,
+                    "the database is full: token event not recorded (the token itself is stored)"
+                );
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Store {
     pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
         read_token(&self.conn, account).map_err(|e| self.err(e))
@@ -183,7 +215,7 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| store_err(&path, e))?;
         let stored = write_token(&tx, row).map_err(|e| store_err(&path, e))?;
-        add_event(&tx, &row.account, event, detail).map_err(|e| store_err(&path, e))?;
+        add_event_unless_full(&tx, &row.account, event, detail).map_err(|e| store_err(&path, e))?;
         tx.commit().map_err(|e| store_err(&path, e))?;
         Ok(stored)
     }
@@ -262,7 +294,8 @@ impl RefreshLock {
         detail: &str,
     ) -> Result<TokenRow, Error> {
         let stored = write_token(&self.conn, row).map_err(|e| store_err(&self.path, e))?;
-        add_event(&self.conn, &row.account, event, detail).map_err(|e| store_err(&self.path, e))?;
+        add_event_unless_full(&self.conn, &row.account, event, detail)
+            .map_err(|e| store_err(&self.path, e))?;
         self.conn
             .execute_batch("COMMIT")
             .map_err(|e| store_err(&self.path, e))?;
@@ -272,7 +305,8 @@ impl RefreshLock {
 
     /// Records an event only and releases the lock.
     pub fn commit_event(mut self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
-        add_event(&self.conn, account, event, detail).map_err(|e| store_err(&self.path, e))?;
+        add_event_unless_full(&self.conn, account, event, detail)
+            .map_err(|e| store_err(&self.path, e))?;
         self.conn
             .execute_batch("COMMIT")
             .map_err(|e| store_err(&self.path, e))?;

@@ -5,6 +5,8 @@ mod bad_input;
 mod concurrency;
 mod django;
 mod examples;
+mod faults;
 mod lifecycle;
 mod polling;
+mod secrets;
 mod util;
