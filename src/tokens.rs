@@ -286,6 +286,14 @@ impl Tokens {
             .oauth2
             .as_ref()
             .ok_or_else(|| Error::runtime("oauth2 account without [account.oauth2]"))?;
+        // Room for the answer before asking: a full database postpones the refresh rather
+        // than losing a rotated refresh token at the commit.
+        let mut lock = lock;
+        if let Err(e) = lock.reserve(name) {
+            tracing::error!(account = name, error = %e,
+                "cannot reserve room for a new token in the database: refresh postponed (the old token stays in use while valid)");
+            return self.while_backing_off(&account, force, Duration::from_secs(1));
+        }
         let started = now();
         let refresh_token = row.as_ref().and_then(|r| {
             r.refresh_token
@@ -295,11 +303,17 @@ impl Tokens {
         let attempt_started = Instant::now();
         let mut attempt = match refresh_token {
             Some(rt) => {
+                tracing::debug!(account = name, "token request sent");
                 let result = self
                     .inner
                     .client
                     .request(oauth, &Grant::RefreshToken(rt))
                     .await;
+                tracing::debug!(
+                    account = name,
+                    ok = result.is_ok(),
+                    "token response received"
+                );
                 (Grant::RefreshToken(rt).name(), result)
             }
             None => (
@@ -603,7 +617,6 @@ pub fn seed_from_file(
     file: &Path,
     force: bool,
 ) -> Result<SeedOutcome, Error> {
-    crate::config::warn_if_readable_by_others(file);
     let seed = crate::seed::parse_seed_file(file, now())?;
     if account.auth == AuthKind::ApiKey {
         return Err(InputError::new(

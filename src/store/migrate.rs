@@ -3,7 +3,10 @@
 use rusqlite::Connection;
 
 /// (version, SQL), in order. Version N is the schema after applying file N.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (3, include_str!("../../migrations/0003_reserve.sql")),
+];
 
 pub fn latest() -> i64 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)

@@ -39,6 +39,7 @@ impl Store {
             conn,
         };
         migrate::migrate(&store.conn).map_err(|e| store.err(e))?;
+        tokens::top_up_reserve(&store.conn);
         store.restrict_sidecars();
         Ok(store)
     }

@@ -156,30 +156,66 @@ pub fn is_full(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
-/// Records an event unless the database is full: the event is history, the token it
-/// accompanies is the grant, and a full disk must not cost the grant.
-fn add_event_unless_full(
-    conn: &Connection,
-    account: &str,
-    event: &str,
-    detail: &str,
-) -> rusqlite::Result<()> {
-    conn.execute_batch("SAVEPOINT token_event")?;
-    match add_event(conn, account, event, detail) {
-        Ok(()) => conn.execute_batch("RELEASE token_event"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO token_event; RELEASE token_event");
-            if is_full(&e) {
-                tracing::warn!(
-                    account,
-                    event,
-                    "the database is full: token event not recorded (the token itself is stored)"
-                );
-                Ok(())
-            } else {
-                Err(e)
-            }
-        }
+/// Records an event outside any transaction, unless the database is full: the event is
+/// history, and a full disk must not fail what it accompanies.
+fn add_event_unless_full(conn: &Connection, account: &str, event: &str, detail: &str) {
+    if let Err(e) = add_event(conn, account, event, detail) {
+        tracing::warn!(account, event, error = %e,
+            "token event not recorded (the token itself is stored)");
+    }
+}
+
+/// Space reserved for a token row and an event before a refresh is requested. SQLite rolls
+/// back the whole transaction on SQLITE_FULL, so the commit after the provider's answer
+/// must not need a page it does not already hold.
+const RESERVE_TOKEN_BYTES: usize = 16 * 1024;
+const RESERVE_EVENT_BYTES: usize = 2 * 1024;
+/// The room kept in the `reserve` table: enough for the padded row, the event and a split
+/// or two of the tokens table.
+const RESERVE_BYTES: i64 = 64 * 1024;
+
+/// Puts back as much of the reserve as fits, without asking for a page the database cannot
+/// get (so it never fails a transaction with SQLITE_FULL).
+fn refill_reserve(conn: &Connection) -> rusqlite::Result<()> {
+    let held: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(length(filler)), 0) FROM reserve",
+        [],
+        |r| r.get(0),
+    )?;
+    let want = RESERVE_BYTES - held;
+    if want <= 0 {
+        return Ok(());
+    }
+    let pragma = |name: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+    };
+    let (page_size, pages, max_pages, free) = (
+        pragma("page_size")?,
+        pragma("page_count")?,
+        pragma("max_page_count")?,
+        pragma("freelist_count")?,
+    );
+    // Every page the database can still get: the free list and the growth allowed. A blob of
+    // `spare` overflow pages' worth fits exactly: its first part lives in the table's leaf.
+    let spare = (max_pages - pages).max(0) + free;
+    let bytes = want.min(spare * (page_size - 4));
+    if bytes >= page_size {
+        conn.execute(
+            "INSERT INTO reserve (filler) VALUES (zeroblob(?1))",
+            [bytes],
+        )?;
+    }
+    Ok(())
+}
+
+/// At open: fills the reserve (best-effort).
+pub(crate) fn top_up_reserve(conn: &Connection) {
+    let _ = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .and_then(|_| refill_reserve(conn))
+        .and_then(|_| conn.execute_batch("COMMIT"));
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
 }
 
@@ -215,7 +251,7 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| store_err(&path, e))?;
         let stored = write_token(&tx, row).map_err(|e| store_err(&path, e))?;
-        add_event_unless_full(&tx, &row.account, event, detail).map_err(|e| store_err(&path, e))?;
+        add_event(&tx, &row.account, event, detail).map_err(|e| store_err(&path, e))?;
         tx.commit().map_err(|e| store_err(&path, e))?;
         Ok(stored)
     }
@@ -268,6 +304,7 @@ impl Store {
             path: path.to_path_buf(),
             conn,
             open: true,
+            event_id: None,
         })
     }
 }
@@ -279,11 +316,61 @@ pub struct RefreshLock {
     path: PathBuf,
     conn: Connection,
     open: bool,
+    /// The event row reserved by [`RefreshLock::reserve`], filled in at commit.
+    event_id: Option<i64>,
 }
 
 impl RefreshLock {
     pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
         read_token(&self.conn, account).map_err(|e| store_err(&self.path, e))
+    }
+
+    /// Before a refresh is requested: makes sure the commit that follows the provider's
+    /// answer needs no new page, by writing a padded copy of the account's row and an event
+    /// row in this transaction (replaced at commit, rolled back on release). When the
+    /// database is full this fails, and the refresh is not attempted: nothing is lost.
+    pub fn reserve(&mut self, account: &str) -> Result<(), Error> {
+        let padding = "-".repeat(RESERVE_TOKEN_BYTES);
+        let reserved = self
+            .conn
+            .execute("DELETE FROM reserve", [])
+            .and_then(|_| self.conn.execute(
+                "INSERT INTO tokens (account, obtained_at, obtained_by, generation, state_detail) \
+                 VALUES (?1, 0, 'seed', 0, ?2) \
+                 ON CONFLICT (account) DO UPDATE SET state_detail = excluded.state_detail",
+                params![account, padding],
+            ))
+            .and_then(|_| {
+                self.conn.execute(
+                    "INSERT INTO token_events (account, at, event, detail) VALUES (?1, ?2, 'refresh_failed', ?3)",
+                    params![account, now(), "-".repeat(RESERVE_EVENT_BYTES)],
+                )
+            });
+        match reserved {
+            Ok(_) => {
+                self.event_id = Some(self.conn.last_insert_rowid());
+                Ok(())
+            }
+            Err(e) => {
+                // SQLITE_FULL has rolled the transaction back; make sure, and let go.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.open = false;
+                Err(store_err(&self.path, e))
+            }
+        }
+    }
+
+    fn write_event(&self, _account: &str, event: &str, detail: &str) -> rusqlite::Result<bool> {
+        match self.event_id {
+            Some(id) => self
+                .conn
+                .execute(
+                    "UPDATE token_events SET at = ?2, event = ?3, detail = ?4 WHERE id = ?1",
+                    params![id, now(), event, detail],
+                )
+                .map(|_| true),
+            None => Ok(false),
+        }
     }
 
     /// Writes the token and its event, and commits (fsync) before returning.
@@ -294,24 +381,35 @@ impl RefreshLock {
         detail: &str,
     ) -> Result<TokenRow, Error> {
         let stored = write_token(&self.conn, row).map_err(|e| store_err(&self.path, e))?;
-        add_event_unless_full(&self.conn, &row.account, event, detail)
+        let with_event = self
+            .write_event(&row.account, event, detail)
             .map_err(|e| store_err(&self.path, e))?;
+        if self.event_id.is_some() {
+            refill_reserve(&self.conn).map_err(|e| store_err(&self.path, e))?;
+        }
         self.conn
             .execute_batch("COMMIT")
             .map_err(|e| store_err(&self.path, e))?;
         self.open = false;
+        if !with_event {
+            add_event_unless_full(&self.conn, &row.account, event, detail);
+        }
         Ok(stored)
     }
 
-    /// Records an event only and releases the lock.
+    /// Records an event only and releases the lock (the token row is left as it was, the
+    /// reservation undone).
     pub fn commit_event(mut self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
-        add_event_unless_full(&self.conn, account, event, detail)
-            .map_err(|e| store_err(&self.path, e))?;
-        self.conn
-            .execute_batch("COMMIT")
-            .map_err(|e| store_err(&self.path, e))?;
-        self.open = false;
+        self.release_only();
+        add_event_unless_full(&self.conn, account, event, detail);
         Ok(())
+    }
+
+    fn release_only(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.open = false;
+        }
     }
 
     pub fn release(mut self) {

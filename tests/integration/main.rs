@@ -3,10 +3,13 @@
 
 mod bad_input;
 mod concurrency;
+mod crash;
 mod django;
 mod examples;
 mod faults;
 mod lifecycle;
 mod polling;
+mod props;
 mod secrets;
+mod transport;
 mod util;
