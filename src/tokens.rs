@@ -9,7 +9,7 @@ use crate::config::{Account, AuthKind, FallbackGrant};
 use crate::error::{Error, InputError};
 use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
 use crate::seed::SeedToken;
-use crate::store::{now, Store, TokenRow, TokenState};
+use crate::store::{now, pending, Store, TokenRow, TokenState};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -270,6 +270,30 @@ impl Tokens {
             .await
             .map_err(|e| Error::runtime(format!("refresh lock task failed: {e}")))??;
         let row = lock.token(name)?;
+        // A refresh answered but not committed before the process died: commit it now.
+        let db = self.inner.db.clone();
+        if let Some(p) = pending::read(&db, name) {
+            pending::remove(&db, name);
+            let current = row.as_ref().map_or(0, |r| r.generation);
+            if p.generation == current {
+                if let Ok(response) = crate::oauth::response::parse(200, &p.body, None, &[]) {
+                    let grant: &'static str = match p.grant.as_str() {
+                        "password" => "password",
+                        "client_credentials" => "client_credentials",
+                        "authorization_code" => "authorization_code",
+                        _ => "refresh_token",
+                    };
+                    let new_row =
+                        row_from_response(&account, row.as_ref(), response, grant, p.started);
+                    let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
+                    let detail = format!("{detail}; recovered from the refresh journal");
+                    let stored = lock.commit_token(&new_row, event, &detail)?;
+                    tracing::warn!(account = name, generation = stored.generation,
+                        "a refresh answered before the last crash was committed from the refresh journal");
+                    return Ok(access_of(&account, &stored));
+                }
+            }
+        }
         if let Some(r) = &row {
             if r.state == TokenState::NeedsReauth {
                 lock.release();
@@ -301,13 +325,27 @@ impl Tokens {
                 .filter(|_| !refresh_expired(r, started))
         });
         let attempt_started = Instant::now();
+        let generation = row.as_ref().map_or(0, |r| r.generation);
+        let journal = |grant: &'static str| {
+            let db = db.clone();
+            let name = name.to_string();
+            move |status: u16, body: &[u8]| {
+                if (200..300).contains(&status) {
+                    pending::write(&db, &name, generation, started, grant, body);
+                }
+            }
+        };
         let mut attempt = match refresh_token {
             Some(rt) => {
                 tracing::debug!(account = name, "token request sent");
                 let result = self
                     .inner
                     .client
-                    .request(oauth, &Grant::RefreshToken(rt))
+                    .request_with(
+                        oauth,
+                        &Grant::RefreshToken(rt),
+                        &mut journal("refresh_token"),
+                    )
                     .await;
                 tracing::debug!(
                     account = name,
@@ -334,7 +372,11 @@ impl Tokens {
                         tracing::warn!(account = name, error = %e, grant = grant.name(),
                             "refresh failed permanently; obtaining a new token with the fallback grant");
                     }
-                    let result = self.inner.client.request(oauth, &grant).await;
+                    let result = self
+                        .inner
+                        .client
+                        .request_with(oauth, &grant, &mut journal(grant.name()))
+                        .await;
                     attempt = (grant.name(), result);
                 }
             }
@@ -349,6 +391,7 @@ impl Tokens {
                 let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
                 let stored = lock.commit_token(&new_row, event, &detail)?;
                 let commit_us = received.elapsed().as_micros() as u64;
+                pending::remove(&db, name);
                 slot.backoff
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -369,6 +412,7 @@ impl Tokens {
                 Ok(access_of(&account, &stored))
             }
             (grant, Err(e)) if !e.is_permanent() => {
+                pending::remove(&db, name);
                 let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(
                     e.retry_after,
                     slot.backoff_cap,
@@ -380,6 +424,7 @@ impl Tokens {
                 self.while_backing_off(&account, force, delay)
             }
             (grant, Err(e)) => {
+                pending::remove(&db, name);
                 let fix = fix_command(&account);
                 let detail = format!("{grant}: {e}; the account needs re-authorization: run {fix}");
                 tracing::error!(account = name, grant, error = %e, "token request failed permanently; the account needs re-authorization: run {fix}");

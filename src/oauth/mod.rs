@@ -64,6 +64,17 @@ impl TokenClient {
         oauth: &OAuth2,
         grant: &Grant<'_>,
     ) -> Result<TokenResponse, TokenError> {
+        self.request_with(oauth, grant, &mut |_, _| {}).await
+    }
+
+    /// [`TokenClient::request`], handing the raw answer (status, body) to `on_body` before it
+    /// is parsed: the refresh journal writes it down first.
+    pub async fn request_with(
+        &self,
+        oauth: &OAuth2,
+        grant: &Grant<'_>,
+        on_body: &mut (dyn FnMut(u16, &[u8]) + Send),
+    ) -> Result<TokenResponse, TokenError> {
         // Zeroizing: the copies of secrets made here are wiped when the request is built.
         let mut params: Vec<(&str, Zeroizing<String>)> =
             vec![("grant_type", grant.name().to_string().into())];
@@ -151,7 +162,8 @@ impl TokenClient {
         let response = request.send().await.map_err(network_error)?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
-        let body = read_limited(response, MAX_TOKEN_RESPONSE).await?;
+        let body = Zeroizing::new(read_limited(response, MAX_TOKEN_RESPONSE).await?);
+        on_body(status, &body);
         response::parse(status, &body, retry_after, &sent)
     }
 }

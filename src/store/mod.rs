@@ -5,7 +5,9 @@
 //! holding `BEGIN IMMEDIATE`, the cross-process write lock), and the poll writer (batched,
 //! `synchronous=NORMAL`: a lost poll row costs nothing, a lost token costs a grant).
 
+pub mod crypto;
 mod migrate;
+pub mod pending;
 mod polls;
 mod tokens;
 
@@ -41,6 +43,7 @@ impl Store {
         migrate::migrate(&store.conn).map_err(|e| store.err(e))?;
         tokens::top_up_reserve(&store.conn);
         store.restrict_sidecars();
+        store.encrypt_plaintext_tokens()?;
         Ok(store)
     }
 

@@ -76,15 +76,26 @@ const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, s
      state_detail, last_refresh_at, refresh_warned_at";
 
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
-    let secret = |i: usize| -> rusqlite::Result<Option<SecretString>> {
-        Ok(r.get::<_, Option<String>>(i)?.map(SecretString::from))
+    let account: String = r.get(0)?;
+    let secret = |i: usize, column: &str| -> rusqlite::Result<Option<SecretString>> {
+        match r.get::<_, Option<String>>(i)? {
+            None => Ok(None),
+            Some(stored) => super::crypto::open(&account, column, stored)
+                .map(|v| Some(SecretString::from(v)))
+                .map_err(|m| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        i,
+                        rusqlite::types::Type::Text,
+                        m.into(),
+                    )
+                }),
+        }
     };
     let state: String = r.get(10)?;
     Ok(TokenRow {
-        account: r.get(0)?,
-        access_token: secret(1)?,
+        access_token: secret(1, "access_token")?,
         token_type: r.get(2)?,
-        refresh_token: secret(3)?,
+        refresh_token: secret(3, "refresh_token")?,
         scope: r.get(4)?,
         access_expires_at: r.get(5)?,
         refresh_expires_at: r.get(6)?,
@@ -99,6 +110,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
         state_detail: r.get(11)?,
         last_refresh_at: r.get(12)?,
         refresh_warned_at: r.get(13)?,
+        account,
     })
 }
 
@@ -112,7 +124,10 @@ fn read_token(conn: &Connection, account: &str) -> rusqlite::Result<Option<Token
 
 /// Replaces the account's row; `generation` becomes the stored one + 1. Returns the new row.
 fn write_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<TokenRow> {
-    let expose = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_string());
+    let expose = |s: &Option<SecretString>, column: &str| {
+        s.as_ref()
+            .map(|s| super::crypto::seal(&row.account, column, s.expose_secret()))
+    };
     let generation: i64 = conn.query_row(
         "SELECT COALESCE(MAX(generation), 0) + 1 FROM tokens WHERE account = ?1",
         [&row.account],
@@ -124,9 +139,9 @@ fn write_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<TokenRow> 
     ))?
     .execute(params![
         row.account,
-        expose(&row.access_token),
+        expose(&row.access_token, "access_token"),
         row.token_type,
-        expose(&row.refresh_token),
+        expose(&row.refresh_token, "refresh_token"),
         row.scope,
         row.access_expires_at,
         row.refresh_expires_at,
@@ -220,6 +235,47 @@ pub(crate) fn top_up_reserve(conn: &Connection) {
 }
 
 impl Store {
+    /// With a key installed: checks that every stored token decrypts (a wrong key is an error
+    /// that changes nothing) and encrypts the ones still in plaintext, in one transaction.
+    pub(crate) fn encrypt_plaintext_tokens(&self) -> Result<(), Error> {
+        let rows = self.tokens()?;
+        if !super::crypto::enabled() {
+            return Ok(());
+        }
+        let plain: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM tokens WHERE \
+                 (access_token IS NOT NULL AND access_token NOT LIKE 'enc:v1:%') OR \
+                 (refresh_token IS NOT NULL AND refresh_token NOT LIKE 'enc:v1:%')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if plain == 0 {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        for row in &rows {
+            let seal = |s: &Option<SecretString>, column: &str| {
+                s.as_ref()
+                    .map(|s| super::crypto::seal(&row.account, column, s.expose_secret()))
+            };
+            tx.execute(
+                "UPDATE tokens SET access_token = ?2, refresh_token = ?3 WHERE account = ?1",
+                params![
+                    row.account,
+                    seal(&row.access_token, "access_token"),
+                    seal(&row.refresh_token, "refresh_token")
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        tracing::info!(accounts = rows.len(), "encrypted the stored tokens at rest");
+        Ok(())
+    }
+
     pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
         read_token(&self.conn, account).map_err(|e| self.err(e))
     }
@@ -384,13 +440,16 @@ impl RefreshLock {
         let with_event = self
             .write_event(&row.account, event, detail)
             .map_err(|e| store_err(&self.path, e))?;
-        if self.event_id.is_some() {
-            refill_reserve(&self.conn).map_err(|e| store_err(&self.path, e))?;
-        }
         self.conn
             .execute_batch("COMMIT")
             .map_err(|e| store_err(&self.path, e))?;
         self.open = false;
+        // The reserve is put back after the commit: off the path between the provider's
+        // answer and the commit. Should the poll writer take the freed pages first, the
+        // next refresh finds too little room and is postponed, never lost.
+        if self.event_id.is_some() {
+            top_up_reserve(&self.conn);
+        }
         if !with_event {
             add_event_unless_full(&self.conn, &row.account, event, detail);
         }

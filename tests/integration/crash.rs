@@ -129,6 +129,11 @@ fn sigkill_at_random_moments_loses_no_grant() {
     commit_us.sort_unstable();
     let median = commit_us.get(commit_us.len() / 2).copied().unwrap_or(0);
     let max = commit_us.last().copied().unwrap_or(0);
+    let recovered: usize = logs
+        .iter()
+        .map(|l| l.matches("committed from the refresh journal").count())
+        .sum();
+    eprintln!("crash test: {recovered} answers recovered from the refresh journal");
     eprintln!(
         "crash test: {KILLS} SIGKILLs and restarts in {:.0}s, {} refreshes committed, \
          {in_flight_kills} kills with a refresh in flight, {killed_mid_refresh} of them after the \
@@ -158,12 +163,25 @@ fn sigkill_at_random_moments_loses_no_grant() {
         refreshes_seen as usize >= KILLS / 2,
         "refreshes were in flight: {refreshes_seen}"
     );
-    assert_eq!(
-        stats["valid_refresh_tokens"][0].as_str(),
-        stored_refresh_token(&db_path, "inode").as_deref(),
-        "the stored refresh token is the provider's only valid one: {stats}"
+    // The stored refresh token is one the provider honours (the only one, unless a lost
+    // grant was replaced by a new seed, which leaves the abandoned chain's last one alive).
+    let valid: Vec<&str> = stats["valid_refresh_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let stored = stored_refresh_token(&db_path, "inode").unwrap();
+    assert!(
+        valid.contains(&stored.as_str()),
+        "{stored} not in {valid:?}"
     );
-    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
+    assert_eq!(valid.len(), 1 + lost, "{valid:?}");
+    assert_eq!(
+        stats["refresh_token_reuse"].as_i64(),
+        Some(lost as i64),
+        "the only reuse is the restart that met the lost grant"
+    );
     let outputs: Vec<&str> = logs.iter().map(|s| s.as_str()).collect();
     assert_no_secrets("crash test", &sim, &outputs, &db_path);
 }
@@ -217,4 +235,67 @@ fn humantime_now() -> String {
     let secs = d.as_secs();
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     format!("{h:02}:{m:02}:{s:02}.{:06}Z", d.subsec_micros())
+}
+
+/// The refresh journal: the provider rotated and its answer arrived, then the process died
+/// before the commit (reproduced here by refreshing from the test and leaving the answer
+/// where the daemon writes it). The next start commits the journal instead of presenting
+/// the revoked refresh token.
+#[test]
+fn an_answer_received_but_not_committed_is_recovered_from_the_journal() {
+    use std::io::{Read, Write};
+    let s = crate::lifecycle::setup(600, "1s", "refresh_token", "");
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let generation = query_i64(&s.db, "SELECT generation FROM tokens");
+    let rt = stored_refresh_token(&s.db, "inode").unwrap();
+
+    // The refresh the dead process had made.
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={rt}&client_id=demo-client&client_secret=demo-client-secret"
+    );
+    let mut c = std::net::TcpStream::connect(s.sim.addr).unwrap();
+    write!(
+        c,
+        "POST /api/oauth/token/ HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        s.sim.addr,
+        form.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_string();
+    let fresh: serde_json::Value = serde_json::from_str(&body).expect(&answer);
+    let journal = std::path::PathBuf::from(format!("{}-pending-inode", s.db.display()));
+    write_file(
+        &journal,
+        &format!(
+            "oauth-poller-pending v1 {generation} {} refresh_token {}\n{body}",
+            oauth_poller::store::now(),
+            body.len()
+        ),
+    );
+
+    let d = Daemon::start(&s.config, &[]);
+    d.wait_for(
+        "committed from the refresh journal",
+        1,
+        Duration::from_secs(10),
+    );
+    let ok = d.count("status=200");
+    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    drop(d);
+    assert_eq!(
+        stored_refresh_token(&s.db, "inode").as_deref(),
+        fresh["refresh_token"].as_str()
+    );
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert!(
+        !std::path::Path::new(&journal).exists(),
+        "the journal is removed"
+    );
 }
