@@ -297,7 +297,22 @@ pub fn load(path: &Path, database: Option<&Path>) -> Result<Config, InputError> 
         .map_err(|e| InputError::new(&file, format!("cannot read the configuration: {e}")))?;
     let text = String::from_utf8(text)
         .map_err(|_| InputError::new(&file, "the configuration is not valid UTF-8"))?;
-    parse(&file, &text, database)
+    let config = parse(&file, &text, database)?;
+    // The store's encryption key, for every command that opens the store.
+    let key = match &config.daemon.encryption_key_file {
+        Some(key_file) => Some(crate::store::crypto::read_key_file(key_file).map_err(|m| {
+            let mut e = InputError::new(&file, format!("{}: {m}", key_file.display()))
+                .key("daemon.encryption_key_file");
+            e.line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("encryption_key_file"))
+                .map(|i| i + 1);
+            e
+        })?),
+        None => None,
+    };
+    crate::store::crypto::install(key);
+    Ok(config)
 }
 
 /// Parses configuration text; `file` is the name used in errors.

@@ -216,6 +216,16 @@ impl Poller {
         } else {
             None
         };
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.chars()
+                    .filter(|c| !c.is_control())
+                    .take(60)
+                    .collect::<String>()
+            });
         let bytes = read_body(response, self.daemon.max_body)
             .await
             .map_err(|m| FetchError::Failed(Some(status), m, None))?;
@@ -225,6 +235,19 @@ impl Poller {
                 msg.push_str(&format!(" (Retry-After {}s)", ra.as_secs()));
             }
             return Err(FetchError::Failed(Some(status), msg, retry_after));
+        }
+        // A 200 that is not JSON is a proxy's or a maintenance page, or a body cut short:
+        // not the API's answer.
+        if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+            return Err(FetchError::Failed(
+                Some(status),
+                format!(
+                    "HTTP {status} with a body that is not JSON ({}, {} bytes)",
+                    content_type.as_deref().unwrap_or("no content type"),
+                    bytes.len()
+                ),
+                None,
+            ));
         }
         Ok(Body { status, bytes })
     }

@@ -9,7 +9,7 @@ use crate::config::{Account, AuthKind, FallbackGrant};
 use crate::error::{Error, InputError};
 use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
 use crate::seed::SeedToken;
-use crate::store::{now, Store, TokenRow, TokenState};
+use crate::store::{now, pending, Store, TokenRow, TokenState};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -61,19 +61,35 @@ struct Backoff {
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
+/// The longest a retry waits (without `Retry-After`): 300 s, or less than the account's
+/// shortest poll interval, so that the account recovers within one interval of the token
+/// endpoint recovering. A failing endpoint still sees at most one request per interval.
+pub fn backoff_cap(account: &Account) -> Duration {
+    account
+        .endpoints
+        .iter()
+        .map(|e| e.interval.mul_f64(0.9))
+        .min()
+        .unwrap_or(BACKOFF_CAP)
+        .clamp(Duration::from_millis(500), BACKOFF_CAP)
+}
+
 impl Backoff {
-    fn fail(&mut self, retry_after: Option<Duration>) -> Duration {
+    /// Records a failure of the attempt that started at `started`; returns how long from
+    /// now until the next attempt may start.
+    fn fail(&mut self, retry_after: Option<Duration>, cap: Duration, started: Instant) -> Duration {
         let exp = BACKOFF_BASE
             .saturating_mul(1u32 << self.failures.min(16))
-            .min(BACKOFF_CAP);
+            .min(cap);
         self.failures = self.failures.saturating_add(1);
         // Jitter in [exp/2, exp]: processes that failed together do not retry together.
         let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
         let delay = retry_after
             .map_or(jittered, |r| r.max(jittered))
             .min(Duration::from_secs(3600));
-        self.not_before = Some(Instant::now() + delay);
-        delay
+        let not_before = started + delay;
+        self.not_before = Some(not_before);
+        not_before.saturating_duration_since(Instant::now())
     }
 
     fn reset(&mut self) {
@@ -93,6 +109,7 @@ struct AccountSlot {
     flight: Arc<tokio::sync::Mutex<()>>,
     backoff: Mutex<Backoff>,
     cache: Mutex<Option<Cached>>,
+    backoff_cap: Duration,
 }
 
 /// The last usable token read from (or written to) the store. Reused for at most
@@ -164,6 +181,7 @@ impl Tokens {
                         flight: Arc::new(tokio::sync::Mutex::new(())),
                         backoff: Mutex::new(Backoff::default()),
                         cache: Mutex::new(None),
+                        backoff_cap: backoff_cap(a),
                     },
                 )
             })
@@ -313,6 +331,30 @@ impl Tokens {
             .await
             .map_err(|e| Error::runtime(format!("refresh lock task failed: {e}")))??;
         let row = lock.token(name)?;
+        // A refresh answered but not committed before the process died: commit it now.
+        let db = self.inner.db.clone();
+        if let Some(p) = pending::read(&db, name) {
+            pending::remove(&db, name);
+            let current = row.as_ref().map_or(0, |r| r.generation);
+            if p.generation == current {
+                if let Ok(response) = crate::oauth::response::parse(200, &p.body, None, &[]) {
+                    let grant: &'static str = match p.grant.as_str() {
+                        "password" => "password",
+                        "client_credentials" => "client_credentials",
+                        "authorization_code" => "authorization_code",
+                        _ => "refresh_token",
+                    };
+                    let new_row =
+                        row_from_response(&account, row.as_ref(), response, grant, p.started);
+                    let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
+                    let detail = format!("{detail}; recovered from the refresh journal");
+                    let stored = lock.commit_token(&new_row, event, &detail)?;
+                    tracing::warn!(account = name, generation = stored.generation,
+                        "a refresh answered before the last crash was committed from the refresh journal");
+                    return Ok(access_of(&account, &stored));
+                }
+            }
+        }
         if let Some(r) = &row {
             if r.state == TokenState::NeedsReauth {
                 lock.release();
@@ -329,19 +371,48 @@ impl Tokens {
             .oauth2
             .as_ref()
             .ok_or_else(|| Error::runtime("oauth2 account without [account.oauth2]"))?;
+        // Room for the answer before asking: a full database postpones the refresh rather
+        // than losing a rotated refresh token at the commit.
+        let mut lock = lock;
+        if let Err(e) = lock.reserve(name) {
+            tracing::error!(account = name, error = %e,
+                "cannot reserve room for a new token in the database: refresh postponed (the old token stays in use while valid)");
+            return self.while_backing_off(&account, force, Duration::from_secs(1));
+        }
         let started = now();
         let refresh_token = row.as_ref().and_then(|r| {
             r.refresh_token
                 .as_ref()
                 .filter(|_| !refresh_expired(r, started))
         });
+        let attempt_started = Instant::now();
+        let generation = row.as_ref().map_or(0, |r| r.generation);
+        let journal = |grant: &'static str| {
+            let db = db.clone();
+            let name = name.to_string();
+            move |status: u16, body: &[u8]| {
+                if (200..300).contains(&status) {
+                    pending::write(&db, &name, generation, started, grant, body);
+                }
+            }
+        };
         let mut attempt = match refresh_token {
             Some(rt) => {
+                tracing::debug!(account = name, "token request sent");
                 let result = self
                     .inner
                     .client
-                    .request(oauth, &Grant::RefreshToken(rt))
+                    .request_with(
+                        oauth,
+                        &Grant::RefreshToken(rt),
+                        &mut journal("refresh_token"),
+                    )
                     .await;
+                tracing::debug!(
+                    account = name,
+                    ok = result.is_ok(),
+                    "token response received"
+                );
                 (Grant::RefreshToken(rt).name(), result)
             }
             None => (
@@ -362,7 +433,11 @@ impl Tokens {
                         tracing::warn!(account = name, error = %e, grant = grant.name(),
                             "refresh failed permanently; obtaining a new token with the fallback grant");
                     }
-                    let result = self.inner.client.request(oauth, &grant).await;
+                    let result = self
+                        .inner
+                        .client
+                        .request_with(oauth, &grant, &mut journal(grant.name()))
+                        .await;
                     attempt = (grant.name(), result);
                 }
             }
@@ -370,10 +445,15 @@ impl Tokens {
 
         match attempt {
             (grant, Ok(response)) => {
+                // From here to the commit is the window in which a crash loses a rotated
+                // refresh token: no I/O but the commit's own.
+                let received = Instant::now();
                 let new_row = row_from_response(&account, row.as_ref(), response, grant, started);
                 let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
                 let stored = lock.commit_token(&new_row, event, &detail)?;
                 crate::metrics::get().refresh(name, "ok");
+                let commit_us = received.elapsed().as_micros() as u64;
+                pending::remove(&db, name);
                 slot.backoff
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -383,6 +463,7 @@ impl Tokens {
                     grant,
                     generation = stored.generation,
                     expires_in = stored.access_expires_at.map(|t| t - started),
+                    commit_us,
                     "token {}",
                     if event == "refreshed" {
                         "refreshed"
@@ -393,12 +474,13 @@ impl Tokens {
                 Ok(access_of(&account, &stored))
             }
             (grant, Err(e)) if !e.is_permanent() => {
-                let delay = slot
-                    .backoff
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .fail(e.retry_after);
                 crate::metrics::get().refresh(name, "temporary_failure");
+                pending::remove(&db, name);
+                let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(
+                    e.retry_after,
+                    slot.backoff_cap,
+                    attempt_started,
+                );
                 let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
                 tracing::warn!(account = name, grant, error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
                 lock.commit_event(name, "refresh_failed", &detail)?;
@@ -406,6 +488,7 @@ impl Tokens {
             }
             (grant, Err(e)) => {
                 crate::metrics::get().refresh(name, "permanent_failure");
+                pending::remove(&db, name);
                 let fix = fix_command(&account);
                 hook(name, "refresh_failed", &e.to_string());
                 let detail = format!("{grant}: {e}; the account needs re-authorization: run {fix}");
@@ -660,7 +743,6 @@ pub fn seed_from_file(
     file: &Path,
     force: bool,
 ) -> Result<SeedOutcome, Error> {
-    crate::config::warn_if_readable_by_others(file);
     let seed = crate::seed::parse_seed_file(file, now())?;
     if account.auth == AuthKind::ApiKey {
         return Err(InputError::new(
@@ -673,4 +755,36 @@ pub fn seed_from_file(
         .into());
     }
     store_seed(db, &account.name, seed, force)
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    /// The schedule: the n-th delay lies in [2^n/2, 2^n] seconds, capped, and never shorter
+    /// than Retry-After.
+    #[test]
+    fn capped_exponential_with_jitter_and_retry_after() {
+        let cap = Duration::from_secs(20);
+        let mut b = Backoff::default();
+        for n in 0..10u32 {
+            let start = Instant::now();
+            let d = b.fail(None, cap, start);
+            let exp = Duration::from_secs(1 << n).min(cap);
+            assert!(
+                d <= exp && d + Duration::from_millis(5) >= exp / 2,
+                "failure {n}: {d:?} for {exp:?}"
+            );
+            assert!(b.waiting().is_some());
+        }
+        let d = b.fail(Some(Duration::from_secs(90)), cap, Instant::now());
+        assert!(
+            d > Duration::from_secs(89),
+            "Retry-After beyond the cap: {d:?}"
+        );
+        b.reset();
+        assert!(b.waiting().is_none());
+        let d = b.fail(None, cap, Instant::now());
+        assert!(d <= Duration::from_secs(1), "reset starts over: {d:?}");
+    }
 }

@@ -10,18 +10,10 @@ use crate::config::{ClientAuth, OAuth2, TokenRequestStyle};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// A token response is small; anything larger is not one.
 const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
-
-/// Token-request parameters whose values are secrets.
-const SECRET_PARAMS: &[&str] = &[
-    "refresh_token",
-    "password",
-    "client_secret",
-    "code",
-    "code_verifier",
-];
 
 /// What to ask the token endpoint for.
 pub enum Grant<'a> {
@@ -72,24 +64,41 @@ impl TokenClient {
         oauth: &OAuth2,
         grant: &Grant<'_>,
     ) -> Result<TokenResponse, TokenError> {
+        self.request_with(oauth, grant, &mut |_, _| {}).await
+    }
+
+    /// [`TokenClient::request`], handing the raw answer (status, body) to `on_body` before it
+    /// is parsed: the refresh journal writes it down first.
+    pub async fn request_with(
+        &self,
+        oauth: &OAuth2,
+        grant: &Grant<'_>,
+        on_body: &mut (dyn FnMut(u16, &[u8]) + Send),
+    ) -> Result<TokenResponse, TokenError> {
         let Some(token_url) = &oauth.token_url else {
             return Err(TokenError::permanent(
                 "no_token_endpoint",
                 "the site has no token endpoint (token_url): tokens come only from `authorize`",
             ));
         };
-        let mut params: Vec<(&str, String)> = vec![("grant_type", grant.name().to_string())];
+        // Zeroizing: the copies of secrets made here are wiped when the request is built.
+        let mut params: Vec<(&str, Zeroizing<String>)> =
+            vec![("grant_type", grant.name().to_string().into())];
+        // Secret values this request carries, to keep the server from echoing them into logs.
+        let mut sent: Vec<&str> = Vec::new();
         match grant {
             Grant::RefreshToken(rt) => {
-                params.push(("refresh_token", rt.expose_secret().to_string()))
+                sent.push(rt.expose_secret());
+                params.push(("refresh_token", rt.expose_secret().to_string().into()))
             }
             Grant::Password => {
-                params.push(("username", oauth.username.clone().unwrap_or_default()));
-                let pw = oauth
-                    .password
-                    .as_ref()
-                    .map(|p| p.expose_secret().to_string());
-                params.push(("password", pw.unwrap_or_default()));
+                params.push((
+                    "username",
+                    oauth.username.clone().unwrap_or_default().into(),
+                ));
+                let pw = oauth.password.as_ref().map(|p| p.expose_secret());
+                sent.extend(pw);
+                params.push(("password", pw.unwrap_or_default().to_string().into()));
             }
             Grant::ClientCredentials => {}
             Grant::AuthorizationCode {
@@ -97,17 +106,19 @@ impl TokenClient {
                 redirect_uri,
                 code_verifier,
             } => {
-                params.push(("code", code.to_string()));
+                sent.push(code);
+                params.push(("code", code.to_string().into()));
                 if let Some(r) = redirect_uri {
-                    params.push(("redirect_uri", r.to_string()));
+                    params.push(("redirect_uri", r.to_string().into()));
                 }
                 if let Some(v) = code_verifier {
-                    params.push(("code_verifier", v.to_string()));
+                    sent.push(v);
+                    params.push(("code_verifier", v.to_string().into()));
                 }
             }
         }
         if let (Some(scope), Grant::Password | Grant::ClientCredentials) = (&oauth.scope, grant) {
-            params.push(("scope", scope.clone()));
+            params.push(("scope", scope.clone().into()));
         }
         let mut basic: Option<String> = None;
         match oauth.client_auth {
@@ -117,30 +128,34 @@ impl TokenClient {
                     .as_ref()
                     .map(|s| s.expose_secret())
                     .unwrap_or("");
+                sent.push(secret);
                 basic = Some(basic_credentials(&oauth.client_id, secret));
             }
             ClientAuth::Body => {
-                params.push(("client_id", oauth.client_id.clone()));
+                params.push(("client_id", oauth.client_id.clone().into()));
                 if let Some(s) = &oauth.client_secret {
-                    params.push(("client_secret", s.expose_secret().to_string()));
+                    sent.push(s.expose_secret());
+                    params.push(("client_secret", s.expose_secret().to_string().into()));
                 }
             }
-            ClientAuth::None => params.push(("client_id", oauth.client_id.clone())),
+            ClientAuth::None => params.push(("client_id", oauth.client_id.clone().into())),
         }
-        let encoded = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
-            .finish();
+        let encoded = Zeroizing::new(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+                .finish(),
+        );
         let mut request = match oauth.token_request {
             TokenRequestStyle::Form => self
                 .http
                 .post(token_url.clone())
                 .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(encoded),
+                .body(encoded.to_string()),
             TokenRequestStyle::Query => {
                 let mut url = token_url.clone();
                 let query = match url.query() {
-                    Some(q) if !q.is_empty() => format!("{q}&{encoded}"),
-                    _ => encoded,
+                    Some(q) if !q.is_empty() => format!("{q}&{}", encoded.as_str()),
+                    _ => encoded.to_string(),
                 };
                 url.set_query(Some(&query));
                 self.http.post(url).header("Content-Length", "0")
@@ -153,17 +168,9 @@ impl TokenClient {
         let response = request.send().await.map_err(network_error)?;
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
-        let body = read_limited(response, MAX_TOKEN_RESPONSE).await?;
-        response::parse(status, &body, retry_after).map_err(|mut e| {
-            // Spring (Citesphere) echoes the presented refresh token or code in
-            // `error_description`: never let a secret through into a log line.
-            for (k, v) in &params {
-                if SECRET_PARAMS.contains(k) && v.len() >= 4 {
-                    e.message = e.message.replace(v.as_str(), "[redacted]");
-                }
-            }
-            e
-        })
+        let body = Zeroizing::new(read_limited(response, MAX_TOKEN_RESPONSE).await?);
+        on_body(status, &body);
+        response::parse(status, &body, retry_after, &sent)
     }
 }
 

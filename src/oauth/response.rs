@@ -58,11 +58,14 @@ impl std::fmt::Display for TokenError {
     }
 }
 
-/// Classifies a token-endpoint answer.
+/// Classifies a token-endpoint answer. `sent`: the secret values the request carried
+/// (refresh token, password, client secret, code): server text that repeats one of them
+/// is dropped, as Spring's `Invalid refresh token: <token>` would be.
 pub fn parse(
     status: u16,
     body: &[u8],
     retry_after: Option<Duration>,
+    sent: &[&str],
 ) -> Result<TokenResponse, TokenError> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
@@ -105,12 +108,19 @@ pub fn parse(
         .as_ref()
         .and_then(|j| j.get("error"))
         .and_then(|v| v.as_str())
+        .filter(|c| !repeats_secret(c, sent))
         .map(safe_text);
     let description = json
         .as_ref()
         .and_then(|j| j.get("error_description"))
         .and_then(|v| v.as_str())
-        .map(safe_text);
+        .map(|d| {
+            if repeats_secret(d, sent) {
+                "description withheld: it repeats a credential the request sent".to_string()
+            } else {
+                safe_text(d)
+            }
+        });
     let mut message = format!("token endpoint answered {status}");
     if let Some(c) = &code {
         message.push_str(&format!(": {c}"));
@@ -142,9 +152,47 @@ pub fn parse(
     Err(err)
 }
 
-/// Server text shown in logs: printable, short.
-fn safe_text(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
+/// Does server text contain a secret the request sent?
+fn repeats_secret(text: &str, sent: &[&str]) -> bool {
+    sent.iter()
+        .any(|s| s.len() >= 4 && (text.contains(s) || text.contains(&*url_encoded(s))))
+}
+
+fn url_encoded(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Server text shown in logs: printable, short, and with anything that looks like a token
+/// (a run of 16 or more token characters holding both letters and digits) replaced by
+/// `[redacted]`: a provider may echo a token we did not send (another client's, a new one).
+pub fn safe_text(s: &str) -> String {
+    let printable: String = s.chars().filter(|c| !c.is_control()).take(200).collect();
+    let mut out = String::with_capacity(printable.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if looks_like_token(word) {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in printable.chars() {
+        if c.is_ascii_alphanumeric() || "-._~+/=".contains(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+fn looks_like_token(word: &str) -> bool {
+    word.len() >= 16
+        && word.chars().any(|c| c.is_ascii_digit())
+        && word.chars().any(|c| c.is_ascii_alphabetic())
 }
 
 #[cfg(test)]
@@ -158,6 +206,7 @@ mod tests {
             200,
             br#"{"access_token":"a","expires_in":"406","token_type":"bearer"}"#,
             None,
+            &[],
         )
         .unwrap();
         assert_eq!(r.access_token.expose_secret(), "a");
@@ -167,6 +216,7 @@ mod tests {
             200,
             br#"{"access_token":"a","created_at":1616778780,"expires_in":7200}"#,
             None,
+            &[],
         )
         .unwrap();
         assert_eq!(r.created_at, Some(1616778780));
@@ -175,19 +225,61 @@ mod tests {
 
     #[test]
     fn classification() {
-        let e = parse(400, br#"{"error":"invalid_grant"}"#, None).unwrap_err();
+        let e = parse(400, br#"{"error":"invalid_grant"}"#, None, &[]).unwrap_err();
         assert!(e.is_permanent());
         assert_eq!(e.code, "invalid_grant");
-        let e = parse(503, b"<html>busy</html>", Some(Duration::from_secs(5))).unwrap_err();
+        let e = parse(503, b"<html>busy</html>", Some(Duration::from_secs(5)), &[]).unwrap_err();
         assert!(!e.is_permanent());
         assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
-        let e = parse(200, b"<html>maintenance</html>", None).unwrap_err();
+        let e = parse(200, b"<html>maintenance</html>", None, &[]).unwrap_err();
         assert!(!e.is_permanent());
-        let e = parse(200, br#"{"token_type":"bearer"}"#, None).unwrap_err();
+        let e = parse(200, br#"{"token_type":"bearer"}"#, None, &[]).unwrap_err();
         assert!(!e.is_permanent());
-        let e = parse(401, br#"{"error":"invalid_client"}"#, None).unwrap_err();
+        let e = parse(401, br#"{"error":"invalid_client"}"#, None, &[]).unwrap_err();
         assert!(e.is_permanent());
-        let e = parse(429, b"", None).unwrap_err();
+        let e = parse(429, b"", None, &[]).unwrap_err();
         assert!(!e.is_permanent());
+    }
+
+    #[test]
+    fn echoed_credentials_never_reach_the_message() {
+        // Citesphere (Spring) echoes the refresh token it refused.
+        let rt = "6e5bf6c5-aee3-4109-9773-27f295935966";
+        let body = format!(
+            r#"{{"error":"invalid_grant","error_description":"Invalid refresh token: {rt}"}}"#
+        );
+        let e = parse(400, body.as_bytes(), None, &[rt]).unwrap_err();
+        assert!(e.is_permanent());
+        assert!(!e.message.contains(rt), "{}", e.message);
+        assert!(e.message.contains("invalid_grant"), "{}", e.message);
+        // A token we did not send (another client's, a new one) is redacted by its look.
+        let e = parse(400, body.as_bytes(), None, &[]).unwrap_err();
+        assert!(!e.message.contains(rt), "{}", e.message);
+        assert!(e.message.contains("[redacted]"), "{}", e.message);
+        // Ordinary descriptions pass.
+        let e = parse(
+            400,
+            br#"{"error":"invalid_grant","error_description":"The provided authorization grant is invalid"}"#,
+            None,
+            &["some-secret"],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("grant is invalid"), "{}", e.message);
+    }
+
+    #[test]
+    fn debug_redacts_tokens() {
+        let r = parse(
+            200,
+            br#"{"access_token":"AT-secret-123","refresh_token":"RT-secret-456"}"#,
+            None,
+            &[],
+        )
+        .unwrap();
+        let d = format!("{r:?}");
+        assert!(
+            !d.contains("AT-secret-123") && !d.contains("RT-secret-456"),
+            "{d}"
+        );
     }
 }

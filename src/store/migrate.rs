@@ -6,6 +6,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_authorizations.sql")),
+    (3, include_str!("../../migrations/0003_reserve.sql")),
 ];
 
 pub fn latest() -> i64 {

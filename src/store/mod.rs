@@ -6,7 +6,9 @@
 //! `synchronous=NORMAL`: a lost poll row costs nothing, a lost token costs a grant).
 
 mod authorizations;
+pub mod crypto;
 mod migrate;
+pub mod pending;
 mod polls;
 mod tokens;
 
@@ -23,6 +25,9 @@ use std::time::Duration;
 /// hold a transaction open in `sqlite3`; the daemon waits rather than fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Environment variable: the most pages the database may grow to (`PRAGMA max_page_count`).
+pub const MAX_PAGES_ENV: &str = "OAUTH_POLLER_MAX_DB_PAGES";
+
 pub struct Store {
     path: PathBuf,
     conn: Connection,
@@ -38,7 +43,9 @@ impl Store {
             conn,
         };
         migrate::migrate(&store.conn).map_err(|e| store.err(e))?;
+        tokens::top_up_reserve(&store.conn);
         store.restrict_sidecars();
+        store.encrypt_plaintext_tokens()?;
         Ok(store)
     }
 
@@ -95,6 +102,15 @@ pub(crate) fn connect(path: &Path, durable: bool) -> Result<Connection, Error> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
     ))
     .map_err(|e| store_err(path, e))?;
+    // A size limit in pages (SQLite's `max_page_count`, per connection): for a small disk,
+    // and for the tests that show what a full disk does.
+    if let Some(pages) = std::env::var(MAX_PAGES_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        conn.execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .map_err(|e| store_err(path, e))?;
+    }
     Ok(conn)
 }
 

@@ -119,9 +119,16 @@ fn writer_loop(conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>, keep: D
             };
         }
         if !batch.is_empty() {
-            if let Err(e) = insert_batch(&conn, &batch) {
-                tracing::error!(database = %path.display(), rows = batch.len(), error = %e,
-                    "cannot store poll results (the polls themselves went on)");
+            match insert_batch(&conn, &batch) {
+                Ok(()) => {}
+                Err(e) if super::tokens::is_full(&e) => {
+                    tracing::error!(database = %path.display(), rows = batch.len(), error = %e,
+                        "cannot store poll results: the database is full (the disk, or its size limit); the polls themselves went on and tokens are still stored");
+                }
+                Err(e) => {
+                    tracing::error!(database = %path.display(), rows = batch.len(), error = %e,
+                        "cannot store poll results (the polls themselves went on)");
+                }
             }
             batch.clear();
         }

@@ -76,15 +76,26 @@ const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, s
      state_detail, last_refresh_at, refresh_warned_at";
 
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
-    let secret = |i: usize| -> rusqlite::Result<Option<SecretString>> {
-        Ok(r.get::<_, Option<String>>(i)?.map(SecretString::from))
+    let account: String = r.get(0)?;
+    let secret = |i: usize, column: &str| -> rusqlite::Result<Option<SecretString>> {
+        match r.get::<_, Option<String>>(i)? {
+            None => Ok(None),
+            Some(stored) => super::crypto::open(&account, column, stored)
+                .map(|v| Some(SecretString::from(v)))
+                .map_err(|m| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        i,
+                        rusqlite::types::Type::Text,
+                        m.into(),
+                    )
+                }),
+        }
     };
     let state: String = r.get(10)?;
     Ok(TokenRow {
-        account: r.get(0)?,
-        access_token: secret(1)?,
+        access_token: secret(1, "access_token")?,
         token_type: r.get(2)?,
-        refresh_token: secret(3)?,
+        refresh_token: secret(3, "refresh_token")?,
         scope: r.get(4)?,
         access_expires_at: r.get(5)?,
         refresh_expires_at: r.get(6)?,
@@ -99,6 +110,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
         state_detail: r.get(11)?,
         last_refresh_at: r.get(12)?,
         refresh_warned_at: r.get(13)?,
+        account,
     })
 }
 
@@ -112,7 +124,10 @@ fn read_token(conn: &Connection, account: &str) -> rusqlite::Result<Option<Token
 
 /// Replaces the account's row; `generation` becomes the stored one + 1. Returns the new row.
 fn write_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<TokenRow> {
-    let expose = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_string());
+    let expose = |s: &Option<SecretString>, column: &str| {
+        s.as_ref()
+            .map(|s| super::crypto::seal(&row.account, column, s.expose_secret()))
+    };
     let generation: i64 = conn.query_row(
         "SELECT COALESCE(MAX(generation), 0) + 1 FROM tokens WHERE account = ?1",
         [&row.account],
@@ -124,9 +139,9 @@ fn write_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<TokenRow> 
     ))?
     .execute(params![
         row.account,
-        expose(&row.access_token),
+        expose(&row.access_token, "access_token"),
         row.token_type,
-        expose(&row.refresh_token),
+        expose(&row.refresh_token, "refresh_token"),
         row.scope,
         row.access_expires_at,
         row.refresh_expires_at,
@@ -151,7 +166,116 @@ fn add_event(conn: &Connection, account: &str, event: &str, detail: &str) -> rus
     Ok(())
 }
 
+/// Is this SQLite's "database or disk is full" (a full disk, or `max_page_count` reached)?
+pub fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+/// Records an event outside any transaction, unless the database is full: the event is
+/// history, and a full disk must not fail what it accompanies.
+fn add_event_unless_full(conn: &Connection, account: &str, event: &str, detail: &str) {
+    if let Err(e) = add_event(conn, account, event, detail) {
+        tracing::warn!(account, event, error = %e,
+            "token event not recorded (the token itself is stored)");
+    }
+}
+
+/// Space reserved for a token row and an event before a refresh is requested. SQLite rolls
+/// back the whole transaction on SQLITE_FULL, so the commit after the provider's answer
+/// must not need a page it does not already hold.
+const RESERVE_TOKEN_BYTES: usize = 16 * 1024;
+const RESERVE_EVENT_BYTES: usize = 2 * 1024;
+/// The room kept in the `reserve` table: enough for the padded row, the event and a split
+/// or two of the tokens table.
+const RESERVE_BYTES: i64 = 64 * 1024;
+
+/// Puts back as much of the reserve as fits, without asking for a page the database cannot
+/// get (so it never fails a transaction with SQLITE_FULL).
+fn refill_reserve(conn: &Connection) -> rusqlite::Result<()> {
+    let held: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(length(filler)), 0) FROM reserve",
+        [],
+        |r| r.get(0),
+    )?;
+    let want = RESERVE_BYTES - held;
+    if want <= 0 {
+        return Ok(());
+    }
+    let pragma = |name: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+    };
+    let (page_size, pages, max_pages, free) = (
+        pragma("page_size")?,
+        pragma("page_count")?,
+        pragma("max_page_count")?,
+        pragma("freelist_count")?,
+    );
+    // Every page the database can still get: the free list and the growth allowed. A blob of
+    // `spare` overflow pages' worth fits exactly: its first part lives in the table's leaf.
+    let spare = (max_pages - pages).max(0) + free;
+    let bytes = want.min(spare * (page_size - 4));
+    if bytes >= page_size {
+        conn.execute(
+            "INSERT INTO reserve (filler) VALUES (zeroblob(?1))",
+            [bytes],
+        )?;
+    }
+    Ok(())
+}
+
+/// At open: fills the reserve (best-effort).
+pub(crate) fn top_up_reserve(conn: &Connection) {
+    let _ = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .and_then(|_| refill_reserve(conn))
+        .and_then(|_| conn.execute_batch("COMMIT"));
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
 impl Store {
+    /// With a key installed: checks that every stored token decrypts (a wrong key is an error
+    /// that changes nothing) and encrypts the ones still in plaintext, in one transaction.
+    pub(crate) fn encrypt_plaintext_tokens(&self) -> Result<(), Error> {
+        let rows = self.tokens()?;
+        if !super::crypto::enabled() {
+            return Ok(());
+        }
+        let plain: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM tokens WHERE \
+                 (access_token IS NOT NULL AND access_token NOT LIKE 'enc:v1:%') OR \
+                 (refresh_token IS NOT NULL AND refresh_token NOT LIKE 'enc:v1:%')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if plain == 0 {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        for row in &rows {
+            let seal = |s: &Option<SecretString>, column: &str| {
+                s.as_ref()
+                    .map(|s| super::crypto::seal(&row.account, column, s.expose_secret()))
+            };
+            tx.execute(
+                "UPDATE tokens SET access_token = ?2, refresh_token = ?3 WHERE account = ?1",
+                params![
+                    row.account,
+                    seal(&row.access_token, "access_token"),
+                    seal(&row.refresh_token, "refresh_token")
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        tracing::info!(accounts = rows.len(), "encrypted the stored tokens at rest");
+        Ok(())
+    }
+
     pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
         read_token(&self.conn, account).map_err(|e| self.err(e))
     }
@@ -236,6 +360,7 @@ impl Store {
             path: path.to_path_buf(),
             conn,
             open: true,
+            event_id: None,
         })
     }
 }
@@ -247,11 +372,61 @@ pub struct RefreshLock {
     path: PathBuf,
     conn: Connection,
     open: bool,
+    /// The event row reserved by [`RefreshLock::reserve`], filled in at commit.
+    event_id: Option<i64>,
 }
 
 impl RefreshLock {
     pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
         read_token(&self.conn, account).map_err(|e| store_err(&self.path, e))
+    }
+
+    /// Before a refresh is requested: makes sure the commit that follows the provider's
+    /// answer needs no new page, by writing a padded copy of the account's row and an event
+    /// row in this transaction (replaced at commit, rolled back on release). When the
+    /// database is full this fails, and the refresh is not attempted: nothing is lost.
+    pub fn reserve(&mut self, account: &str) -> Result<(), Error> {
+        let padding = "-".repeat(RESERVE_TOKEN_BYTES);
+        let reserved = self
+            .conn
+            .execute("DELETE FROM reserve", [])
+            .and_then(|_| self.conn.execute(
+                "INSERT INTO tokens (account, obtained_at, obtained_by, generation, state_detail) \
+                 VALUES (?1, 0, 'seed', 0, ?2) \
+                 ON CONFLICT (account) DO UPDATE SET state_detail = excluded.state_detail",
+                params![account, padding],
+            ))
+            .and_then(|_| {
+                self.conn.execute(
+                    "INSERT INTO token_events (account, at, event, detail) VALUES (?1, ?2, 'refresh_failed', ?3)",
+                    params![account, now(), "-".repeat(RESERVE_EVENT_BYTES)],
+                )
+            });
+        match reserved {
+            Ok(_) => {
+                self.event_id = Some(self.conn.last_insert_rowid());
+                Ok(())
+            }
+            Err(e) => {
+                // SQLITE_FULL has rolled the transaction back; make sure, and let go.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.open = false;
+                Err(store_err(&self.path, e))
+            }
+        }
+    }
+
+    fn write_event(&self, _account: &str, event: &str, detail: &str) -> rusqlite::Result<bool> {
+        match self.event_id {
+            Some(id) => self
+                .conn
+                .execute(
+                    "UPDATE token_events SET at = ?2, event = ?3, detail = ?4 WHERE id = ?1",
+                    params![id, now(), event, detail],
+                )
+                .map(|_| true),
+            None => Ok(false),
+        }
     }
 
     /// Writes the token and its event, and commits (fsync) before returning.
@@ -262,22 +437,38 @@ impl RefreshLock {
         detail: &str,
     ) -> Result<TokenRow, Error> {
         let stored = write_token(&self.conn, row).map_err(|e| store_err(&self.path, e))?;
-        add_event(&self.conn, &row.account, event, detail).map_err(|e| store_err(&self.path, e))?;
+        let with_event = self
+            .write_event(&row.account, event, detail)
+            .map_err(|e| store_err(&self.path, e))?;
         self.conn
             .execute_batch("COMMIT")
             .map_err(|e| store_err(&self.path, e))?;
         self.open = false;
+        // The reserve is put back after the commit: off the path between the provider's
+        // answer and the commit. Should the poll writer take the freed pages first, the
+        // next refresh finds too little room and is postponed, never lost.
+        if self.event_id.is_some() {
+            top_up_reserve(&self.conn);
+        }
+        if !with_event {
+            add_event_unless_full(&self.conn, &row.account, event, detail);
+        }
         Ok(stored)
     }
 
-    /// Records an event only and releases the lock.
+    /// Records an event only and releases the lock (the token row is left as it was, the
+    /// reservation undone).
     pub fn commit_event(mut self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
-        add_event(&self.conn, account, event, detail).map_err(|e| store_err(&self.path, e))?;
-        self.conn
-            .execute_batch("COMMIT")
-            .map_err(|e| store_err(&self.path, e))?;
-        self.open = false;
+        self.release_only();
+        add_event_unless_full(&self.conn, account, event, detail);
         Ok(())
+    }
+
+    fn release_only(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.open = false;
+        }
     }
 
     pub fn release(mut self) {

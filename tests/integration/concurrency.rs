@@ -100,3 +100,253 @@ fn run_and_four_token_loops_refresh_once_per_expiry() {
 }
 
 use std::sync::Mutex;
+
+/// `run`, eight processes calling `token` in a loop and an operator's `seed` in the middle:
+/// one refresh per expiry, no `invalid_grant`, no `database is locked`, nothing leaked.
+#[test]
+fn run_eight_token_loops_and_a_seed_in_the_middle() {
+    const TTL: u64 = 4;
+    const LOOPS: usize = 8;
+    let s = setup(TTL, "1s", "refresh_token", "");
+    let daemon = Daemon::start(&s.config, &["--log-level", "trace"]);
+    daemon.wait_for(" poll account=inode", 2, Duration::from_secs(10));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let loops: Vec<_> = (0..LOOPS)
+        .map(|_| {
+            let (stop, calls, failures, stderr, config) = (
+                stop.clone(),
+                calls.clone(),
+                failures.clone(),
+                stderr.clone(),
+                s.config.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let out = run(Some(&config), &["--log-level", "trace", "token", "inode"]);
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    let err = String::from_utf8_lossy(&out.stderr).to_string();
+                    if !out.status.success() || token.len() < 20 {
+                        failures.lock().unwrap().push(text(&out));
+                    }
+                    // stdout is the token, by design; everything else must be clean.
+                    stderr.lock().unwrap().push_str(&err);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(TTL * 3));
+    // The operator seeds a new grant while everything runs.
+    let seed = s.dir.path().join("new-seed.json");
+    write_file(&seed, &s.sim.sim.issue_seed());
+    let out = run(
+        Some(&s.config),
+        &["seed", "inode", seed.to_str().unwrap(), "--force"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let seeded_rt = stored_refresh_token(&s.db, "inode");
+    std::thread::sleep(Duration::from_secs(TTL * 3));
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.join().unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let daemon_log = daemon.log();
+    drop(daemon);
+
+    let stats = s.sim.stats();
+    let failures = failures.lock().unwrap();
+    let stderr = stderr.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} of {} `token` calls failed, first:\n{}",
+        failures.len(),
+        calls.load(Ordering::Relaxed),
+        failures[0]
+    );
+    for (what, out) in [("daemon", &daemon_log), ("token calls", &stderr)] {
+        assert!(
+            !out.contains("database is locked"),
+            "{what}: database is locked:\n{out}"
+        );
+    }
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
+    let times: Vec<i64> = stats["issued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
+        .map(|i| i["at"].as_i64().unwrap())
+        .collect();
+    assert!(times.len() >= 5, "expiries passed: {times:?}");
+    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|&g| g >= 2),
+        "two refreshes for one expiry: gaps {gaps:?}"
+    );
+    let refreshed = query_i64(
+        &s.db,
+        "SELECT COUNT(*) FROM token_events WHERE event = 'refreshed'",
+    );
+    assert_eq!(refreshed as usize, times.len());
+    // The seeded grant took over: the stored refresh token descends from it, and it is
+    // one the provider still honours.
+    assert_ne!(seeded_rt, None);
+    let stored = stored_refresh_token(&s.db, "inode");
+    let valid: Vec<&str> = stats["valid_refresh_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        valid.contains(&stored.as_deref().unwrap()),
+        "{stored:?} not in {valid:?}"
+    );
+    crate::secrets::assert_no_secrets("8 token loops", &s.sim, &[&daemon_log, &stderr], &s.db);
+    eprintln!(
+        "{} token calls by {LOOPS} processes, {} refreshes in {elapsed:.1}s, a seed in the middle",
+        calls.load(Ordering::Relaxed),
+        times.len()
+    );
+}
+
+/// An operator holds a write transaction open (as `sqlite3` would) for 10 s: the daemon
+/// waits, does not crash, does not fail with `database is locked`, and catches up.
+#[test]
+fn an_operator_holding_the_write_lock_delays_the_daemon() {
+    const HOLD: u64 = 10;
+    let s = setup(3, "1s", "refresh_token", "");
+    let mut d = Daemon::start(&s.config, &[]);
+    d.wait_for("status=200", 2, Duration::from_secs(10));
+    let refreshed_before = d.count("token refreshed");
+
+    let c = db(&s.db);
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let held = Instant::now();
+    // Readers are not blocked: `token` answers at once while the token is valid, or waits.
+    std::thread::sleep(Duration::from_secs(HOLD));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "the daemon died while the lock was held:\n{}",
+        d.log()
+    );
+    let refreshed_during = d.count("token refreshed") - refreshed_before;
+    c.execute_batch("COMMIT").unwrap();
+    drop(c);
+    let released = held.elapsed();
+
+    // It catches up: a refresh and good polls within a few seconds of the release.
+    d.wait_for(
+        "token refreshed",
+        refreshed_before + 1,
+        Duration::from_secs(5),
+    );
+    let ok = d.count("status=200");
+    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    d.signal(SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(10)).success(),
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    assert!(!log.contains("database is locked"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    assert_eq!(
+        refreshed_during, 0,
+        "no token was committed while the operator held the lock"
+    );
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["valid_refresh_tokens"][0].as_str(),
+        stored_refresh_token(&s.db, "inode").as_deref()
+    );
+    eprintln!("write lock held {released:?}: the daemon waited and caught up");
+}
+
+/// A full disk (simulated with SQLite's `max_page_count`): poll rows fail with a clear
+/// error, token rotation keeps committing.
+#[test]
+fn a_full_database_fails_poll_rows_but_rotation_keeps_committing() {
+    let s = setup(2, "1s", "refresh_token", "store_bodies = \"all\"");
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pages = query_i64(&s.db, "PRAGMA page_count");
+    // Fill every free byte of those pages (token_events included), as a long-running daemon
+    // on a full disk would have.
+    {
+        let c = db(&s.db);
+        c.execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+        for size in [1000, 100, 10, 1] {
+            while c
+                .execute(
+                    "INSERT INTO token_events (account, at, event, detail) VALUES ('filler', strftime('%s','now'), 'refreshed', ?1)",
+                    ["x".repeat(size)],
+                )
+                .is_ok()
+            {}
+        }
+    }
+    let generation_before = query_i64(&s.db, "SELECT generation FROM tokens");
+
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("--config")
+        .arg(&s.config)
+        .arg("run")
+        .env("OAUTH_POLLER_MAX_DB_PAGES", pages.to_string());
+    let mut d = Daemon::spawn(cmd);
+    d.wait_for(
+        "cannot store poll results: the database is full",
+        1,
+        Duration::from_secs(20),
+    );
+    let refreshed = d.count("token refreshed");
+    d.wait_for("token refreshed", refreshed + 3, Duration::from_secs(15));
+    d.signal(SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(10)).success(),
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    assert!(log.contains("database or disk is full"), "{log}");
+
+    assert!(
+        query_i64(&s.db, "PRAGMA page_count") <= pages,
+        "the database did not grow"
+    );
+    let generation = query_i64(&s.db, "SELECT generation FROM tokens");
+    assert!(
+        generation >= generation_before + 3,
+        "rotation kept committing: generation {generation_before} -> {generation}"
+    );
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["valid_refresh_tokens"][0].as_str(),
+        stored_refresh_token(&s.db, "inode").as_deref(),
+        "the stored refresh token is the live one"
+    );
+    let integrity: String = db(&s.db)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}

@@ -3,13 +3,19 @@
 
 mod bad_input;
 mod concurrency;
+mod crash;
 mod django;
+mod encryption;
 mod examples;
+mod faults;
 mod hooks;
 mod lifecycle;
 mod logs;
 mod metrics;
 mod polling;
+mod props;
+mod secrets;
 mod systemd;
+mod transport;
 mod util;
 mod vendors;

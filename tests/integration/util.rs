@@ -58,20 +58,25 @@ impl Daemon {
         let mut child = cmd
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn oauth-poller");
         let log = Arc::new(Mutex::new(String::new()));
+        // Both streams go to one log: the secrets scan reads everything the process wrote.
         let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
+        let stdout = child.stdout.take().expect("stdout");
+        fn collect(stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        collect(stderr, log.clone());
+        collect(stdout, log.clone());
         Daemon { child, log }
     }
 
@@ -311,36 +316,65 @@ pub struct Sim {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+type Serving = (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+);
+
+fn serve(sim: &oauth_poller::sim::Simulator, addr: std::net::SocketAddr) -> Serving {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let server = sim.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            server
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    (addr, stop, thread)
+}
+
 impl Sim {
     pub fn start(opts: oauth_poller::sim::SimOptions) -> Sim {
         let sim = oauth_poller::sim::Simulator::new(opts);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let server = sim.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                server
-                    .serve(listener, async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
+        let (addr, stop, thread) = serve(&sim, "127.0.0.1:0".parse().unwrap());
         Sim {
             sim,
             addr,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// Closes the listener (connections are refused) but keeps the simulator's state.
+    pub fn stop_listening(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Listens again on the same address, with the same tokens.
+    pub fn listen_again(&mut self) {
+        let (addr, stop, thread) = serve(&self.sim, self.addr);
+        assert_eq!(addr, self.addr);
+        self.stop = Some(stop);
+        self.thread = Some(thread);
     }
 
     pub fn base_url(&self) -> String {
@@ -354,12 +388,7 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_listening();
     }
 }
 

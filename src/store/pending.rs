@@ -1,0 +1,83 @@
+//! The refresh journal: the token endpoint's raw answer, written to `{database}-pending-{account}`
+//! (mode 0600) the moment it arrives and before it is parsed and committed. A process killed
+//! between the provider rotating the refresh token and the SQLite commit leaves the answer
+//! here, and the next refresh under the lock commits it instead of spending a refresh token
+//! the provider has already revoked. The window that remains is the answer's way from the
+//! provider to this file: no parsing, no SQL, one `write`.
+//!
+//! No fsync: this guards against a killed process (the page cache survives), the SQLite
+//! commit that follows guards against power loss.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+const MAGIC: &str = "oauth-poller-pending v1";
+
+pub struct Pending {
+    /// The stored token generation the refresh started from (0: none).
+    pub generation: i64,
+    pub started: i64,
+    pub grant: String,
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+pub fn path(db: &Path, account: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(format!("-pending-{account}"));
+    PathBuf::from(p)
+}
+
+/// Writes the answer (sealed when the store is encrypted). Best-effort: a failure is logged
+/// and the commit proceeds as before.
+pub fn write(db: &Path, account: &str, generation: i64, started: i64, grant: &str, body: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(text) = std::str::from_utf8(body) else {
+        return;
+    };
+    let sealed = Zeroizing::new(super::crypto::seal(account, "pending", text));
+    let mut record = Zeroizing::new(
+        format!("{MAGIC} {generation} {started} {grant} {}\n", sealed.len()).into_bytes(),
+    );
+    record.extend_from_slice(sealed.as_bytes());
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path(db, account))
+        .and_then(|mut f| f.write_all(&record));
+    if let Err(e) = result {
+        tracing::warn!(account, error = %e, "cannot write the refresh journal");
+    }
+}
+
+/// The journal of `account`, if there is a complete one.
+pub fn read(db: &Path, account: &str) -> Option<Pending> {
+    let raw = Zeroizing::new(std::fs::read(path(db, account)).ok()?);
+    let newline = raw.iter().position(|&b| b == b'\n')?;
+    let head = std::str::from_utf8(&raw[..newline]).ok()?;
+    let rest = head
+        .strip_prefix(MAGIC)?
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    let [generation, started, grant, len] = rest[..] else {
+        return None;
+    };
+    let sealed = &raw[newline + 1..];
+    if sealed.len() != len.parse::<usize>().ok()? {
+        return None;
+    }
+    let body =
+        super::crypto::open(account, "pending", String::from_utf8(sealed.to_vec()).ok()?).ok()?;
+    Some(Pending {
+        generation: generation.parse().ok()?,
+        started: started.parse().ok()?,
+        grant: grant.to_string(),
+        body: Zeroizing::new(body.into_bytes()),
+    })
+}
+
+pub fn remove(db: &Path, account: &str) {
+    let _ = std::fs::remove_file(path(db, account));
+}

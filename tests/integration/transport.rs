@@ -1,0 +1,449 @@
+//! Files and transport: file modes, secret files readable by others, http:// to
+//! non-loopback hosts, TLS verification, redirects and credentials.
+
+use crate::util::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A one-purpose HTTP server on loopback: answers every request with `respond(request)`
+/// and keeps every request's head.
+struct Mini {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Mini {
+    fn start(respond: impl Fn(&str) -> String + Send + 'static) -> Mini {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                head.push_str(&String::from_utf8_lossy(&body));
+                let answer = respond(&head);
+                log.lock().unwrap().push(head);
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        Mini { port, seen }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn answer(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn api_key_config(dir: &Path, base_url: &str, extra_account: &str) -> std::path::PathBuf {
+    let config = dir.join("config.toml");
+    write_file(
+        &config,
+        &format!(
+            r#"
+[daemon]
+database = "{db}"
+timeout = "3s"
+
+[[account]]
+name = "api"
+base_url = "{base_url}"
+auth = "api_key"
+header_scheme = "Token"
+{extra_account}
+
+[account.api_key]
+key = "SECRET-api-key-0123456789"
+
+[[account.endpoint]]
+name = "things"
+path = "things"
+"#,
+            db = dir.join("state.db").display()
+        ),
+    );
+    config
+}
+
+#[test]
+fn the_database_and_its_wal_and_shm_are_0600_whatever_the_umask() {
+    let s = crate::lifecycle::setup(600, "1s", "refresh_token", "");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "umask 000; exec '{}' --config '{}' run",
+            bin().display(),
+            s.config.display()
+        ))
+        .stdout(Stdio::null());
+    let mut d = Daemon::spawn(cmd);
+    d.wait_for("status=200", 2, Duration::from_secs(10));
+    for suffix in ["", "-wal", "-shm"] {
+        let p = format!("{}{suffix}", s.db.display());
+        let mode = std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{p} has mode {mode:o}");
+    }
+    d.signal(SIGTERM);
+    d.wait_exit(Duration::from_secs(10));
+}
+
+#[test]
+fn secret_and_seed_files_readable_by_others_are_warned_about() {
+    let dir = tempdir();
+    let secret = dir.path().join("client-secret");
+    let seed = dir.path().join("seed.json");
+    let config = dir.path().join("config.toml");
+    write_file(&secret, "SECRET-client-0123456789\n");
+    write_file(
+        &seed,
+        r#"{"access_token":"SECRET-access-0123456789","refresh_token":"SECRET-refresh-0123456789","expires_in":3600}"#,
+    );
+    write_file(
+        &config,
+        &format!(
+            r#"
+[daemon]
+database = "{db}"
+
+[[account]]
+name = "inode"
+base_url = "https://inode.example.com/api/"
+seed_file = "{seed}"
+
+[account.oauth2]
+token_url = "oauth/token/"
+client_id = "id"
+client_secret_file = "{secret}"
+
+[[account.endpoint]]
+name = "links"
+path = "v1/links/"
+"#,
+            db = dir.path().join("state.db").display(),
+            seed = seed.display(),
+            secret = secret.display()
+        ),
+    );
+    let out = run(Some(&config), &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("readable by other users"),
+        "{}",
+        text(&out)
+    );
+    for f in [&secret, &seed] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = run(Some(&config), &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    for f in [&secret, &seed] {
+        assert!(
+            t.lines()
+                .any(|l| l.contains("readable by other users")
+                    && l.contains(&f.display().to_string())),
+            "{} not warned about:\n{t}",
+            f.display()
+        );
+    }
+    assert!(!t.contains("SECRET-"), "{t}");
+}
+
+#[test]
+fn http_is_refused_for_a_non_loopback_host_unless_allow_http() {
+    let dir = tempdir();
+    for (base, token_url, allow, key) in [
+        (
+            "http://api.example.com/",
+            "https://auth.example.com/token",
+            "",
+            "base_url",
+        ),
+        (
+            "https://api.example.com/",
+            "http://auth.example.com/token",
+            "",
+            "token_url",
+        ),
+    ] {
+        let config = dir.path().join("config.toml");
+        let body = format!(
+            r#"
+[daemon]
+database = "{db}"
+
+[[account]]
+name = "a"
+base_url = "{base}"
+{allow}
+
+[account.oauth2]
+token_url = "{token_url}"
+client_id = "id"
+client_auth = "none"
+
+[[account.endpoint]]
+name = "e"
+path = "x"
+"#,
+            db = dir.path().join("state.db").display()
+        );
+        write_file(&config, &body);
+        let out = run(Some(&config), &["check"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let t = text(&out);
+        assert!(
+            t.contains("http:// is refused")
+                && t.contains(&config.display().to_string())
+                && t.contains(key),
+            "{t}"
+        );
+        let prefix = format!("{}:", config.display());
+        let line_follows = t
+            .match_indices(&prefix)
+            .any(|(i, _)| t[i + prefix.len()..].starts_with(|c: char| c.is_ascii_digit()));
+        assert!(line_follows, "names the file and the line: {t}");
+        let allowed = body.replace(
+            "\n\n[account.oauth2]",
+            "\nallow_http = true\n\n[account.oauth2]",
+        );
+        write_file(&config, &allowed);
+        let out = run(Some(&config), &["check"]);
+        assert!(out.status.success(), "allow_http = true: {}", text(&out));
+    }
+    assert!(
+        !dir.path().join("state.db").exists(),
+        "check touches nothing"
+    );
+}
+
+#[test]
+fn tls_certificates_are_verified() {
+    let dir = tempdir();
+    let (cert, key, ca) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    // A private CA and a server certificate it signed: unknown to the system's roots.
+    let script = r#"set -e
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=oauth-poller-test-ca -keyout ca.key -out ca.pem
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > leaf.ext
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem
+"#;
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let server = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'[1, 2]'
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        sys.stderr.write('request\n')
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", server])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}/", port.trim());
+    let config = api_key_config(dir.path(), &base, "");
+
+    // A certificate from a CA the system does not trust: refused.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("poll-once")
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.to_lowercase().contains("certificate"), "{t}");
+    // The same server, its certificate trusted: the poll works (the refusal was the
+    // certificate, not the server).
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("poll-once")
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.status.success(), "trusted: {}", text(&out));
+}
+
+#[test]
+fn token_endpoint_redirects_are_not_followed() {
+    let elsewhere = Mini::start(|_| {
+        answer(
+            "200 OK",
+            "Content-Type: application/json\r\n",
+            r#"{"access_token":"stolen-0123456789abcdef","expires_in":3600}"#,
+        )
+    });
+    let target = format!("http://localhost:{}/token", elsewhere.port);
+    let token = Mini::start(move |_| {
+        answer(
+            "307 Temporary Redirect",
+            &format!("Location: {target}\r\n"),
+            "",
+        )
+    });
+    let dir = tempdir();
+    let seed = dir.path().join("seed.json");
+    write_file(&seed, r#"{"refresh_token":"SECRET-refresh-0123456789"}"#);
+    let config = dir.path().join("config.toml");
+    write_file(
+        &config,
+        &format!(
+            r#"
+[daemon]
+database = "{db}"
+timeout = "3s"
+
+[[account]]
+name = "a"
+base_url = "http://127.0.0.1:{port}/"
+seed_file = "{seed}"
+
+[account.oauth2]
+token_url = "http://127.0.0.1:{port}/token"
+client_id = "id"
+client_secret = "SECRET-client-0123456789"
+
+[[account.endpoint]]
+name = "e"
+path = "x"
+"#,
+            db = dir.path().join("state.db").display(),
+            port = token.port,
+            seed = seed.display()
+        ),
+    );
+    let out = run(Some(&config), &["token", "a"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("307"), "{t}");
+    assert_eq!(token.requests().len(), 1, "{:?}", token.requests());
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the redirect was followed: {:?}",
+        elsewhere.requests()
+    );
+    assert!(!t.contains("SECRET-"), "{t}");
+}
+
+#[test]
+fn api_redirects_stay_on_the_origin_and_carry_no_credential_elsewhere() {
+    let elsewhere = Mini::start(|_| answer("200 OK", "Content-Type: application/json\r\n", "[]"));
+    let other = elsewhere.port;
+    let api = Mini::start(move |req| {
+        let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+        match path.as_str() {
+            "/things" => answer(
+                "302 Found",
+                &format!("Location: http://localhost:{other}/things\r\n"),
+                "",
+            ),
+            "/moved" => answer("301 Moved Permanently", "Location: /final\r\n", ""),
+            _ => answer("200 OK", "Content-Type: application/json\r\n", "[1]"),
+        }
+    });
+    let dir = tempdir();
+    let config = api_key_config(dir.path(), &format!("http://127.0.0.1:{}/", api.port), "");
+    let out = run(Some(&config), &["poll-once"]);
+    let t = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a redirect to another host fails: {t}"
+    );
+    assert!(t.contains("status=302"), "{t}");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "a request went to another host: {:?}",
+        elsewhere.requests()
+    );
+    // Within one origin a redirect is followed, with the credential.
+    let same = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("path = \"things\"", "path = \"moved\"");
+    write_file(&config, &same);
+    let out = run(Some(&config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let final_requests: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET /final"))
+        .collect();
+    assert_eq!(final_requests.len(), 1, "{:?}", api.requests());
+    assert!(
+        final_requests[0]
+            .to_ascii_lowercase()
+            .contains("authorization: token secret-api-key-0123456789"),
+        "{}",
+        final_requests[0]
+    );
+}
