@@ -37,7 +37,6 @@ pub async fn run(
     prepare(&config)?;
     let mut running = Running::start(&config)?;
     notify(&[NotifyState::Ready]);
-    notify_status(&config);
     tracing::info!(accounts = config.accounts.len(),
         endpoints = config.accounts.iter().map(|a| a.endpoints.len()).sum::<usize>(),
         database = %config.daemon.database.display(), "oauth-poller started");
@@ -72,7 +71,6 @@ pub async fn run(
                     }
                 }
                 notify(&[NotifyState::Ready]);
-                notify_status(&config);
             }
         }
     }
@@ -311,19 +309,6 @@ pub fn clone_account(a: &config::Account) -> config::Account {
 fn notify(state: &[NotifyState]) {
     // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
     let _ = sd_notify::notify(state);
-}
-
-fn notify_status(config: &Config) {
-    let status = format!(
-        "polling {} endpoint(s) of {} account(s)",
-        config
-            .accounts
-            .iter()
-            .map(|a| a.endpoints.len())
-            .sum::<usize>(),
-        config.accounts.len()
-    );
-    notify(&[NotifyState::Status(&status)]);
 }
 
 /// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to a control channel.

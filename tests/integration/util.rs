@@ -128,8 +128,17 @@ impl Daemon {
     }
 }
 
+/// A graceful stop (SIGTERM, which flushes the poll rows gathered for the next commit),
+/// then SIGKILL after 5 s. Tests that mean a crash send SIGKILL themselves.
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = unsafe_kill(self.child.id() as i32, SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
