@@ -34,6 +34,10 @@ fn main() {
         oauth_poller::inspect::fmt_time(oauth_poller::store::now())
     ));
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale1k") {
+        scale(&sim, &mut report, 1_000, Duration::from_secs(3), 30);
+        return;
+    }
     let idle_secs = if opts.quick { 20 } else { 300 };
     idle(&sim, &mut report, idle_secs);
     let run_secs = if opts.quick { 20 } else { 60 };

@@ -62,9 +62,21 @@ pub async fn run(
                     }) {
                     Ok(new) => {
                         running.stop().await;
-                        running = Running::start(&new)?;
-                        config = new;
-                        tracing::info!(accounts = config.accounts.len(), "configuration reloaded");
+                        match Running::start(&new) {
+                            Ok(r) => {
+                                running = r;
+                                config = new;
+                                tracing::info!(
+                                    accounts = config.accounts.len(),
+                                    "configuration reloaded"
+                                );
+                            }
+                            // E.g. its metrics_listen port is taken: back to the old one.
+                            Err(e) => {
+                                tracing::error!(error = %e, "new configuration refused; the old one keeps running");
+                                running = Running::start(&config)?;
+                            }
+                        }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "new configuration refused; the old one keeps running")

@@ -105,3 +105,44 @@ fn metrics_and_health() {
         assert!(!m.contains(secret.as_str().unwrap()), "a token in /metrics");
     }
 }
+
+/// A reload whose new configuration cannot start (its metrics port is taken) keeps the old
+/// configuration running instead of ending the daemon.
+#[test]
+fn a_reload_that_cannot_start_keeps_the_old_configuration() {
+    let port = free_port();
+    let s = setup(
+        600,
+        "1s",
+        "refresh_token",
+        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+    );
+    let mut d = Daemon::start(&s.config, &[]);
+    d.wait_for("endpoint=links status=200", 1, Duration::from_secs(10));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    write_file(
+        &s.config,
+        &cfg.replace(&format!(":{port}\""), &format!(":{busy}\"")),
+    );
+    d.signal(SIGHUP);
+    d.wait_for("new configuration refused", 1, Duration::from_secs(10));
+    let polls = d.count("endpoint=links status=200");
+    d.wait_for(
+        "endpoint=links status=200",
+        polls + 2,
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        status_of(&format!("http://127.0.0.1:{port}/healthz")).0,
+        200,
+        "the old listener is back"
+    );
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "still running:\n{}",
+        d.log()
+    );
+    drop(taken);
+}
