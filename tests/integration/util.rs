@@ -165,6 +165,19 @@ fn unsafe_kill(pid: i32, sig: i32) -> i32 {
 
 /// A minimal HTTP/1.1 GET on loopback (the test servers are plain HTTP).
 pub fn http_get(url: &str) -> String {
+    let text = http_request("GET", url);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return dechunk(body);
+    }
+    body.to_string()
+}
+
+/// One bodiless HTTP/1.1 request on loopback; the whole answer, head and body.
+fn http_request(method: &str, url: &str) -> String {
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest
         .split_once('/')
@@ -174,20 +187,12 @@ pub fn http_get(url: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return dechunk(body);
-    }
-    body.to_string()
+    String::from_utf8_lossy(&buf).to_string()
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -403,21 +408,7 @@ impl Drop for Sim {
 
 /// A bodiless POST on loopback (simulator admin calls).
 pub fn http_post(url: &str) -> String {
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut s = std::net::TcpStream::connect(host).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
+    let text = http_request("POST", url);
     assert!(text.starts_with("HTTP/1.1 2"), "POST {url}: {text}");
     text
 }
