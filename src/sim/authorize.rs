@@ -61,17 +61,7 @@ pub(crate) fn handle(sim: &Simulator, parts: &Parts) -> Response {
     }
     let q = query_pairs(&parts.uri);
     if parts.uri.path() == "/oauth/authorize/native" {
-        let code = get(&q, "code").unwrap_or("");
-        return util::html(
-            StatusCode::OK,
-            page(
-                "Authorization code:",
-                &format!(
-                    "<code id=\"authorization_code\">{}</code>",
-                    escape_html(code)
-                ),
-            ),
-        );
+        return code_page(get(&q, "code").unwrap_or(""));
     }
     if get(&q, "client_id") != Some(o.client_id.as_str()) {
         return util::html(
@@ -170,20 +160,20 @@ pub(crate) fn handle(sim: &Simulator, parts: &Parts) -> Response {
         if o.profile == Profile::Scinote {
             return util::redirect(&with_params("/oauth/authorize/native", &[("code", &code)]));
         }
-        return util::html(
-            StatusCode::OK,
-            page(
-                "Authorization code:",
-                &format!(
-                    "<code id=\"authorization_code\">{}</code>",
-                    escape_html(&code)
-                ),
-            ),
-        );
+        return code_page(&code);
     }
     let mut p = vec![("code", code.as_str())];
     if let Some(s) = state {
         p.push(("state", s));
     }
     util::redirect(&with_params(&redirect_uri, &p))
+}
+
+/// The out-of-band page that shows the user the code to paste.
+fn code_page(code: &str) -> Response {
+    let body = format!(
+        "<code id=\"authorization_code\">{}</code>",
+        escape_html(code)
+    );
+    util::html(StatusCode::OK, page("Authorization code:", &body))
 }
