@@ -35,7 +35,12 @@ fn main() {
     ));
 
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale1k") {
-        scale(&sim, &mut report, 1_000, Duration::from_secs(3), 30);
+        // A short iteration loop; BENCH_SECS stretches it (to attach a profiler).
+        let secs = std::env::var("BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30);
+        scale(&sim, &mut report, 1_000, Duration::from_secs(3), secs);
         return;
     }
     let idle_secs = if opts.quick { 20 } else { 300 };

@@ -124,9 +124,10 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// One thread runs every poll: a poll is a few microseconds of work between waits, and
+/// handing tasks between worker threads would cost more (futex wake-ups) than it saves.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::runtime(format!("cannot start the async runtime: {e}")))

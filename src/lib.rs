@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod demo;
 pub mod error;
 pub mod hooks;
+pub mod http;
 pub mod inspect;
 pub mod logging;
 pub mod metrics;

@@ -15,7 +15,7 @@ pub struct Poller {
     pub tokens: Tokens,
     pub writer: Arc<PollWriter>,
     pub daemon: DaemonConfig,
-    http: reqwest::Client,
+    http: Http,
     pub skipped_ticks: AtomicU64,
     pub polls_ok: AtomicU64,
     pub polls_failed: AtomicU64,
@@ -43,6 +43,8 @@ pub struct PollResult {
 /// Per-endpoint memory between polls.
 #[derive(Default)]
 pub struct EndpointState {
+    /// The endpoint's request target, prepared at its first poll.
+    pub target: Option<crate::http::Target>,
     pub last_hash: Option<String>,
     pub reauth_logged: bool,
     pub failures: u32,
@@ -54,16 +56,22 @@ impl Poller {
         writer: Arc<PollWriter>,
         daemon: DaemonConfig,
     ) -> Result<Poller, crate::error::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(daemon.timeout)
-            .connect_timeout(daemon.timeout.min(Duration::from_secs(10)))
-            .redirect(same_origin_redirects())
-            .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| {
-                crate::error::Error::runtime(format!("cannot build the HTTP client: {e}"))
-            })?;
+        let connect_timeout = daemon.timeout.min(Duration::from_secs(10));
+        let http = if proxy_in_environment() {
+            let client = reqwest::Client::builder()
+                .timeout(daemon.timeout)
+                .connect_timeout(connect_timeout)
+                .redirect(same_origin_redirects())
+                .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build()
+                .map_err(|e| {
+                    crate::error::Error::runtime(format!("cannot build the HTTP client: {e}"))
+                })?;
+            Http::Proxied(client)
+        } else {
+            Http::Direct(crate::http::ApiClient::new(daemon.timeout, connect_timeout))
+        };
         Ok(Poller {
             tokens,
             writer,
@@ -100,7 +108,7 @@ impl Poller {
             body_hash: None,
         };
         let mut retry_after = None;
-        let result = self.fetch(account, endpoint).await;
+        let result = self.fetch(account, endpoint, state).await;
         record.duration_ms = clock.elapsed().as_millis() as i64;
         let outcome = match result {
             Err(FetchError::NeedsReauth(msg)) => {
@@ -187,16 +195,21 @@ impl Poller {
         }
     }
 
-    async fn fetch(&self, account: &Account, endpoint: &Endpoint) -> Result<Body, FetchError> {
+    async fn fetch(
+        &self,
+        account: &Account,
+        endpoint: &Endpoint,
+        state: &mut EndpointState,
+    ) -> Result<Body, FetchError> {
         let access = self
             .tokens
             .access(&account.name)
             .await
             .map_err(FetchError::from)?;
-        let response = self
-            .get(endpoint, access.authorization.expose_secret())
+        let answer = self
+            .get(endpoint, state, access.authorization.expose_secret())
             .await?;
-        let response = if response.status().as_u16() == 401 && account.oauth2.is_some() {
+        let answer = if answer.status == 401 && account.oauth2.is_some() {
             // The token was refused before its time (revoked, or the clock is off): refresh
             // once, unless someone already has, and retry once.
             tracing::info!(account = %account.name, endpoint = %endpoint.name, "API answered 401: refreshing the token and retrying once");
@@ -205,30 +218,17 @@ impl Poller {
                 .unauthorized(&account.name, access.generation)
                 .await
                 .map_err(FetchError::from)?;
-            self.get(endpoint, access.authorization.expose_secret())
+            self.get(endpoint, state, access.authorization.expose_secret())
                 .await?
         } else {
-            response
+            answer
         };
-        let status = response.status().as_u16();
-        let retry_after = if matches!(status, 429 | 503) {
-            crate::oauth::retry_after(response.headers())
-        } else {
-            None
-        };
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.chars()
-                    .filter(|c| !c.is_control())
-                    .take(60)
-                    .collect::<String>()
-            });
-        let bytes = read_body(response, self.daemon.max_body)
-            .await
-            .map_err(|m| FetchError::Failed(Some(status), m, None))?;
+        let Answer {
+            status,
+            retry_after,
+            content_type,
+            body: bytes,
+        } = answer;
         if !(200..300).contains(&status) {
             let mut msg = format!("HTTP {status}");
             if let Some(ra) = retry_after {
@@ -252,11 +252,13 @@ impl Poller {
         Ok(Body { status, bytes })
     }
 
+    /// One GET of the endpoint (redirects within its origin followed), body read in full.
     async fn get(
         &self,
         endpoint: &Endpoint,
+        state: &mut EndpointState,
         authorization: &str,
-    ) -> Result<reqwest::Response, FetchError> {
+    ) -> Result<Answer, FetchError> {
         let mut auth = reqwest::header::HeaderValue::from_str(authorization).map_err(|_| {
             FetchError::Failed(
                 None,
@@ -265,13 +267,56 @@ impl Poller {
             )
         })?;
         auth.set_sensitive(true);
-        self.http
-            .get(endpoint.url.clone())
-            .header(reqwest::header::AUTHORIZATION, auth)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| FetchError::Failed(None, request_error(e), None))
+        let (status, headers, body) = match &self.http {
+            Http::Direct(client) => {
+                if state.target.is_none() {
+                    let target = crate::http::Target::new(&endpoint.url)
+                        .map_err(|m| FetchError::Failed(None, m, None))?;
+                    state.target = Some(target);
+                }
+                let target = state.target.as_ref().expect("set above");
+                let r = client
+                    .get(target, &auth, self.daemon.max_body)
+                    .await
+                    .map_err(|e| FetchError::Failed(e.status(), e.to_string(), None))?;
+                (r.status, r.headers, r.body)
+            }
+            Http::Proxied(client) => {
+                let response = client
+                    .get(endpoint.url.clone())
+                    .header(reqwest::header::AUTHORIZATION, auth)
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .send()
+                    .await
+                    .map_err(|e| FetchError::Failed(None, request_error(e), None))?;
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let body = read_body(response, self.daemon.max_body)
+                    .await
+                    .map_err(|m| FetchError::Failed(Some(status), m, None))?;
+                (status, headers, body)
+            }
+        };
+        let retry_after = if matches!(status, 429 | 503) {
+            crate::oauth::retry_after(&headers)
+        } else {
+            None
+        };
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.chars()
+                    .filter(|c| !c.is_control())
+                    .take(60)
+                    .collect::<String>()
+            });
+        Ok(Answer {
+            status,
+            retry_after,
+            content_type,
+            body,
+        })
     }
 
     /// Polls an endpoint on its interval until `shutdown` says stop. Never overlaps itself:
@@ -284,6 +329,7 @@ impl Poller {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut state = EndpointState {
+            target: None,
             last_hash: self
                 .tokens
                 .with_store(|s| s.last_body_hash(&account.name, &endpoint.name))
@@ -361,6 +407,34 @@ impl Poller {
 struct Body {
     status: u16,
     bytes: Vec<u8>,
+}
+
+/// An API answer of any status, read in full.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+/// How API polls reach the network: directly, or through the proxy the environment names.
+enum Http {
+    Direct(crate::http::ApiClient),
+    Proxied(reqwest::Client),
+}
+
+/// The proxy variables reqwest honours; with one set, polls go through reqwest.
+fn proxy_in_environment() -> bool {
+    [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
 }
 
 enum FetchError {

@@ -5,7 +5,7 @@ use super::{connect, now, Store};
 use crate::error::Error;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -40,52 +40,78 @@ pub struct PollRow {
     pub error: Option<String>,
 }
 
-enum Msg {
-    Poll(Box<PollRecord>),
-    Flush(mpsc::Sender<()>),
+/// Rows waiting for the writer, and who waits for them to be committed.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<PollRecord>,
+    flushed: Vec<mpsc::Sender<()>>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Writes poll rows on its own thread and connection, many rows a transaction, so a busy
 /// schedule costs one fsync-free commit per batch and never blocks the async runtime.
+/// A row only wakes the writer when it starts a batch: the rows after it within the
+/// window cost a push under an uncontended lock, not a thread wake-up each.
 pub struct PollWriter {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl PollWriter {
     pub fn start(path: &Path, keep_history: Duration) -> Result<PollWriter, Error> {
         let conn = connect(path, false)?;
-        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
         let path = path.to_path_buf();
+        let theirs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("poll-writer".into())
-            .spawn(move || writer_loop(conn, path, rx, keep_history))
+            .spawn(move || writer_loop(conn, path, &theirs, keep_history))
             .map_err(|e| Error::runtime(format!("cannot start the poll writer: {e}")))?;
         Ok(PollWriter {
-            tx,
+            shared,
             thread: Some(thread),
         })
     }
 
     pub fn record(&self, poll: PollRecord) {
-        let _ = self.tx.send(Msg::Poll(Box::new(poll)));
+        let mut p = self.shared.lock();
+        p.rows.push(poll);
+        if p.rows.len() == 1 || p.rows.len() == BATCH_ROWS {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Waits until every row sent so far is committed (or failed).
     pub fn flush(&self) {
         let (done_tx, done_rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
-            let _ = done_rx.recv_timeout(Duration::from_secs(30));
+        {
+            let mut p = self.shared.lock();
+            if p.closed {
+                return;
+            }
+            p.flushed.push(done_tx);
         }
+        self.shared.wake.notify_one();
+        let _ = done_rx.recv_timeout(Duration::from_secs(30));
     }
 }
 
 impl Drop for PollWriter {
     fn drop(&mut self) {
-        self.flush();
-        // Closing the channel ends the thread.
-        let (tx, _) = mpsc::channel();
-        drop(std::mem::replace(&mut self.tx, tx));
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -97,27 +123,34 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
 const BATCH_ROWS: usize = 1000;
 
-fn writer_loop(conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>, keep: Duration) {
+fn writer_loop(conn: Connection, path: PathBuf, shared: &Shared, keep: Duration) {
     let mut last_prune: Option<Instant> = None;
-    let mut batch: Vec<Box<PollRecord>> = Vec::new();
-    let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        // Gather what arrives within a short window: one commit (and its WAL checksums)
-        // for many rows. A flush request commits at once.
-        let window_end = Instant::now() + BATCH_WINDOW;
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Poll(p) => batch.push(p),
-                Msg::Flush(w) => waiters.push(w),
+    loop {
+        let (batch, flushed, closed) = {
+            let mut p = shared.lock();
+            while p.rows.is_empty() && p.flushed.is_empty() && !p.closed {
+                p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
             }
-            let wait = window_end.saturating_duration_since(Instant::now());
-            next = if batch.len() >= BATCH_ROWS || !waiters.is_empty() {
-                None
-            } else {
-                rx.recv_timeout(wait).ok()
-            };
-        }
+            // Gather what arrives within a short window: one commit (and its WAL
+            // checksums) for many rows. A flush or shutdown commits at once.
+            let window_end = Instant::now() + BATCH_WINDOW;
+            while p.flushed.is_empty() && !p.closed && p.rows.len() < BATCH_ROWS {
+                let left = window_end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                p = shared
+                    .wake
+                    .wait_timeout(p, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            (
+                std::mem::take(&mut p.rows),
+                std::mem::take(&mut p.flushed),
+                p.closed,
+            )
+        };
         if !batch.is_empty() {
             match insert_batch(&conn, &batch) {
                 Ok(()) => {}
@@ -130,10 +163,12 @@ fn writer_loop(conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>, keep: D
                         "cannot store poll results (the polls themselves went on)");
                 }
             }
-            batch.clear();
         }
-        for w in waiters.drain(..) {
+        for w in flushed {
             let _ = w.send(());
+        }
+        if closed {
+            return;
         }
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(Instant::now());
@@ -146,7 +181,7 @@ fn writer_loop(conn: Connection, path: PathBuf, rx: mpsc::Receiver<Msg>, keep: D
     }
 }
 
-fn insert_batch(conn: &Connection, batch: &[Box<PollRecord>]) -> rusqlite::Result<()> {
+fn insert_batch(conn: &Connection, batch: &[PollRecord]) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     {
         let mut stmt = tx.prepare_cached(

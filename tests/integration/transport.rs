@@ -447,3 +447,26 @@ fn api_redirects_stay_on_the_origin_and_carry_no_credential_elsewhere() {
         final_requests[0]
     );
 }
+
+#[test]
+fn api_polls_go_through_the_proxy_the_environment_names() {
+    // The proxy is the only way to `api.invalid`: the poll succeeds only through it.
+    let proxy = Mini::start(|_| answer("200 OK", "Content-Type: application/json\r\n", "[1,2]"));
+    let dir = tempdir();
+    let config = api_key_config(dir.path(), "http://api.invalid:9/", "allow_http = true");
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("poll-once")
+        .env("HTTP_PROXY", format!("http://127.0.0.1:{}", proxy.port))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let requests = proxy.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET http://api.invalid:9/things ")),
+        "{requests:?}"
+    );
+}
