@@ -34,18 +34,28 @@ fn main() {
         oauth_poller::inspect::fmt_time(oauth_poller::store::now())
     ));
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale10k") {
+        let secs = std::env::var("BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30);
+        scale(&sim, &mut report, 10_000, Duration::from_secs(30), secs);
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale1k") {
         // A short iteration loop; BENCH_SECS stretches it (to attach a profiler).
         let secs = std::env::var("BENCH_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(30);
+        floor(&sim, &mut report, 10);
         scale(&sim, &mut report, 1_000, Duration::from_secs(3), secs);
         return;
     }
     let idle_secs = if opts.quick { 20 } else { 300 };
     idle(&sim, &mut report, idle_secs);
     let run_secs = if opts.quick { 20 } else { 60 };
+    floor(&sim, &mut report, run_secs.min(30));
     let scale_1k = scale(&sim, &mut report, 1_000, Duration::from_secs(3), run_secs);
     scale(
         &sim,
@@ -189,6 +199,12 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_oauth-poller"))
             .arg("--config")
             .arg(&setup.config)
+            // For experiments, e.g. BENCH_DAEMON_ARGS="--log-level warn".
+            .args(
+                std::env::var("BENCH_DAEMON_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .arg("run")
             .envs(env.iter().map(|(k, v)| (*k, v.clone())))
             .stdin(Stdio::null())
@@ -223,6 +239,25 @@ fn cpu(pid: u32) -> Duration {
     let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let ticks = field(11) + field(12);
     Duration::from_secs_f64(ticks as f64 / clock_ticks())
+}
+
+/// CPU time of each thread of a process by thread name (the scheduler's exact sums).
+fn thread_cpus(pid: u32) -> std::collections::BTreeMap<String, Duration> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let ns: u64 = std::fs::read_to_string(t.path().join("schedstat"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        *out.entry(name.trim().to_string()).or_default() += Duration::from_nanos(ns);
+    }
+    out
 }
 
 fn clock_ticks() -> f64 {
@@ -375,9 +410,11 @@ fn scale(
     std::thread::sleep(interval + Duration::from_secs(2));
     arrivals(sim, &tag);
     let cpu0 = cpu(d.pid());
+    let threads0 = thread_cpus(d.pid());
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let cpu1 = cpu(d.pid());
+    let threads1 = thread_cpus(d.pid());
     let elapsed = t0.elapsed().as_secs_f64();
     let got = arrivals(sim, &tag);
     let hwm = status_kib(d.pid(), "VmHWM");
@@ -405,6 +442,17 @@ fn scale(
         "daemon CPU per poll (user+sys, incl. SQLite row and log line)",
         &format!("{per_poll:.1} µs"),
     );
+    let split: Vec<String> = threads1
+        .iter()
+        .map(|(name, t1)| {
+            let t0 = threads0.get(name).copied().unwrap_or_default();
+            format!(
+                "{name} {:.1}",
+                t1.saturating_sub(t0).as_secs_f64() * 1e6 / polls.max(1) as f64
+            )
+        })
+        .collect();
+    report.row("of which, by thread (µs per poll)", &split.join(", "));
     report.row(
         "peak RSS (VmHWM) / RSS at end",
         &format!("{} / {}", mib(hwm), mib(rss)),
@@ -503,6 +551,85 @@ fn start_stop(sim: &SimHandle, report: &mut Report) {
 
 fn sim_clear_faults(sim: &SimHandle) {
     sim.sim.clear_faults();
+}
+
+// ---- the floor: one HTTP request on loopback ------------------------------------------------
+
+/// What one poll's HTTP request costs with nothing around it: a thread that, every 3 ms
+/// like the 1k scenario, writes a GET on a kept-alive connection and blocks reading the
+/// answer. No runtime, no log line, no row. Its CPU (the kernel's TCP loopback path, two
+/// wake-ups) is the part of a poll no daemon design removes.
+fn floor(sim: &SimHandle, report: &mut Report, secs: u64) {
+    use std::io::{Read, Write};
+    println!("floor: one blocking keep-alive GET every 3 ms, {secs} s ...");
+    let seed: serde_json::Value = serde_json::from_str(&sim.sim.issue_seed()).unwrap();
+    let token = seed["access_token"].as_str().unwrap().to_string();
+    let addr = sim.addr;
+    let (n, cpu) = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let request = format!(
+            "GET /api/v1/links/?no_pagination=&ep=floor HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Bearer {token}\r\nAccept: application/json\r\n\r\n"
+        );
+        let mut buf = vec![0u8; 64 * 1024];
+        let one = |s: &mut std::net::TcpStream, buf: &mut [u8]| {
+            s.write_all(request.as_bytes()).unwrap();
+            let mut have = 0;
+            loop {
+                let n = s.read(&mut buf[have..]).unwrap();
+                assert!(n > 0, "the simulator closed the connection");
+                have += n;
+                let text = &buf[..have];
+                if let Some(end) = text.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&text[..end]).to_ascii_lowercase();
+                    assert!(head.starts_with("http/1.1 200"), "{head}");
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .expect("a content-length");
+                    if have >= end + 4 + len {
+                        return;
+                    }
+                }
+            }
+        };
+        one(&mut s, &mut buf);
+        let t0 = Instant::now();
+        let cpu0 = thread_cpu();
+        let mut n = 0u64;
+        let mut next = Instant::now();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            next += Duration::from_millis(3);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            one(&mut s, &mut buf);
+            n += 1;
+        }
+        (n, thread_cpu() - cpu0)
+    })
+    .join()
+    .unwrap();
+    sim.sim.take_arrivals();
+    report.section("Floor: one HTTP request on loopback, nothing else");
+    report.row(
+        "CPU per request: blocking keep-alive GET every 3 ms (write, sleep, read)",
+        &format!(
+            "{:.1} µs ({n} requests)",
+            cpu.as_secs_f64() * 1e6 / n.max(1) as f64
+        ),
+    );
+}
+
+/// This thread's CPU time, exact (the scheduler's sum, in ns).
+fn thread_cpu() -> Duration {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns: u64 = s
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
 }
 
 // ---- peers ---------------------------------------------------------------------------------

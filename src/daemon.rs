@@ -137,12 +137,16 @@ impl Running {
             .flat_map(|a| a.endpoints.iter().map(move |e| (a.clone(), e.clone())))
             .collect();
         let offsets = start_offsets(&all.iter().map(|(_, e)| e.interval).collect::<Vec<_>>());
+        // One origin for every schedule: a task that starts late (10,000 of them take a
+        // while to start) still keeps its place, instead of shifting its whole schedule.
+        let origin = tokio::time::Instant::now();
         for ((account, endpoint), offset) in all.into_iter().zip(offsets) {
-            tasks.spawn(
-                poller
-                    .clone()
-                    .run_endpoint(account, endpoint, offset, rx.clone()),
-            );
+            tasks.spawn(poller.clone().run_endpoint(
+                account,
+                endpoint,
+                origin + offset,
+                rx.clone(),
+            ));
         }
         for account in &accounts {
             let tokens = poller.tokens.clone();

@@ -216,7 +216,7 @@ impl ApiClient {
         loop {
             let (mut sender, reused) = match self.checkout(&target.origin) {
                 Some(s) => (s, true),
-                None => (self.connect(&target.origin).await?, false),
+                None => (Box::pin(self.connect(&target.origin)).await?, false),
             };
             let may_retry = reused && !retried;
             if sender.ready().await.is_err() {
@@ -261,13 +261,23 @@ impl ApiClient {
         if sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(origin.clone()).or_default();
-        list.retain(|c| c.since.elapsed() < IDLE_TIMEOUT && !c.sender.is_closed());
-        list.push(Idle {
-            sender,
-            since: Instant::now(),
-        });
+        if !idle.contains_key(origin) {
+            idle.insert(origin.clone(), Vec::new());
+        }
+        let Some(list) = idle.get_mut(origin) else {
+            return;
+        };
+        // The stack is used from the top: connections at the bottom may lie idle until the
+        // server closes them. Sweep them out when the bottom one is past its time.
+        if list
+            .first()
+            .is_some_and(|c| now.duration_since(c.since) >= IDLE_TIMEOUT)
+        {
+            list.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && !c.sender.is_closed());
+        }
+        list.push(Idle { sender, since: now });
     }
 
     async fn connect(&self, origin: &Origin) -> Result<SendRequest<Empty<Bytes>>, Error> {

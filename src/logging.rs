@@ -4,6 +4,7 @@
 
 use crate::cli::LogFormat;
 use std::fmt;
+use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -19,16 +20,11 @@ pub fn init(format: LogFormat, level: &str) {
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text if stderr_is_journal() => builder
-            .event_format(JournalPrefix(
-                tracing_subscriber::fmt::format()
-                    .without_time()
-                    .with_level(false)
-                    .with_target(false)
-                    .with_ansi(false),
-            ))
+        LogFormat::Text => builder
+            .event_format(Text {
+                journal: stderr_is_journal(),
+            })
             .try_init(),
-        LogFormat::Text => builder.try_init(),
     };
 }
 
@@ -49,28 +45,226 @@ fn stderr_is_journal() -> bool {
     dev.parse::<u64>() == Ok(meta.dev()) && ino.parse::<u64>() == Ok(meta.ino())
 }
 
-/// Prefixes each line with its syslog priority, which journald reads as the priority.
-struct JournalPrefix<F>(F);
+/// The text line: `2026-11-22T19:01:21.123456Z  INFO message key=value ...`, the layout
+/// of tracing-subscriber's default format, written without its general machinery: a poll
+/// logs a line, and formatting it must cost little next to the poll. Under journald the
+/// timestamp and level give way to a `<N>` syslog priority prefix, which journald reads. Control
+/// characters in values are escaped, so an event is always exactly one line.
+struct Text {
+    journal: bool,
+}
 
-impl<S, N, F> FormatEvent<S, N> for JournalPrefix<F>
+impl<S, N> FormatEvent<S, N> for Text
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
-    F: FormatEvent<S, N>,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let priority = match *event.metadata().level() {
-            Level::ERROR => 3,
-            Level::WARN => 4,
-            Level::INFO => 6,
-            Level::DEBUG | Level::TRACE => 7,
+        let level = *event.metadata().level();
+        if self.journal {
+            let priority = match level {
+                Level::ERROR => "<3>",
+                Level::WARN => "<4>",
+                Level::INFO => "<6>",
+                Level::DEBUG | Level::TRACE => "<7>",
+            };
+            writer.write_str(priority)?;
+        } else {
+            write_timestamp(&mut writer, std::time::SystemTime::now())?;
+            writer.write_str(match level {
+                Level::ERROR => "ERROR ",
+                Level::WARN => " WARN ",
+                Level::INFO => " INFO ",
+                Level::DEBUG => "DEBUG ",
+                Level::TRACE => "TRACE ",
+            })?;
+        }
+        let mut fields = Fields {
+            out: &mut writer,
+            first: true,
+            result: Ok(()),
         };
-        write!(writer, "<{priority}>")?;
-        self.0.format_event(ctx, writer, event)
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_char('\n')
+    }
+}
+
+/// RFC 3339 UTC with microseconds and a trailing space, e.g. `2026-11-22T19:01:21.123456Z `.
+/// The part up to the seconds is formatted once a second.
+fn write_timestamp(w: &mut impl fmt::Write, t: std::time::SystemTime) -> fmt::Result {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let (days, rem) = (secs / 86_400, secs % 86_400);
+            let (y, m, day) = civil_from_days(days as i64);
+            cached.1.clear();
+            fmt::Write::write_fmt(
+                &mut cached.1,
+                format_args!(
+                    "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.",
+                    rem / 3600,
+                    rem / 60 % 60,
+                    rem % 60
+                ),
+            )?;
+            cached.0 = secs;
+        }
+        w.write_str(&cached.1)
+    })?;
+    let micros = d.subsec_micros();
+    let mut digits = [b'0'; 8];
+    let mut n = micros;
+    for i in (0..6).rev() {
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    digits[6] = b'Z';
+    digits[7] = b' ';
+    w.write_str(std::str::from_utf8(&digits).unwrap_or("000000Z "))
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's method).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Writes `message key=value key=value`: strings quoted (as tracing-subscriber does),
+/// `%` and `?` values as they format, numbers and booleans plain.
+struct Fields<'a, W: fmt::Write> {
+    out: &'a mut W,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl<W: fmt::Write> Fields<'_, W> {
+    fn start(&mut self, field: &Field) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.out.write_char(' ')?;
+        }
+        if field.name() != "message" {
+            self.out.write_str(field.name().trim_start_matches("r#"))?;
+            self.out.write_char('=')?;
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.result.is_ok() {
+            self.result = self
+                .start(field)
+                .and_then(|()| fmt::Write::write_fmt(&mut Escaping(&mut *self.out), value));
+        }
+    }
+}
+
+impl<W: fmt::Write> Visit for Fields<'_, W> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.value(field, format_args!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.value(field, format_args!("{value}"));
+        } else {
+            self.value(field, format_args!("{value:?}"));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.result.is_ok() {
+            self.result = self
+                .start(field)
+                .and_then(|()| self.out.write_str(itoa::Buffer::new().format(value)));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.result.is_ok() {
+            self.result = self
+                .start(field)
+                .and_then(|()| self.out.write_str(itoa::Buffer::new().format(value)));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.result.is_ok() {
+            self.result = self
+                .start(field)
+                .and_then(|()| self.out.write_str(if value { "true" } else { "false" }));
+        }
+    }
+}
+
+/// Passes text through, escaping control characters (a newline would start a forged
+/// line; ESC and C1 codes drive terminals).
+struct Escaping<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Control characters are C0 (< 0x20), DEL and C1 (UTF-8 0xC2 0x80..0x9F).
+        if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+            return self.0.write_str(s);
+        }
+        let mut rest = s;
+        while let Some(i) = rest.find(|c: char| c.is_control()) {
+            self.0.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().unwrap_or_default();
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                c => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+            }
+            rest = &rest[i + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let mut s = String::new();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_461_681_123_456);
+        write_timestamp(&mut s, t).unwrap();
+        assert_eq!(s, "2026-11-23T19:21:21.123456Z ");
+        s.clear();
+        write_timestamp(
+            &mut s,
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400),
+        )
+        .unwrap();
+        assert_eq!(s, "2000-02-29T00:00:00.000000Z ");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        use fmt::Write;
+        let mut s = String::new();
+        write!(Escaping(&mut s), "a\nb\x1b[31mc\u{9b}d").unwrap();
+        assert_eq!(s, "a\\nb\\u{1b}[31mc\\u{9b}d");
     }
 }

@@ -66,26 +66,66 @@ pub fn get() -> &'static Metrics {
     })
 }
 
+/// See [`Metrics::endpoint`].
+pub struct EndpointMetrics {
+    labels: EndpointLabels,
+    /// The poll counters for `1xx` to `5xx`, created at their first use.
+    by_class: [OnceLock<Counter>; 5],
+    duration: Histogram,
+    last_success: Gauge<i64, AtomicI64>,
+}
+
+impl EndpointMetrics {
+    pub fn poll(&self, status: Option<u16>, ok: bool, seconds: f64) {
+        match status.map(|s| s / 100) {
+            Some(c @ 1..=5) => self.by_class[usize::from(c - 1)]
+                .get_or_init(|| {
+                    get()
+                        .polls
+                        .get_or_create(&PollLabels {
+                            account: self.labels.account.clone(),
+                            endpoint: self.labels.endpoint.clone(),
+                            class: format!("{c}xx"),
+                        })
+                        .clone()
+                })
+                .inc(),
+            _ => get().poll_class(&self.labels, status),
+        };
+        self.duration.observe(seconds);
+        if ok {
+            self.last_success.set(now());
+        }
+    }
+}
+
 impl Metrics {
-    pub fn poll(&self, account: &str, endpoint: &str, status: Option<u16>, ok: bool, seconds: f64) {
+    fn poll_class(&self, labels: &EndpointLabels, status: Option<u16>) -> u64 {
         let class = match status {
             Some(s) => format!("{}xx", s / 100),
             None => "error".into(),
         };
+        self.polls
+            .get_or_create(&PollLabels {
+                account: labels.account.clone(),
+                endpoint: labels.endpoint.clone(),
+                class,
+            })
+            .inc()
+    }
+
+    /// One endpoint's poll metrics, looked up once: a poll then costs a few atomic adds
+    /// instead of label strings built and hashed.
+    pub fn endpoint(&self, account: &str, endpoint: &str) -> EndpointMetrics {
         let labels = EndpointLabels {
             account: account.into(),
             endpoint: endpoint.into(),
         };
-        self.polls
-            .get_or_create(&PollLabels {
-                account: account.into(),
-                endpoint: endpoint.into(),
-                class,
-            })
-            .inc();
-        self.poll_duration.get_or_create(&labels).observe(seconds);
-        if ok {
-            self.last_success.get_or_create(&labels).set(now());
+        EndpointMetrics {
+            duration: self.poll_duration.get_or_create(&labels).clone(),
+            last_success: self.last_success.get_or_create(&labels).clone(),
+            labels,
+            by_class: Default::default(),
         }
     }
 

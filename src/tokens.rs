@@ -251,7 +251,9 @@ impl Tokens {
                 slot.remember(r, &access);
                 Ok(access)
             }
-            _ => self.refresh(name, row.map(|r| r.generation), false).await,
+            // Boxed: the refresh's state is large, and every endpoint task would otherwise
+            // carry room for it while it sleeps (10,000 tasks, tens of MiB).
+            _ => Box::pin(self.refresh(name, row.map(|r| r.generation), false)).await,
         }
     }
 

@@ -40,22 +40,34 @@ impl Grant<'_> {
 
 #[derive(Clone)]
 pub struct TokenClient {
-    http: reqwest::Client,
+    timeout: Duration,
+    /// Built at the first token request: its TLS set-up (the system's roots) costs memory
+    /// and start-up time that a daemon with valid tokens does not need for hours.
+    http: std::sync::OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl TokenClient {
     pub fn new(timeout: Duration) -> Result<TokenClient, crate::error::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            // A redirect from the token endpoint would carry credentials somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                crate::error::Error::runtime(format!("cannot build the HTTP client: {e}"))
-            })?;
-        Ok(TokenClient { http })
+        Ok(TokenClient {
+            timeout,
+            http: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, TokenError> {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .timeout(self.timeout)
+                    .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+                    // A redirect from the token endpoint would carry credentials elsewhere.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))
+            })
+            .as_ref()
+            .map_err(|m| TokenError::temporary("client_setup", m.clone()))
     }
 
     /// One request to the token endpoint. No retries here: the caller's policy decides.
@@ -147,7 +159,7 @@ impl TokenClient {
         );
         let mut request = match oauth.token_request {
             TokenRequestStyle::Form => self
-                .http
+                .http()?
                 .post(token_url.clone())
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(encoded.to_string()),
@@ -158,7 +170,7 @@ impl TokenClient {
                     _ => encoded.to_string(),
                 };
                 url.set_query(Some(&query));
-                self.http.post(url).header("Content-Length", "0")
+                self.http()?.post(url).header("Content-Length", "0")
             }
         };
         request = request.header("Accept", "application/json");

@@ -120,7 +120,7 @@ impl Drop for PollWriter {
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long the writer gathers rows before one commit, and at most how many.
-const BATCH_WINDOW: Duration = Duration::from_millis(50);
+const BATCH_WINDOW: Duration = Duration::from_millis(200);
 const BATCH_ROWS: usize = 1000;
 
 fn writer_loop(conn: Connection, path: PathBuf, shared: &Shared, keep: Duration) {
