@@ -34,6 +34,14 @@ fn main() {
         oauth_poller::inspect::fmt_time(oauth_poller::store::now())
     ));
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("idle") {
+        let secs = std::env::var("BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60);
+        idle(&sim, &mut report, secs);
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale10k") {
         let secs = std::env::var("BENCH_SECS")
             .ok()
@@ -90,8 +98,7 @@ impl SimHandle {
         let (tx, rx) = std::sync::mpsc::channel();
         let server = sim.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
@@ -368,6 +375,10 @@ fn idle(sim: &SimHandle, report: &mut Report, secs: u64) {
         status_kib(d.pid(), "VmHWM"),
         cpu(d.pid()),
     );
+    let (anon1, file1) = (
+        status_kib(d.pid(), "RssAnon"),
+        status_kib(d.pid(), "RssFile"),
+    );
     d.stop();
     arrivals(sim, "idle");
     report.section("Idle (5 accounts, 10 endpoints, 60 s interval)");
@@ -380,6 +391,14 @@ fn idle(sim: &SimHandle, report: &mut Report, secs: u64) {
         &format!("{} / {}", mib(rss1), mib(hwm1)),
     );
     report.row(
+        &format!("of which anonymous (heap, stacks) / file (code, libraries) after {secs} s"),
+        &format!("{} / {}", mib(anon1), mib(file1)),
+    );
+    report.row(
+        "functions linked executed-first (benches/symbol-order.txt, see build.rs)",
+        &symbol_order_found(),
+    );
+    report.row(
         &format!("CPU used over {secs} s (10 polls a minute)"),
         &format!(
             "{:.2} s ({:.3}% of a core)",
@@ -387,6 +406,30 @@ fn idle(sim: &SimHandle, report: &mut Report, secs: u64) {
             (cpu1 - cpu0).as_secs_f64() * 100.0 / secs as f64
         ),
     );
+}
+
+/// How many of the listed names the binary has: a stale list (another toolchain or
+/// Cargo.lock) links in the default order, and the idle RSS shows it.
+fn symbol_order_found() -> String {
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/symbol-order.txt");
+    let Ok(list) = std::fs::read_to_string(list) else {
+        return "no list".into();
+    };
+    let Ok(nm) = Command::new("nm")
+        .arg(env!("CARGO_BIN_EXE_oauth-poller"))
+        .output()
+    else {
+        return "not counted: nm is not installed".into();
+    };
+    let nm = String::from_utf8_lossy(&nm.stdout);
+    let have: std::collections::HashSet<&str> =
+        nm.lines().filter_map(|l| l.split(' ').nth(2)).collect();
+    let listed: Vec<&str> = list.lines().filter(|l| !l.is_empty()).collect();
+    let found = listed.iter().filter(|n| have.contains(*n)).count();
+    format!(
+        "{found} of {} listed (the list holds the names of three builds: cargo build, test, bench)",
+        listed.len()
+    )
 }
 
 struct ScaleResult {

@@ -341,8 +341,7 @@ fn serve(sim: &oauth_poller::sim::Simulator, addr: std::net::SocketAddr) -> Serv
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let server = sim.clone();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
