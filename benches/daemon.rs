@@ -317,7 +317,10 @@ fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize)
             (
                 t.as_str(),
                 if n > 10 {
-                    iv * i as f64 / n as f64
+                    // The daemon's spread: even, in slots (poller::SPREAD_SLOT).
+                    let slot = oauth_poller::poller::SPREAD_SLOT.as_nanos();
+                    let even = setup.interval.as_nanos() * i as u128 / n as u128;
+                    (even / slot * slot) as f64 / 1e9
                 } else {
                     0.0
                 },

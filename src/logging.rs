@@ -162,7 +162,10 @@ impl<W: fmt::Write> Fields<'_, W> {
             self.out.write_char(' ')?;
         }
         if field.name() != "message" {
-            self.out.write_str(field.name().trim_start_matches("r#"))?;
+            let name = field.name();
+            // strip_prefix, not trim_start_matches: a string pattern builds a searcher per call.
+            self.out
+                .write_str(name.strip_prefix("r#").unwrap_or(name))?;
             self.out.write_char('=')?;
         }
         Ok(())

@@ -607,18 +607,29 @@ fn body_hash(body: &[u8]) -> String {
 
 /// Where each endpoint's first poll falls: at once when there are few, else spread evenly
 /// across the first interval so a thousand endpoints do not fire in the same millisecond.
+/// The spread is in slots of [`SPREAD_SLOT`]: the endpoints of one slot start together and
+/// share one wake-up of the runtime thread (at 1,000 endpoints every 3 s, about three per
+/// slot), where an even spread would wake it every 3 ms.
 pub fn start_offsets(intervals: &[Duration]) -> Vec<Duration> {
     const SPREAD_ABOVE: usize = 10;
     let n = intervals.len();
     if n <= SPREAD_ABOVE {
         return vec![Duration::ZERO; n];
     }
+    let slot = SPREAD_SLOT.as_nanos();
     intervals
         .iter()
         .enumerate()
-        .map(|(i, iv)| iv.mul_f64(i as f64 / n as f64))
+        .map(|(i, iv)| {
+            let even = iv.as_nanos() * i as u128 / n as u128;
+            Duration::from_nanos((even / slot * slot) as u64)
+        })
         .collect()
 }
+
+/// The granularity of the start spread; each poll starts at most this much before its
+/// evenly spread time.
+pub const SPREAD_SLOT: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
@@ -656,5 +667,17 @@ mod tests {
             .all(|d| d.is_zero()));
         let o = start_offsets(&[Duration::from_secs(60); 100]);
         assert_eq!(o[50], Duration::from_secs(30));
+        // 1,000 endpoints every 3 s: even spacing is 3 ms, so slots of 10 ms hold 3 or 4.
+        let o = start_offsets(&[Duration::from_secs(3); 1000]);
+        assert_eq!(o[3], Duration::ZERO);
+        assert_eq!(o[4], Duration::from_millis(10));
+        assert_eq!(o[999], Duration::from_millis(2990));
+        let mut slots = o.clone();
+        slots.dedup();
+        assert_eq!(slots.len(), 300);
+        assert!(o
+            .iter()
+            .enumerate()
+            .all(|(i, d)| Duration::from_millis(3 * i as u64) - *d < SPREAD_SLOT));
     }
 }
