@@ -34,31 +34,26 @@ fn main() {
         oauth_poller::inspect::fmt_time(oauth_poller::store::now())
     ));
 
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("idle") {
-        let secs = std::env::var("BENCH_SECS")
+    // One scenario alone, for iteration; BENCH_SECS sets its length (e.g. to attach a profiler).
+    let only = std::env::var("BENCH_ONLY").ok();
+    let secs = |default: u64| {
+        std::env::var("BENCH_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(60);
-        idle(&sim, &mut report, secs);
-        return;
-    }
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale10k") {
-        let secs = std::env::var("BENCH_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(30);
-        scale(&sim, &mut report, 10_000, Duration::from_secs(30), secs);
-        return;
-    }
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale1k") {
-        // A short iteration loop; BENCH_SECS stretches it (to attach a profiler).
-        let secs = std::env::var("BENCH_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(30);
-        floor(&sim, &mut report, 10);
-        scale(&sim, &mut report, 1_000, Duration::from_secs(3), secs);
-        return;
+            .unwrap_or(default)
+    };
+    match only.as_deref() {
+        Some("idle") => return idle(&sim, &mut report, secs(60)),
+        Some("scale10k") => {
+            scale(&sim, &mut report, 10_000, Duration::from_secs(30), secs(30));
+            return;
+        }
+        Some("scale1k") => {
+            floor(&sim, &mut report, 10);
+            scale(&sim, &mut report, 1_000, Duration::from_secs(3), secs(30));
+            return;
+        }
+        _ => {}
     }
     let idle_secs = if opts.quick { 20 } else { 300 };
     idle(&sim, &mut report, idle_secs);
