@@ -48,6 +48,7 @@ fn main() {
             scale(&sim, &mut report, 10_000, Duration::from_secs(30), secs(30));
             return;
         }
+        Some("startstop") => return start_stop(&sim, &mut report),
         Some("scale1k") => {
             floor(&sim, &mut report, 10);
             scale(&sim, &mut report, 1_000, Duration::from_secs(3), secs(30));

@@ -243,7 +243,7 @@ impl Poller {
                             Some(status),
                             format!(
                                 "HTTP {status} with a body that is not JSON ({}, {} bytes)",
-                                content_type.as_deref().unwrap_or("no content type"),
+                                describe_content_type(content_type.as_ref()),
                                 bytes.len()
                             ),
                             None,
@@ -309,15 +309,9 @@ impl Poller {
         } else {
             None
         };
-        let content_type = headers
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.chars()
-                    .filter(|c| !c.is_control())
-                    .take(60)
-                    .collect::<String>()
-            });
+        // Kept as the header (a reference count, no copy): only the rare error message
+        // about a body that is not JSON formats it.
+        let content_type = headers.get(reqwest::header::CONTENT_TYPE).cloned();
         Ok(Answer {
             status,
             retry_after,
@@ -424,8 +418,16 @@ struct Body {
 struct Answer {
     status: u16,
     retry_after: Option<Duration>,
-    content_type: Option<String>,
+    content_type: Option<reqwest::header::HeaderValue>,
     body: Vec<u8>,
+}
+
+/// A `Content-Type` for an error message: printable, and short.
+fn describe_content_type(value: Option<&reqwest::header::HeaderValue>) -> String {
+    match value.and_then(|v| v.to_str().ok()) {
+        Some(v) => v.chars().filter(|c| !c.is_control()).take(60).collect(),
+        None => "no content type".into(),
+    }
 }
 
 /// How API polls reach the network: directly, or through the proxy the environment names.
@@ -465,21 +467,29 @@ impl From<AccessError> for FetchError {
 }
 
 fn log_poll(r: &PollRecord) {
-    let status = r
-        .status
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| "-".into());
+    let status = OrDash(r.status);
     match &r.error {
         None => tracing::info!(
             account = %r.account, endpoint = %r.endpoint, status = %status,
             duration_ms = r.duration_ms, bytes = r.bytes.unwrap_or(0),
-            items = %r.items.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
-            changed = r.changed.unwrap_or(false), "poll"
+            items = %OrDash(r.items), changed = r.changed.unwrap_or(false), "poll"
         ),
         Some(e) => tracing::warn!(
             account = %r.account, endpoint = %r.endpoint, status = %status,
             duration_ms = r.duration_ms, error = %e, "poll failed"
         ),
+    }
+}
+
+/// A number, or `-` when there is none (formatted in place: a poll's line allocates nothing).
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 
@@ -634,6 +644,30 @@ pub const SPREAD_SLOT: Duration = Duration::from_millis(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_numbers_log_as_a_dash() {
+        assert_eq!(OrDash(Some(200u16)).to_string(), "200");
+        assert_eq!(OrDash(Some(-3i64)).to_string(), "-3");
+        assert_eq!(OrDash::<u16>(None).to_string(), "-");
+    }
+
+    #[test]
+    fn content_types_in_messages_are_printable_and_short() {
+        use reqwest::header::HeaderValue;
+        assert_eq!(describe_content_type(None), "no content type");
+        let html = HeaderValue::from_static("text/html; charset=utf-8");
+        assert_eq!(
+            describe_content_type(Some(&html)),
+            "text/html; charset=utf-8"
+        );
+        let long = HeaderValue::from_str(&"x".repeat(100)).unwrap();
+        assert_eq!(describe_content_type(Some(&long)).len(), 60);
+        let tab = HeaderValue::from_bytes(b"text/\thtml").unwrap();
+        assert_eq!(describe_content_type(Some(&tab)), "text/html");
+        let opaque = HeaderValue::from_bytes(b"text/\xffhtml").unwrap();
+        assert_eq!(describe_content_type(Some(&opaque)), "no content type");
+    }
 
     #[test]
     fn items() {
