@@ -45,13 +45,27 @@ fn main() {
     match only.as_deref() {
         Some("idle") => return idle(&sim, &mut report, secs(60)),
         Some("scale10k") => {
-            scale(&sim, &mut report, 10_000, Duration::from_secs(30), secs(30));
+            scale(
+                &sim,
+                &mut report,
+                10_000,
+                Duration::from_secs(30),
+                secs(30),
+                None,
+            );
             return;
         }
         Some("startstop") => return start_stop(&sim, &mut report),
         Some("scale1k") => {
-            floor(&sim, &mut report, 10);
-            scale(&sim, &mut report, 1_000, Duration::from_secs(3), secs(30));
+            let floor = floor(&sim, &mut report, 10);
+            scale(
+                &sim,
+                &mut report,
+                1_000,
+                Duration::from_secs(3),
+                secs(30),
+                Some(floor),
+            );
             return;
         }
         _ => {}
@@ -59,14 +73,22 @@ fn main() {
     let idle_secs = if opts.quick { 20 } else { 300 };
     idle(&sim, &mut report, idle_secs);
     let run_secs = if opts.quick { 20 } else { 60 };
-    floor(&sim, &mut report, run_secs.min(30));
-    let scale_1k = scale(&sim, &mut report, 1_000, Duration::from_secs(3), run_secs);
+    let floor = floor(&sim, &mut report, run_secs.min(30));
+    let scale_1k = scale(
+        &sim,
+        &mut report,
+        1_000,
+        Duration::from_secs(3),
+        run_secs,
+        Some(floor),
+    );
     scale(
         &sim,
         &mut report,
         10_000,
         Duration::from_secs(30),
         run_secs.max(65),
+        Some(floor),
     );
     fan_in(&sim, &mut report, if opts.quick { 2_000 } else { 10_000 });
     start_stop(&sim, &mut report);
@@ -443,6 +465,7 @@ fn scale(
     endpoints: usize,
     interval: Duration,
     secs: u64,
+    floor: Option<f64>,
 ) -> ScaleResult {
     println!("scale: {endpoints} endpoints over 10 accounts, every {interval:?}, {secs} s ...");
     let tag = format!("s{endpoints}-");
@@ -482,7 +505,11 @@ fn scale(
     );
     report.row(
         "daemon CPU per poll (user+sys, incl. SQLite row and log line)",
-        &format!("{per_poll:.1} µs"),
+        &match floor {
+            // CPU figures move by 2x between VMs; the ratio to the floor much less.
+            Some(f) => format!("{per_poll:.1} µs ({:.2}x the floor)", per_poll / f),
+            None => format!("{per_poll:.1} µs"),
+        },
     );
     let split: Vec<String> = threads1
         .iter()
@@ -601,7 +628,8 @@ fn sim_clear_faults(sim: &SimHandle) {
 /// like the 1k scenario, writes a GET on a kept-alive connection and blocks reading the
 /// answer. No runtime, no log line, no row. Its CPU (the kernel's TCP loopback path, two
 /// wake-ups) is the part of a poll no daemon design removes.
-fn floor(sim: &SimHandle, report: &mut Report, secs: u64) {
+/// Returns the CPU per request, µs.
+fn floor(sim: &SimHandle, report: &mut Report, secs: u64) -> f64 {
     use std::io::{Read, Write};
     println!("floor: one blocking keep-alive GET every 3 ms, {secs} s ...");
     let seed: serde_json::Value = serde_json::from_str(&sim.sim.issue_seed()).unwrap();
@@ -653,14 +681,13 @@ fn floor(sim: &SimHandle, report: &mut Report, secs: u64) {
     .join()
     .unwrap();
     sim.sim.take_arrivals();
+    let per_request = cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
     report.section("Floor: one HTTP request on loopback, nothing else");
     report.row(
         "CPU per request: blocking keep-alive GET every 3 ms (write, sleep, read)",
-        &format!(
-            "{:.1} µs ({n} requests)",
-            cpu.as_secs_f64() * 1e6 / n.max(1) as f64
-        ),
+        &format!("{per_request:.1} µs ({n} requests)"),
     );
+    per_request
 }
 
 /// This thread's CPU time, exact (the scheduler's sum, in ns).
