@@ -325,25 +325,14 @@ fn arrivals(sim: &SimHandle, tag: &str) -> Vec<(String, f64)> {
 /// the earliest (first arrival - spread offset) over all endpoints, then each endpoint is
 /// due at origin + offset + k * interval.
 fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize) {
-    let n = setup.order.len();
     let iv = setup.interval.as_secs_f64();
+    // The daemon's own spread of first polls, over its endpoints in configuration order.
+    let offsets = oauth_poller::poller::start_offsets(&vec![setup.interval; setup.order.len()]);
     let offset: HashMap<&str, f64> = setup
         .order
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            (
-                t.as_str(),
-                if n > 10 {
-                    // The daemon's spread: even, in slots (poller::SPREAD_SLOT).
-                    let slot = oauth_poller::poller::SPREAD_SLOT.as_nanos();
-                    let even = setup.interval.as_nanos() * i as u128 / n as u128;
-                    (even / slot * slot) as f64 / 1e9
-                } else {
-                    0.0
-                },
-            )
-        })
+        .zip(offsets)
+        .map(|(t, o)| (t.as_str(), o.as_secs_f64()))
         .collect();
     let mut first: HashMap<&str, f64> = HashMap::new();
     for (t, at) in arrivals {
@@ -635,7 +624,7 @@ fn floor(sim: &SimHandle, report: &mut Report, secs: u64) -> f64 {
     let seed: serde_json::Value = serde_json::from_str(&sim.sim.issue_seed()).unwrap();
     let token = seed["access_token"].as_str().unwrap().to_string();
     let addr = sim.addr;
-    let parts = std::thread::spawn(move || {
+    let (n, cpu, wake, ready) = std::thread::spawn(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
         let request = format!(
@@ -698,7 +687,6 @@ fn floor(sim: &SimHandle, report: &mut Report, secs: u64) -> f64 {
     })
     .join()
     .unwrap();
-    let (n, cpu, wake, ready) = parts;
     sim.sim.take_arrivals();
     let per_request = cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
     report.section("Floor: one HTTP request on loopback, nothing else");
