@@ -405,10 +405,6 @@ fn idle(sim: &SimHandle, report: &mut Report, secs: u64) {
         &format!("{} / {}", mib(anon1), mib(file1)),
     );
     report.row(
-        "functions linked executed-first (benches/symbol-order.txt, see build.rs)",
-        &symbol_order_found(),
-    );
-    report.row(
         &format!("CPU used over {secs} s (10 polls a minute)"),
         &format!(
             "{:.2} s ({:.3}% of a core)",
@@ -416,30 +412,6 @@ fn idle(sim: &SimHandle, report: &mut Report, secs: u64) {
             (cpu1 - cpu0).as_secs_f64() * 100.0 / secs as f64
         ),
     );
-}
-
-/// How many of the listed names the binary has: a stale list (another toolchain or
-/// Cargo.lock) links in the default order, and the idle RSS shows it.
-fn symbol_order_found() -> String {
-    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/symbol-order.txt");
-    let Ok(list) = std::fs::read_to_string(list) else {
-        return "no list".into();
-    };
-    let Ok(nm) = Command::new("nm")
-        .arg(env!("CARGO_BIN_EXE_oauth-poller"))
-        .output()
-    else {
-        return "not counted: nm is not installed".into();
-    };
-    let nm = String::from_utf8_lossy(&nm.stdout);
-    let have: std::collections::HashSet<&str> =
-        nm.lines().filter_map(|l| l.split(' ').nth(2)).collect();
-    let listed: Vec<&str> = list.lines().filter(|l| !l.is_empty()).collect();
-    let found = listed.iter().filter(|n| have.contains(*n)).count();
-    format!(
-        "{found} of {} listed (the list holds the names of three builds: cargo build, test, bench)",
-        listed.len()
-    )
 }
 
 struct ScaleResult {
