@@ -1,4 +1,4 @@
-//! Every vendor of ../shared/seeds/, set up as its document does: the real binary through
+//! Every vendor of docs/vendors.md, set up as its document does: the real binary through
 //! that vendor's bootstrap (a seed file or `authorize`), then at least two access-token
 //! expiries against its simulator profile: every poll successful, and the stored refresh
 //! token the server's current one. And `authorize --listen` against django-oauth-toolkit's
