@@ -28,7 +28,12 @@ fn main() {
     let sim = SimHandle::start();
     let mut report = Report::default();
     report.line(&format!("machine: {}", machine()));
-    report.line(&format!("binary: {}", env!("CARGO_BIN_EXE_oauth-poller")));
+    // Relative to the repository: the report is committed, the checkout's place is not ours.
+    let binary = Path::new(env!("CARGO_BIN_EXE_oauth-poller"));
+    let binary = binary
+        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .unwrap_or(binary);
+    report.line(&format!("binary: {}", binary.display()));
     report.line(&format!(
         "date: {}",
         oauth_poller::inspect::fmt_time(oauth_poller::store::now())
@@ -824,7 +829,7 @@ impl Report {
 
     fn markdown(&self) -> String {
         format!(
-            "# Benchmarks\n\nProduced by `cargo bench --bench daemon` (see README, \"Benchmark\"). \
+            "# Benchmarks\n\nProduced by `cargo bench --bench daemon` (method: [benchmark-method.md](benchmark-method.md)). \
              The daemon is the release binary as a process; the simulator serves the API on \
              loopback from the benchmark process, so its CPU is not counted.\n\n{}",
             self.text

@@ -5,6 +5,7 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod django;
+mod docs;
 mod encryption;
 mod examples;
 mod faults;
