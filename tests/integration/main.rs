@@ -13,6 +13,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod polling;
+mod poll_once;
 mod props;
 mod secrets;
 mod systemd;
