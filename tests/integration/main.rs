@@ -1,10 +1,12 @@
 //! Integration tests: the real binary as a process, against real servers, a real SQLite file
 //! and real signals. One binary, a module per area.
 
+mod authorize;
 mod bad_input;
 mod concurrency;
 mod crash;
 mod django;
+mod doorkeeper;
 mod encryption;
 mod examples;
 mod faults;
@@ -12,8 +14,8 @@ mod hooks;
 mod lifecycle;
 mod logs;
 mod metrics;
-mod polling;
 mod poll_once;
+mod polling;
 mod props;
 mod secrets;
 mod systemd;
