@@ -343,3 +343,30 @@ fn authorize_at_a_terminal_asks_for_the_code() {
     assert!(all.contains("authorized account `scinote`"), "{all}");
     assert_eq!(obtained(&db), 1);
 }
+
+/// Issue 16 item 1, for paths: `--config`, `--database` and `seed`'s FILE take values that
+/// start with `-` (a relative path such as `-prod.toml`).
+#[test]
+fn paths_starting_with_a_dash_are_accepted() {
+    let sim = sim(Profile::Scinote, 60);
+    let dir = tempdir();
+    let config = scinote_config(&sim, dir.path(), None);
+    std::fs::rename(&config, dir.path().join("-scinote.toml")).unwrap();
+    write_file(&dir.path().join("-seed.json"), &sim.sim.issue_seed());
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["--config", "-scinote.toml", "--database", "-state.db"])
+        .args(["seed", "scinote", "-seed.json"])
+        .env_remove("OAUTH_POLLER_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        query_i64(
+            &dir.path().join("-state.db"),
+            "SELECT COUNT(*) FROM token_events WHERE event = 'seeded'"
+        ),
+        1
+    );
+}
