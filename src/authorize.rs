@@ -39,9 +39,26 @@ const MAX_PASTED: u64 = 64 * 1024;
 
 /// `--code -`: the first non-empty line of stdin (a terminal prompt, a pipe, a file).
 pub fn read_code(input: impl BufRead) -> Result<SecretString, Error> {
-    let interactive = std::io::stdin().is_terminal();
-    if interactive {
-        eprint!("Paste the authorization code or the whole redirect address, then press Enter: ");
+    read_pasted(input, true)?.ok_or_else(|| {
+        InputError::new(
+            "<stdin>",
+            "`--code -` read no code from stdin: paste the code (or the whole redirect address) and a newline",
+        )
+        .key("--code")
+        .into()
+    })
+}
+
+/// A pasted line, trimmed, after a prompt when stdin is a terminal. None at the end of the
+/// input, or on an empty line unless `skip_blank`.
+fn read_pasted(input: impl BufRead, skip_blank: bool) -> Result<Option<SecretString>, Error> {
+    if std::io::stdin().is_terminal() {
+        let enter = if skip_blank {
+            "then press Enter"
+        } else {
+            "then press Enter (just Enter: later)"
+        };
+        eprint!("Paste the authorization code or the whole redirect address, {enter}: ");
         let _ = std::io::stderr().flush();
     }
     let mut limited = input.take(MAX_PASTED);
@@ -52,20 +69,12 @@ pub fn read_code(input: impl BufRead) -> Result<SecretString, Error> {
             InputError::new("<stdin>", format!("cannot read the code from stdin: {e}"))
                 .key("--code")
         })?;
-        if n == 0 || !line.trim().is_empty() {
+        if n == 0 || !skip_blank || !line.trim().is_empty() {
             break;
         }
     }
     let code = line.trim();
-    if code.is_empty() {
-        return Err(InputError::new(
-            "<stdin>",
-            "`--code -` read no code from stdin: paste the code (or the whole redirect address) and a newline",
-        )
-        .key("--code")
-        .into());
-    }
-    Ok(SecretString::from(code.to_string()))
+    Ok((!code.is_empty()).then(|| SecretString::from(code.to_string())))
 }
 
 /// What `authorize` was asked to do.
@@ -151,8 +160,13 @@ pub async fn run(config: &Config, account: &Account, mode: Mode<'_>) -> Result<(
             print(&flow)?;
             // At a terminal, take the code right here: nothing to put on a command line.
             if std::io::stdin().is_terminal() {
-                let code = read_code(std::io::stdin().lock())?;
-                redeem(&flow, code.expose_secret()).await?;
+                match read_pasted(std::io::stdin().lock(), false)? {
+                    Some(code) => redeem(&flow, code.expose_secret()).await?,
+                    None => eprintln!(
+                        "Nothing pasted. Later, run `oauth-poller authorize {} --code -` and paste it.",
+                        account.name
+                    ),
+                }
             }
             Ok(())
         }

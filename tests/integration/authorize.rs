@@ -292,15 +292,13 @@ fn pkce_is_on_by_default() {
     assert!(!url.contains("code_challenge"), "{url}");
 }
 
-/// Audit item 6: at a terminal, `authorize ACCOUNT` asks for the code after printing the URL,
-/// so that it never has to go on a command line. (`script` gives the process a terminal.)
-#[test]
-fn authorize_at_a_terminal_asks_for_the_code() {
+/// `authorize scinote` with a terminal for stdin and stdout (`script` gives it one);
+/// `answer` turns the printed URL into what the person types. None when there is no `script`.
+fn authorize_at_a_terminal(
+    config: &Path,
+    answer: impl FnOnce(&str) -> String,
+) -> Option<(std::process::ExitStatus, String)> {
     use std::io::{BufRead, BufReader};
-    let sim = sim(Profile::Scinote, 60);
-    let dir = tempdir();
-    let config = scinote_config(&sim, dir.path(), None);
-    let db = dir.path().join("state.db");
     let command = format!(
         "exec {} --config {} authorize scinote",
         bin().display(),
@@ -317,7 +315,7 @@ fn authorize_at_a_terminal_asks_for_the_code() {
         Err(e) => {
             assert!(std::env::var_os("CI").is_none(), "CI: no `script`: {e}");
             println!("skipped: no `script` (util-linux) to give the process a terminal: {e}");
-            return;
+            return None;
         }
     };
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -330,18 +328,41 @@ fn authorize_at_a_terminal_asks_for_the_code() {
             break line.trim().to_string();
         }
     };
-    let code = oob_code(&url);
     let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{code}").unwrap();
+    writeln!(stdin, "{}", answer(&url)).unwrap();
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut out, &mut rest);
     let status = child.wait().unwrap();
     drop(stdin);
-    assert!(status.success(), "{seen}{rest}");
-    let all = format!("{seen}{rest}");
+    Some((status, format!("{seen}{rest}")))
+}
+
+/// Audit item 6: at a terminal, `authorize ACCOUNT` asks for the code after printing the URL,
+/// so that it never has to go on a command line; just Enter leaves it for later.
+#[test]
+fn authorize_at_a_terminal_asks_for_the_code() {
+    let sim = sim(Profile::Scinote, 60);
+    let dir = tempdir();
+    let config = scinote_config(&sim, dir.path(), None);
+    let db = dir.path().join("state.db");
+    let Some((status, all)) = authorize_at_a_terminal(&config, oob_code) else {
+        return;
+    };
+    assert!(status.success(), "{all}");
     assert!(all.contains("Paste the authorization code"), "{all}");
     assert!(all.contains("authorized account `scinote`"), "{all}");
     assert_eq!(obtained(&db), 1);
+
+    let Some((status, all)) = authorize_at_a_terminal(&config, |_| String::new()) else {
+        return;
+    };
+    assert!(status.success(), "{all}");
+    assert!(
+        all.contains("Nothing pasted") && all.contains("--code -"),
+        "{all}"
+    );
+    assert_eq!(obtained(&db), 1);
+    assert_eq!(sim.stats()["token_requests"]["total"], 1);
 }
 
 /// Issue 16 item 1, for paths: `--config`, `--database` and `seed`'s FILE take values that

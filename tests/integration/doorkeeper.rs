@@ -319,6 +319,11 @@ fn scinote_doorkeeper_oob_bootstrap_and_three_refreshes() {
         .collect();
     secrets.extend(issued.into_iter().flat_map(|(a, r)| [a, r]));
     secrets.push(dk.get("client_secret"));
+    println!(
+        "doorkeeper: {} polls, {refreshes} refreshes, {} access tokens issued",
+        crate::util::query_i64(&db, "SELECT COUNT(*) FROM polls"),
+        count("SELECT COUNT(*) FROM oauth_access_tokens")
+    );
     for secret in &secrets {
         assert!(!log.contains(secret.as_str()), "a secret reached the log");
     }
