@@ -2,11 +2,15 @@
 //!
 //! - `authorize ACCOUNT` prints the authorization URL (RFC 6749 4.1: `state`; RFC 7636 PKCE
 //!   S256 when `pkce = true`) and keeps `state` and the verifier in the store, so that
-//! - `authorize ACCOUNT --code CODE`, a later process, can exchange the pasted code (the
-//!   out-of-band flow: `urn:ietf:wg:oauth:2.0:oob`). CODE may also be the whole address the
-//!   browser was sent to (`...?code=...&state=...`); its `state` is then checked.
+//! - `authorize ACCOUNT --code -`, a later process, can exchange the pasted code (the
+//!   out-of-band flow: `urn:ietf:wg:oauth:2.0:oob`), read from stdin so that it never sits on
+//!   a command line (`/proc/PID/cmdline`, shell history, sudo's log). `--code CODE` still
+//!   works. CODE may also be the whole address the browser was sent to
+//!   (`...?code=...&state=...`); its `state` is then checked. At a terminal, `authorize
+//!   ACCOUNT` asks for it right after printing the URL.
 //! - `authorize ACCOUNT --listen` does both in one process with a one-shot loopback listener
-//!   on the `redirect_uri` (RFC 8252 7.3).
+//!   on the `redirect_uri` (RFC 8252 7.3). Redirects with another `state` are answered with
+//!   an error page and ignored, so that no other local user can end the flow.
 //!
 //! An account without `token_url` is a site whose redirect delivers the access token itself
 //! (Ruqqus-style): it is asked for `response_type=token` and the token is taken from the
@@ -21,12 +25,57 @@ use base64::Engine;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
 const OOB: &str = "urn:ietf:wg:oauth:2.0:oob";
+
+/// More than any code or redirect address; a bound on what `--code -` reads.
+const MAX_PASTED: u64 = 64 * 1024;
+
+/// `--code -`: the first non-empty line of stdin (a terminal prompt, a pipe, a file).
+pub fn read_code(input: impl BufRead) -> Result<SecretString, Error> {
+    read_pasted(input, true)?.ok_or_else(|| {
+        InputError::new(
+            "<stdin>",
+            "`--code -` read no code from stdin: paste the code (or the whole redirect address) and a newline",
+        )
+        .key("--code")
+        .into()
+    })
+}
+
+/// A pasted line, trimmed, after a prompt when stdin is a terminal. None at the end of the
+/// input, or on an empty line unless `skip_blank`.
+fn read_pasted(input: impl BufRead, skip_blank: bool) -> Result<Option<SecretString>, Error> {
+    if std::io::stdin().is_terminal() {
+        let enter = if skip_blank {
+            "then press Enter"
+        } else {
+            "then press Enter (just Enter: later)"
+        };
+        eprint!("Paste the authorization code or the whole redirect address, {enter}: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut limited = input.take(MAX_PASTED);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = limited.read_line(&mut line).map_err(|e| {
+            InputError::new("<stdin>", format!("cannot read the code from stdin: {e}"))
+                .key("--code")
+        })?;
+        if n == 0 || !skip_blank || !line.trim().is_empty() {
+            break;
+        }
+    }
+    let code = line.trim();
+    Ok((!code.is_empty()).then(|| SecretString::from(code.to_string())))
+}
 
 /// What `authorize` was asked to do.
 pub enum Mode<'a> {
@@ -107,7 +156,20 @@ impl Callback {
 pub async fn run(config: &Config, account: &Account, mode: Mode<'_>) -> Result<(), Error> {
     let flow = flow(config, account)?;
     match mode {
-        Mode::Print => print(&flow),
+        Mode::Print => {
+            print(&flow)?;
+            // At a terminal, take the code right here: nothing to put on a command line.
+            if std::io::stdin().is_terminal() {
+                match read_pasted(std::io::stdin().lock(), false)? {
+                    Some(code) => redeem(&flow, code.expose_secret()).await?,
+                    None => eprintln!(
+                        "Nothing pasted. Later, run `oauth-poller authorize {} --code -` and paste it.",
+                        account.name
+                    ),
+                }
+            }
+            Ok(())
+        }
         Mode::Code(code) => redeem(&flow, code).await,
         Mode::Listen(timeout) => listen(&flow, timeout).await,
     }
@@ -163,10 +225,15 @@ fn new_pending(flow: &Flow<'_>) -> Pending {
     Pending {
         // 128 bits of state; a 64-character verifier (RFC 7636 4.1: 43 to 128).
         state: random_text(16),
-        code_verifier: flow.oauth.pkce.then(|| SecretString::from(random_text(48))),
+        code_verifier: uses_pkce(flow).then(|| SecretString::from(random_text(48))),
         redirect_uri: Some(flow.redirect_uri.to_string()),
         created_at: now(),
     }
+}
+
+/// PKCE protects a code exchange; a site whose redirect carries the token itself has none.
+fn uses_pkce(flow: &Flow<'_>) -> bool {
+    flow.oauth.pkce && flow.oauth.token_url.is_some()
 }
 
 fn authorization_url(flow: &Flow<'_>, p: &Pending) -> Url {
@@ -215,15 +282,21 @@ fn print(flow: &Flow<'_>) -> Result<(), Error> {
     } else {
         format!("; `oauth-poller authorize {name} --listen` does it in one step")
     };
+    let now_or_later = if std::io::stdin().is_terminal() {
+        "Paste it below, or later run"
+    } else {
+        "Then run"
+    };
     eprintln!(
-        "Open this URL in a browser, sign in and authorize the application; {next}. Then run, within {} minutes:\n  \
-         oauth-poller authorize {name} --code 'CODE-OR-ADDRESS'{listen}",
+        "Open this URL in a browser, sign in and authorize the application; {next}. {now_or_later}, within {} minutes, \
+         and paste it on stdin (not on the command line, where every local user can read it):\n  \
+         oauth-poller authorize {name} --code -{listen}",
         crate::store::PENDING_TTL / 60
     );
     Ok(())
 }
 
-/// `authorize ACCOUNT --code CODE`.
+/// `authorize ACCOUNT --code -` (or `--code CODE`).
 async fn redeem(flow: &Flow<'_>, pasted: &str) -> Result<(), Error> {
     let name = &flow.account.name;
     let callback = Callback::from_pasted(pasted);
@@ -239,7 +312,7 @@ async fn redeem(flow: &Flow<'_>, pasted: &str) -> Result<(), Error> {
         }
         // Without PKCE a code obtained elsewhere (the vendor's own get_auth_code script)
         // can be exchanged as it is.
-        None if !flow.oauth.pkce => new_pending_without_pkce(flow),
+        None if !uses_pkce(flow) => new_pending_without_pkce(flow),
         None => {
             return Err(Error::runtime(format!(
                 "account `{name}`: no pending authorization (pkce = true needs the verifier of the URL printed by `oauth-poller authorize {name}`, valid for {} minutes): run it first",
@@ -376,13 +449,20 @@ fn row_from_response(name: &str, r: TokenResponse, started: i64) -> TokenRow {
     row
 }
 
-/// The address to listen on: the redirect URI's, which must be loopback `http://`.
-fn loopback_addr(flow: &Flow<'_>) -> Result<(String, String), Error> {
+/// Where `--listen` listens: the redirect URI's loopback addresses, and its path.
+struct Loopback {
+    addrs: Vec<SocketAddr>,
+    path: String,
+}
+
+/// The redirect URI must be loopback `http://`. `localhost` is what the browser resolves
+/// it to: 127.0.0.1 or ::1 (browsers try either first), so both are bound.
+fn loopback_addr(flow: &Flow<'_>) -> Result<Loopback, Error> {
     let bad = || -> Error {
         InputError::new(
             flow.config.path.display().to_string(),
             format!(
-                "--listen needs a loopback http:// redirect_uri such as \"http://127.0.0.1:8765/callback\" (RFC 8252), not {:?}; for an out-of-band redirect run `oauth-poller authorize {}` and then `--code`",
+                "--listen needs a loopback http:// redirect_uri such as \"http://127.0.0.1:8765/callback\" (RFC 8252), not {:?}; for an out-of-band redirect run `oauth-poller authorize {}` and then `--code -`",
                 flow.redirect_uri, flow.account.name
             ),
         )
@@ -390,28 +470,61 @@ fn loopback_addr(flow: &Flow<'_>) -> Result<(String, String), Error> {
         .into()
     };
     let url = Url::parse(flow.redirect_uri).map_err(|_| bad())?;
-    let host = match url.host_str() {
-        Some("127.0.0.1") => "127.0.0.1",
-        Some("localhost") => "127.0.0.1",
-        Some("[::1]") => "[::1]",
-        _ => return Err(bad()),
-    };
     if url.scheme() != "http" {
         return Err(bad());
     }
     let port = url.port_or_known_default().ok_or_else(bad)?;
-    Ok((format!("{host}:{port}"), url.path().to_string()))
+    let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let addrs = match url.host() {
+        Some(url::Host::Ipv4(ip)) if ip.is_loopback() => vec![SocketAddr::from((ip, port))],
+        Some(url::Host::Ipv6(ip)) if ip.is_loopback() => vec![v6],
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => vec![v4, v6],
+        _ => return Err(bad()),
+    };
+    Ok(Loopback {
+        addrs,
+        path: url.path().to_string(),
+    })
+}
+
+/// Binds every address; for `localhost`, an address family the machine lacks (no IPv6 on
+/// loopback) is skipped, but a port in use is an error.
+async fn bind_all(name: &str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, Error> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            // 97: EAFNOSUPPORT (a kernel without IPv6).
+            Err(e)
+                if addrs.len() > 1
+                    && (matches!(
+                        e.kind(),
+                        std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
+                    ) || e.raw_os_error() == Some(97)) =>
+            {
+                tracing::debug!(%addr, error = %e, "not listening on this address family");
+            }
+            Err(e) => {
+                return Err(Error::runtime(format!(
+                    "account `{name}`: cannot listen on {addr} (the redirect_uri's address): {e}"
+                )))
+            }
+        }
+    }
+    if listeners.is_empty() {
+        return Err(Error::runtime(format!(
+            "account `{name}`: cannot listen on any of {addrs:?} (the redirect_uri's addresses)"
+        )));
+    }
+    Ok(listeners)
 }
 
 /// `authorize ACCOUNT --listen`.
 async fn listen(flow: &Flow<'_>, timeout: Duration) -> Result<(), Error> {
-    let (addr, path) = loopback_addr(flow)?;
+    let loopback = loopback_addr(flow)?;
     let name = &flow.account.name;
-    let listener = TcpListener::bind(&addr).await.map_err(|e| {
-        Error::runtime(format!(
-            "account `{name}`: cannot listen on {addr} (the redirect_uri's address): {e}"
-        ))
-    })?;
+    let listeners = bind_all(name, &loopback.addrs).await?;
     // Opens (and migrates) the store before the browser is sent anywhere.
     Store::open(&flow.config.daemon.database)?;
     let pending = new_pending(flow);
@@ -424,17 +537,24 @@ async fn listen(flow: &Flow<'_>, timeout: Duration) -> Result<(), Error> {
         flow.redirect_uri
     );
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(TcpStream, String)>(4);
-    let acceptor = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            let path = path.clone();
-            tokio::spawn(async move {
-                if let Some((stream, query)) = read_request(stream, &path).await {
-                    let _ = tx.send((stream, query)).await;
-                }
-            });
-        }
-    });
+    let mut acceptors = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let tx = tx.clone();
+        let path = loopback.path.clone();
+        acceptors.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                let path = path.clone();
+                tokio::spawn(async move {
+                    if let Some((stream, query)) = read_request(stream, &path).await {
+                        let _ = tx.send((stream, query)).await;
+                    }
+                });
+            }
+        });
+    }
+    drop(tx);
+    let mut ignored = 0u32;
     let result = tokio::time::timeout(timeout, async {
         loop {
             let Some((mut stream, query)) = rx.recv().await else {
@@ -442,15 +562,19 @@ async fn listen(flow: &Flow<'_>, timeout: Duration) -> Result<(), Error> {
             };
             let cb = Callback::from_query(&query);
             if !cb.is_redirect() {
-                let hint = format!("This address received no authorization code, access token or error. If the site put the token after a '#' in the address bar, copy that whole address and run: oauth-poller authorize {name} --code 'ADDRESS'");
+                let hint = format!("This address received no authorization code, access token or error. If the site put the token after a '#' in the address bar, copy that whole address, run: oauth-poller authorize {name} --code - and paste it.");
                 respond(&mut stream, 400, "Nothing to do here", &hint).await;
                 continue;
             }
+            // Any local user can connect to a loopback port: a redirect with another state
+            // (stale, or forged) must not end the flow the real one is still coming for.
             if cb.state.as_deref() != Some(pending.state.as_str()) {
-                respond(&mut stream, 400, "Authorization refused", "The state parameter does not match the request oauth-poller made. Nothing was stored.").await;
-                return Err(Error::runtime(format!(
-                    "account `{name}`: the redirect's state does not match the authorization request (a stale or forged redirect); nothing was stored: run `oauth-poller authorize {name} --listen` again"
-                )));
+                ignored += 1;
+                respond(&mut stream, 400, "Authorization refused", "The state parameter does not match the request oauth-poller made. Nothing was stored; oauth-poller keeps waiting for the redirect of the URL it printed.").await;
+                eprintln!(
+                    "account `{name}`: ignored a redirect whose state does not match the authorization request (a stale or forged redirect); still waiting"
+                );
+                continue;
             }
             let outcome = finish(flow, cb, &pending, flow.redirect_uri).await;
             match &outcome {
@@ -461,10 +585,15 @@ async fn listen(flow: &Flow<'_>, timeout: Duration) -> Result<(), Error> {
         }
     })
     .await;
-    acceptor.abort();
+    acceptors.abort_all();
     result.unwrap_or_else(|_| {
+        let ignored = if ignored > 0 {
+            format!(" ({ignored} redirect(s) with another state were ignored)")
+        } else {
+            String::new()
+        };
         Err(Error::runtime(format!(
-            "account `{name}`: no redirect reached {} within {}s; nothing was stored (--timeout SECS waits longer)",
+            "account `{name}`: no redirect reached {} within {}s{ignored}; nothing was stored (--timeout SECS waits longer)",
             flow.redirect_uri,
             timeout.as_secs()
         )))

@@ -19,10 +19,10 @@ use std::time::Duration;
 )]
 pub struct Cli {
     /// Configuration file [default: $OAUTH_POLLER_CONFIG, else /etc/oauth-poller/config.toml]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", allow_hyphen_values = true)]
     pub config: Option<PathBuf>,
     /// SQLite store, overriding [daemon] database
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", allow_hyphen_values = true)]
     pub database: Option<PathBuf>,
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -53,6 +53,7 @@ pub enum Command {
     /// Import an initial token file (INI, TOML or JSON) into the store
     Seed {
         account: String,
+        #[arg(allow_hyphen_values = true)]
         file: PathBuf,
         /// Replace a stored token even if it is newer than the file
         #[arg(long)]
@@ -62,9 +63,17 @@ pub enum Command {
     /// pasted code (--code), or receive the redirect on a loopback listener (--listen)
     Authorize {
         account: String,
-        /// Exchange this authorization code (or the whole redirect address) from the URL
-        /// printed earlier (the out-of-band flow)
-        #[arg(long, value_name = "CODE", conflicts_with = "listen")]
+        /// Exchange the authorization code (or the whole redirect address) from the URL
+        /// printed earlier (the out-of-band flow). `-` reads it from stdin, which keeps it
+        /// off the command line (visible to every local user) and out of shell history
+        // A code is URL-safe base64, so 1 in 64 starts with `-`: it must not be taken for
+        // an option.
+        #[arg(
+            long,
+            value_name = "CODE|-",
+            conflicts_with = "listen",
+            allow_hyphen_values = true
+        )]
         code: Option<String>,
         /// Listen on the redirect_uri's loopback port, receive the redirect, store the tokens
         #[arg(long)]
@@ -228,7 +237,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let config = load(&cli)?;
             let account = account(&config, name)?;
+            let stdin_code;
             let mode = match (code, listen) {
+                (Some(c), _) if c == "-" => {
+                    stdin_code = crate::authorize::read_code(std::io::stdin().lock())?;
+                    crate::authorize::Mode::Code(stdin_code.expose_secret())
+                }
                 (Some(c), _) => crate::authorize::Mode::Code(c),
                 (None, true) => crate::authorize::Mode::Listen(Duration::from_secs(*timeout)),
                 (None, false) => crate::authorize::Mode::Print,

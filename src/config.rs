@@ -655,7 +655,9 @@ impl Ctx<'_> {
             password,
             authorize_url,
             redirect_uri: o.redirect_uri,
-            pkce: o.pkce.unwrap_or(false),
+            // RFC 9700 2.1.1: PKCE for every client. A server without PKCE ignores the extra
+            // parameters (RFC 6749 3.1), so this is safe where it does not help.
+            pkce: o.pkce.unwrap_or(true),
         })
     }
 

@@ -376,7 +376,16 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
             let poller = poller.clone();
             let account = account.clone();
             set.spawn(async move {
-                let mut state = crate::poller::EndpointState::default();
+                // The last stored body, as `run` starts from: otherwise every poll-once
+                // counts as a change (and runs `on_change`, and stores the body again).
+                let last_hash = poller
+                    .tokens
+                    .with_store(|s| s.last_body_hash(&account.name, &endpoint.name))
+                    .unwrap_or(None);
+                let mut state = crate::poller::EndpointState {
+                    last_hash,
+                    ..Default::default()
+                };
                 poller.poll(&account, &endpoint, &mut state).await.outcome
             });
         }

@@ -1,11 +1,13 @@
 //! Integration tests: the real binary as a process, against real servers, a real SQLite file
 //! and real signals. One binary, a module per area.
 
+mod authorize;
 mod bad_input;
 mod concurrency;
 mod crash;
 mod django;
 mod docs;
+mod doorkeeper;
 mod encryption;
 mod examples;
 mod faults;
@@ -13,6 +15,7 @@ mod hooks;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod poll_once;
 mod polling;
 mod props;
 mod secrets;
