@@ -278,6 +278,23 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_quoted_only_when_a_reader_needs_it() {
+        for plain in ["inode", "refresh_token", "/var/lib/x.db", "a-b.c:1"] {
+            assert!(!needs_quotes(plain), "{plain}");
+        }
+        for quoted in [
+            "",
+            "two words",
+            "a=b",
+            "say \"x\"",
+            "back\\slash",
+            "tab\there",
+        ] {
+            assert!(needs_quotes(quoted), "{quoted:?}");
+        }
+    }
+
+    #[test]
     fn control_characters_are_escaped() {
         use fmt::Write;
         let mut s = String::new();
