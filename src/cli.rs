@@ -24,6 +24,7 @@ pub struct Cli {
     /// SQLite store, overriding [daemon] database
     #[arg(long, global = true, value_name = "PATH", allow_hyphen_values = true)]
     pub database: Option<PathBuf>,
+    /// Log lines as text (key=value; `<N>` priorities under journald) or one JSON object each
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// error, warn, info, debug or trace (or a tracing filter)
@@ -35,7 +36,9 @@ pub struct Cli {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
+    /// `TIME LEVEL message key=value ...`
     Text,
+    /// One JSON object per line, numbers as numbers
     Json,
 }
 
@@ -45,14 +48,17 @@ pub enum Command {
     Run,
     /// Poll every endpoint once, then exit (1 if any poll failed)
     PollOnce {
-        #[arg(long)]
+        /// Poll only this account's endpoints (default: every account)
+        #[arg(long, value_name = "NAME")]
         account: Option<String>,
     },
     /// Validate the configuration, every secret reference and every seed file
     Check,
     /// Import an initial token file (INI, TOML or JSON) into the store
     Seed {
+        /// The account (its `name` in the configuration)
         account: String,
+        /// The token file: an OAuth token response (JSON), an INI or TOML token file
         #[arg(allow_hyphen_values = true)]
         file: PathBuf,
         /// Replace a stored token even if it is newer than the file
@@ -62,6 +68,7 @@ pub enum Command {
     /// Bootstrap with the provider's consent page: print the authorization URL, exchange a
     /// pasted code (--code), or receive the redirect on a loopback listener (--listen)
     Authorize {
+        /// The account (its `name` in the configuration)
         account: String,
         /// Exchange the authorization code (or the whole redirect address) from the URL
         /// printed earlier (the out-of-band flow). `-` reads it from stdin, which keeps it
@@ -84,6 +91,7 @@ pub enum Command {
     },
     /// Print a valid access token (refreshing first if needed)
     Token {
+        /// The account (its `name` in the configuration)
         account: String,
         /// Print the whole `Authorization: ...` header line
         #[arg(long)]
@@ -91,15 +99,19 @@ pub enum Command {
     },
     /// Per account: token state and expiry; per endpoint: the last poll
     Status {
+        /// Print one JSON document instead of text
         #[arg(long)]
         json: bool,
     },
     /// Recent polls and token events, newest first
     History {
-        #[arg(long)]
+        /// Only this account's polls and events (default: every account)
+        #[arg(long, value_name = "NAME")]
         account: Option<String>,
-        #[arg(long, default_value_t = 20)]
+        /// Show at most this many entries
+        #[arg(long, value_name = "N", default_value_t = 20)]
         limit: usize,
+        /// Print a JSON array instead of text
         #[arg(long)]
         json: bool,
     },
@@ -108,6 +120,9 @@ pub enum Command {
         /// Stop by itself after this many seconds (default: until Ctrl-C)
         #[arg(long, value_name = "SECS")]
         seconds: Option<u64>,
+        /// Keep the demo's directory (configuration, seed, database) after it stops
+        #[arg(long)]
+        keep: bool,
     },
     /// Run the provider simulator alone and print a matching configuration
     Simulate(crate::sim::SimulateArgs),
@@ -216,7 +231,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let config = load(&cli)?;
             let account = account(&config, name)?;
-            crate::store::Store::open(&config.daemon.database)?;
             match crate::tokens::seed_from_file(&config.daemon.database, account, file, *force)? {
                 SeedOutcome::Stored(generation) => {
                     println!("seeded account `{name}` from {} (generation {generation})", file.display());
@@ -281,7 +295,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Status { json } => {
             let (db, config) = inspect_target(&cli)?;
-            let ok = crate::inspect::status(&db, config.as_ref(), *json)?;
+            let how = crate::inspect::Invocation::new(config.as_ref(), cli.database.as_deref());
+            let ok = crate::inspect::status(&db, config.as_ref(), &how, *json)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -293,12 +308,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             limit,
             json,
         } => {
-            let (db, _) = inspect_target(&cli)?;
-            crate::inspect::history(&db, account.as_deref(), *limit, *json)?;
+            let (db, config) = inspect_target(&cli)?;
+            crate::inspect::history(&db, config.as_ref(), account.as_deref(), *limit, *json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { seconds } => {
-            runtime()?.block_on(crate::demo::run(*seconds))?;
+        Command::Demo { seconds, keep } => {
+            runtime()?.block_on(crate::demo::run(*seconds, *keep))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(_) => unreachable!("handled above"),
@@ -306,11 +321,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 /// `status` and `history` read the store; the configuration, when it loads, adds the
-/// endpoints that have not polled yet. `--database` alone is enough.
+/// endpoints that have not polled yet. `--database` alone is enough; a configuration that
+/// was asked for (or exists) and fails to load is then a warning, not a silent omission.
 fn inspect_target(cli: &Cli) -> Result<(PathBuf, Option<Config>), Error> {
     match (load(cli), &cli.database) {
         (Ok(c), _) => Ok((c.daemon.database.clone(), Some(c))),
-        (Err(_), Some(db)) => Ok((db.clone(), None)),
+        (Err(e), Some(db)) => {
+            let path = config::config_path(cli.config.as_deref());
+            let asked = cli.config.is_some()
+                || std::env::var_os("OAUTH_POLLER_CONFIG").is_some_and(|v| !v.is_empty());
+            if asked || path.exists() {
+                eprintln!(
+                    "oauth-poller: warning: the configuration was not loaded, showing the store alone: {e}"
+                );
+            }
+            Ok((db.clone(), None))
+        }
         (Err(e), None) => Err(e),
     }
 }

@@ -221,7 +221,8 @@ struct RawApiKey {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
-    name: String,
+    /// Spanned: errors about the name point at this endpoint's own line.
+    name: toml::Spanned<String>,
     path: String,
     #[serde(default)]
     query: BTreeMap<String, QueryValue>,
@@ -541,19 +542,21 @@ impl Ctx<'_> {
         };
         let mut endpoints: Vec<Endpoint> = Vec::new();
         for e in raw.endpoint {
-            let key = format!("account[{}].endpoint[{}]", raw.name, e.name);
-            if e.name.is_empty() || e.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            let name_line = line_of(self.text, e.name.span().start);
+            let name = e.name.into_inner();
+            let key = format!("account[{}].endpoint[{}]", raw.name, name);
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(self.err(
-                    None,
+                    Some(name_line),
                     &format!("{key}.name"),
                     "an endpoint name must be non-empty and have no spaces",
                 ));
             }
-            if endpoints.iter().any(|x| x.name == e.name) {
+            if endpoints.iter().any(|x| x.name == name) {
                 return Err(self.err(
-                    None,
+                    Some(name_line),
                     &format!("{key}.name"),
-                    format!("endpoint `{}` is defined twice", e.name),
+                    format!("endpoint `{name}` is defined twice"),
                 ));
             }
             let mut url = self.url(&format!("{key}.path"), &e.path, Some(&base_url), allow_http)?;
@@ -575,7 +578,7 @@ impl Ctx<'_> {
                 ));
             }
             endpoints.push(Endpoint {
-                name: e.name,
+                name,
                 url,
                 interval,
                 on_change: e.on_change.unwrap_or_default(),

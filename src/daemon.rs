@@ -35,6 +35,7 @@ pub async fn run(
     mut control: mpsc::Receiver<Control>,
 ) -> Result<(), Error> {
     prepare(&config)?;
+    let mut _presence = hold_presence(&config.daemon.database);
     let mut running = Running::start(&config)?;
     notify(&[NotifyState::Ready]);
     tracing::info!(accounts = config.accounts.len(),
@@ -65,6 +66,9 @@ pub async fn run(
                         match Running::start(&new) {
                             Ok(r) => {
                                 running = r;
+                                if new.daemon.database != config.daemon.database {
+                                    _presence = hold_presence(&new.daemon.database);
+                                }
                                 config = new;
                                 tracing::info!(
                                     accounts = config.accounts.len(),
@@ -86,6 +90,17 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Marks the database as served by a running daemon, for `status`. Not fatal: the daemon
+/// works without it, only `status` cannot tell.
+fn hold_presence(database: &Path) -> Option<crate::running::Presence> {
+    crate::running::Presence::hold(database)
+        .inspect_err(|e| {
+            tracing::warn!(file = %crate::running::lock_path(database).display(), error = %e,
+                "cannot hold the presence lock: `status` will not see that the daemon runs")
+        })
+        .ok()
 }
 
 /// Opens (creating, migrating) the store and imports seed files of accounts that have no

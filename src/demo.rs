@@ -1,5 +1,9 @@
 //! `demo`: the daemon against the built-in simulator on loopback, with tokens of about
 //! 20 s, so that polls and refreshes show within a minute.
+//!
+//! Its files (configuration, seed, database) go in a new private directory: created
+//! exclusively under an unpredictable name with mode 0700 (tempfile), so nobody else can
+//! prepare it, read it or plant a symlink in it; removed at exit unless `--keep`.
 
 use crate::daemon::{self, Control};
 use crate::error::Error;
@@ -8,10 +12,52 @@ use std::time::Duration;
 
 const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(20);
 
-pub async fn run(seconds: Option<u64>) -> Result<(), Error> {
-    let dir = std::env::temp_dir().join(format!("oauth-poller-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
+pub async fn run(seconds: Option<u64>, keep: bool) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::Builder::new()
+        .prefix("oauth-poller-demo-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| {
+            Error::runtime(format!(
+                "cannot create a directory in {}: {e}",
+                std::env::temp_dir().display()
+            ))
+        })?;
+    let dir = temp.path().to_path_buf();
+    let result = run_in(&dir, seconds).await;
+    let inspect = invocation(&dir.join("config.toml"));
+    if keep {
+        let dir = temp.keep();
+        eprintln!(
+            "demo: kept {}; inspect it with `{inspect} status` or `{inspect} history`",
+            dir.display()
+        );
+    } else {
+        let shown = dir.display().to_string();
+        match temp.close() {
+            Ok(()) => eprintln!("demo: removed {shown} (--keep keeps it)"),
+            Err(e) => eprintln!("demo: cannot remove {shown}: {e}"),
+        }
+    }
+    result
+}
+
+/// The command that reaches this demo's store: this very binary by its path, which works
+/// whether it came from `cargo run`, `target/release` or PATH.
+fn invocation(config: &std::path::Path) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "oauth-poller".into());
+    let word = |s: String| crate::inspect::shell_word(&s);
+    format!(
+        "{} --config {}",
+        word(exe),
+        word(config.display().to_string())
+    )
+}
+
+async fn run_in(dir: &std::path::Path, seconds: Option<u64>) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| Error::runtime(format!("cannot listen on loopback: {e}")))?;
@@ -48,6 +94,10 @@ pub async fn run(seconds: Option<u64>) -> Result<(), Error> {
         db.display()
     );
     eprintln!("demo: watch for `poll` lines and `token refreshed`; Ctrl-C stops");
+    eprintln!(
+        "demo: meanwhile, in another terminal: `{} status`",
+        invocation(&config_path)
+    );
     let config = crate::config::load(&config_path, None)?;
     let source = daemon::Source {
         config_path: config_path.clone(),
@@ -65,11 +115,6 @@ pub async fn run(seconds: Option<u64>) -> Result<(), Error> {
     let result = daemon::run(config, source, rx).await;
     let _ = stop_sim.send(());
     let _ = server.await;
-    eprintln!(
-        "demo: inspect it with `oauth-poller --config {} status` or `sqlite3 {}`",
-        config_path.display(),
-        db.display()
-    );
     result
 }
 
@@ -89,8 +134,7 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
         .and_then(|mut f| f.write_all(text.as_bytes()))

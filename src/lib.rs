@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod poller;
+pub mod running;
 pub mod seed;
 pub mod sim;
 pub mod store;

@@ -148,8 +148,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Writes `message key=value key=value`: strings quoted (as tracing-subscriber does),
-/// `%` and `?` values as they format, numbers and booleans plain.
+/// Writes `message key=value key=value` (logfmt): a string is quoted only when it needs
+/// it (empty, or holding a space, `"`, `=` or `\\`), so `account=inode` reads the same
+/// whether the field was recorded as a `&str` or with `%`; `%` and `?` values as they
+/// format, numbers and booleans plain.
 struct Fields<'a, W: fmt::Write> {
     out: &'a mut W,
     first: bool,
@@ -186,11 +188,15 @@ impl<W: fmt::Write> Visit for Fields<'_, W> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
+        if field.name() == "message" || !needs_quotes(value) {
             self.value(field, format_args!("{value}"));
         } else {
             self.value(field, format_args!("{value:?}"));
         }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.value(field, format_args!("{value}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -216,6 +222,14 @@ impl<W: fmt::Write> Visit for Fields<'_, W> {
                 .and_then(|()| self.out.write_str(if value { "true" } else { "false" }));
         }
     }
+}
+
+/// Whether a logfmt value must be quoted to read back as one value.
+fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value
+            .bytes()
+            .any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\' || b == 0x7f)
 }
 
 /// Passes text through, escaping control characters (a newline would start a forged
@@ -261,6 +275,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s, "2000-02-29T00:00:00.000000Z ");
+    }
+
+    #[test]
+    fn strings_are_quoted_only_when_a_reader_needs_it() {
+        for plain in ["inode", "refresh_token", "/var/lib/x.db", "a-b.c:1"] {
+            assert!(!needs_quotes(plain), "{plain}");
+        }
+        for quoted in [
+            "",
+            "two words",
+            "a=b",
+            "say \"x\"",
+            "back\\slash",
+            "tab\there",
+        ] {
+            assert!(needs_quotes(quoted), "{quoted:?}");
+        }
     }
 
     #[test]

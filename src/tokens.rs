@@ -454,7 +454,13 @@ impl Tokens {
                 let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
                 let stored = lock.commit_token(&new_row, event, &detail)?;
                 crate::metrics::get().refresh(name, "ok");
-                let commit_us = received.elapsed().as_micros() as u64;
+                // Answer-to-commit time, the window in which a crash loses a rotated grant:
+                // for the crash test and for debugging, not for the operator's log.
+                tracing::debug!(
+                    account = name,
+                    commit_us = received.elapsed().as_micros() as u64,
+                    "token committed"
+                );
                 pending::remove(&db, name);
                 slot.backoff
                     .lock()
@@ -464,8 +470,7 @@ impl Tokens {
                     account = name,
                     grant,
                     generation = stored.generation,
-                    expires_in = stored.access_expires_at.map(|t| t - started),
-                    commit_us,
+                    expires_in_s = stored.access_expires_at.map(|t| t - started),
                     "token {}",
                     if event == "refreshed" {
                         "refreshed"
@@ -540,8 +545,12 @@ impl Tokens {
             return;
         }
         let left = crate::units::human(expires - t);
-        tracing::warn!(account = name, expires_in = %left,
-            "the refresh token expires in {left}: re-authorize before then ({})", fix_command(&slot.account));
+        tracing::warn!(
+            account = name,
+            expires_in_s = expires - t,
+            "the refresh token expires in {left}: re-authorize before then ({})",
+            fix_command(&slot.account)
+        );
         hook(
             name,
             "refresh_token_expiring",
@@ -721,7 +730,7 @@ pub fn store_seed(
     row.access_expires_at = seed.access_expires_at;
     row.refresh_expires_at = seed.refresh_expires_at;
     let detail = format!(
-        "seeded: access token {}, refresh token {}{}",
+        "access token {}, refresh token {}{}",
         if row.access_token.is_some() {
             "present"
         } else {
@@ -756,6 +765,9 @@ pub fn seed_from_file(
         )
         .into());
     }
+    // Only a file that parsed creates (or migrates) the store: a rejected seed leaves no
+    // empty database behind.
+    Store::open(db)?;
     store_seed(db, &account.name, seed, force)
 }
 

@@ -1,6 +1,8 @@
 //! Schema migrations from `migrations/NNNN_name.sql`, tracked with `PRAGMA user_version`.
 
-use rusqlite::Connection;
+use crate::error::InputError;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
 
 /// (version, SQL), in order. Version N is the schema after applying file N.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -39,6 +41,29 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a database written by a newer oauth-poller before anything touches it: read
+/// through a read-only connection, with no pragma set (`journal_mode = WAL` would rewrite
+/// the file's header). Bad input rather than a runtime failure: restarting cannot help, and
+/// the unit's `RestartPreventExitStatus=2` stops systemd from trying. A file this cannot read
+/// (not a database, no permission) is left to the ordinary open to report.
+pub fn refuse_newer(path: &Path) -> Result<(), InputError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(conn) = Connection::open_with_flags(path, flags) else {
+        return Ok(());
+    };
+    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+        Ok(v) if v > latest() => Err(InputError::new(
+            path.display().to_string(),
+            format!(
+                "the database has schema version {v}, newer than this oauth-poller knows ({}): \
+                 it was written by a newer oauth-poller; upgrade oauth-poller (the file was not changed)",
+                latest()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub fn check_version(conn: &Connection) -> rusqlite::Result<()> {

@@ -36,6 +36,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating with mode 0600 if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Store, Error> {
+        if path.exists() {
+            migrate::refuse_newer(path)?;
+        }
         create_private(path)?;
         let conn = connect(path, true)?;
         let store = Store {
@@ -57,6 +60,7 @@ impl Store {
                 path.display()
             )));
         }
+        migrate::refuse_newer(path)?;
         let conn = connect(path, true)?;
         let store = Store {
             path: path.to_path_buf(),

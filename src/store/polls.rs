@@ -15,7 +15,8 @@ pub struct PollRecord {
     pub account: String,
     pub endpoint: String,
     pub started_at: i64,
-    pub duration_ms: i64,
+    /// Milliseconds, with microseconds as the fraction.
+    pub duration_ms: f64,
     pub status: Option<u16>,
     pub bytes: Option<i64>,
     pub items: Option<i64>,
@@ -32,7 +33,8 @@ pub struct PollRow {
     pub account: String,
     pub endpoint: String,
     pub started_at: i64,
-    pub duration_ms: i64,
+    /// Milliseconds, with microseconds as the fraction.
+    pub duration_ms: f64,
     pub status: Option<i64>,
     pub bytes: Option<i64>,
     pub items: Option<i64>,

@@ -92,9 +92,10 @@ fn outcome(sim: &Sim, key: &str) -> i64 {
 
 #[test]
 fn demo_shows_polls_and_a_refresh_within_a_minute() {
+    let tmp = tempdir();
     let mut cmd = std::process::Command::new(bin());
     cmd.args(["demo", "--seconds", "45"])
-        .env("TMPDIR", tempdir().keep());
+        .env("TMPDIR", tmp.path());
     let mut demo = Daemon::spawn(cmd);
     demo.wait_for("token refreshed", 1, Duration::from_secs(60));
     let status = demo.wait_exit(Duration::from_secs(60));
@@ -106,6 +107,100 @@ fn demo_shows_polls_and_a_refresh_within_a_minute() {
         .count();
     assert!(polls >= 10, "polls shown: {polls}\n{log}");
     assert!(!log.contains("poll failed"), "{log}");
+}
+
+/// The demo's directory, from its `demo: configuration DIR/config.toml, ...` line.
+fn demo_dir(demo: &Daemon) -> PathBuf {
+    demo.wait_for("demo: configuration ", 1, Duration::from_secs(10));
+    let log = demo.log();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("demo: configuration "))
+        .unwrap();
+    let config = line["demo: configuration ".len()..]
+        .split(", database")
+        .next()
+        .unwrap();
+    Path::new(config).parent().unwrap().to_path_buf()
+}
+
+/// The command between the backticks of the first log line containing `needle`.
+fn quoted_command(log: &str, needle: &str) -> Vec<String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle}: {log}"));
+    let cmd = line.split('`').nth(1).expect(line);
+    cmd.split_whitespace().map(str::to_string).collect()
+}
+
+fn run_words(words: &[String]) -> std::process::Output {
+    std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{words:?}: {e}"))
+}
+
+/// The demo's files live in a new directory only its user can enter, under a name nobody
+/// can guess ahead; its hint is a command that works as printed (this binary, not whatever
+/// `oauth-poller` PATH may hold); the directory is gone afterwards.
+#[test]
+fn demo_directory_is_private_unpredictable_and_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempdir();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["demo", "--seconds", "4"])
+        .env("TMPDIR", tmp.path());
+    let mut demo = Daemon::spawn(cmd);
+    let dir = demo_dir(&demo);
+    assert_eq!(dir.parent(), Some(tmp.path()), "{}", dir.display());
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}: mode {mode:o}", dir.display());
+    assert_ne!(
+        dir.file_name().unwrap().to_string_lossy(),
+        format!("oauth-poller-demo-{}", demo.child.id()),
+        "a predictable name"
+    );
+    demo.wait_for("demo: meanwhile", 1, Duration::from_secs(5));
+    let hint = quoted_command(&demo.log(), "demo: meanwhile");
+    assert_eq!(Path::new(&hint[0]), bin().as_path(), "{hint:?}");
+    demo.wait_for(" poll account=", 1, Duration::from_secs(10));
+    let out = run_words(&hint);
+    assert!(out.status.success(), "{hint:?}: {}", text(&out));
+    assert!(text(&out).contains("account inode"), "{}", text(&out));
+
+    assert!(
+        demo.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        demo.log()
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    assert!(demo.log().contains("--keep"), "{}", demo.log());
+}
+
+#[test]
+fn demo_keep_leaves_the_directory_and_says_where() {
+    let tmp = tempdir();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["demo", "--seconds", "2", "--keep"])
+        .env("TMPDIR", tmp.path());
+    let mut demo = Daemon::spawn(cmd);
+    let dir = demo_dir(&demo);
+    assert!(
+        demo.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        demo.log()
+    );
+    let log = demo.log();
+    assert!(dir.join("demo.db").exists(), "{log}");
+    assert!(
+        log.contains(&format!("demo: kept {}", dir.display())),
+        "{log}"
+    );
+    let status = quoted_command(&log, "demo: kept");
+    let out = run_words(&status);
+    assert!(out.status.success(), "{status:?}: {}", text(&out));
 }
 
 #[test]

@@ -64,7 +64,86 @@ fn json_log_format_is_one_object_per_line() {
         .filter(|v: &serde_json::Value| v["message"] == "poll")
         .collect();
     assert_eq!(polls.len(), 2);
-    assert!(polls
+    for p in &polls {
+        assert!(p["account"] == "inode" && p["level"] == "INFO", "{p}");
+        // Numbers are numbers: a collector sums and compares them without parsing.
+        assert_eq!(p["status"], 200, "{p}");
+        assert_eq!(p["items"], 3, "{p}");
+        assert!(p["bytes"].as_u64().is_some_and(|b| b > 0), "{p}");
+        // Milliseconds with the microseconds as a fraction: a loopback poll is not 0 ms.
+        let ms = p["duration_ms"]
+            .as_f64()
+            .filter(|_| p["duration_ms"].is_f64());
+        assert!(ms.is_some_and(|ms| ms > 0.0), "duration_ms: {p}");
+    }
+}
+
+/// The values the text and JSON logs and the store give for a poll's duration are the same
+/// kind of number, and a fast poll is not `0`.
+#[test]
+fn poll_durations_are_fractional_milliseconds_everywhere() {
+    let s = setup(600, "60s", "refresh_token", "");
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    let logged: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains(" poll account="))
+        .map(|l| {
+            let v = l.split_once("duration_ms=").expect(l).1;
+            v.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .expect(l)
+        })
+        .collect();
+    assert_eq!(logged.len(), 2, "{log}");
+    assert!(logged.iter().all(|&ms| ms > 0.0), "{log}");
+    let out = run(Some(&s.config), &["history", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let stored: Vec<f64> = rows
         .iter()
-        .all(|p| p["status"] == "200" && p["account"] == "inode" && p["level"] == "INFO"));
+        .filter(|r| r["kind"] == "poll")
+        .map(|r| r["duration_ms"].as_f64().expect("a number"))
+        .collect();
+    assert_eq!(stored.len(), 2);
+    let mut a = logged.clone();
+    let mut b = stored.clone();
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    assert_eq!(a, b, "the store holds what the log said");
+}
+
+/// `token refreshed` reads like a poll line (no quotes around a plain word), its lifetime
+/// carries a unit, and it has no internal timing noise.
+#[test]
+fn token_refreshed_line_matches_the_poll_lines() {
+    // Access tokens of 1 s with a 1 s margin: the first poll refreshes.
+    let s = setup(1, "60s", "refresh_token", "");
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    let line = log
+        .lines()
+        .find(|l| l.contains("token refreshed"))
+        .unwrap_or_else(|| panic!("no refresh:\n{log}"));
+    assert!(line.contains(" account=inode "), "{line}");
+    assert!(line.contains(" expires_in_s=1"), "{line}");
+    assert!(
+        !line.contains("commit_us") && !line.contains("expires_in="),
+        "{line}"
+    );
+
+    let s = setup(1, "60s", "refresh_token", "");
+    let out = run(Some(&s.config), &["--log-format", "json", "poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let refreshed: serde_json::Value = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["message"] == "token refreshed")
+        .expect("a token refreshed event");
+    assert_eq!(refreshed["account"], "inode", "{refreshed}");
+    assert_eq!(refreshed["expires_in_s"], 1, "{refreshed}");
+    assert!(refreshed.get("commit_us").is_none(), "{refreshed}");
 }

@@ -15,6 +15,7 @@ mod hooks;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod operator_defects;
 mod poll_once;
 mod polling;
 mod props;

@@ -1,0 +1,247 @@
+//! `status`: per account the token's state and expiry, per endpoint the last poll, and
+//! whether a daemon is running on the store.
+
+use super::{fmt_time, Invocation};
+use crate::config::{Account, AuthKind, Config, FallbackGrant};
+use crate::error::Error;
+use crate::running::{self, Daemon};
+use crate::store::{now, Store};
+use crate::units::human;
+use serde_json::json;
+use std::path::Path;
+
+/// Prints per-account state; returns false when an account has no usable grant (no token,
+/// or it needs re-authorization).
+pub fn status(
+    db: &Path,
+    config: Option<&Config>,
+    how: &Invocation,
+    as_json: bool,
+) -> Result<bool, Error> {
+    let store = Store::open_existing(db)?;
+    let daemon = running::probe(db);
+    let t = now();
+    let rows = store.tokens()?;
+    let mut names: Vec<String> = rows.iter().map(|r| r.account.clone()).collect();
+    if let Some(c) = config {
+        for a in &c.accounts {
+            if !names.contains(&a.name) {
+                names.push(a.name.clone());
+            }
+        }
+    }
+    let mut all_ok = true;
+    let mut out = Vec::new();
+    for name in &names {
+        let row = rows.iter().find(|r| &r.account == name);
+        let account_cfg = config.and_then(|c| c.accounts.iter().find(|a| &a.name == name));
+        let is_api_key = account_cfg.is_some_and(|a| a.auth == AuthKind::ApiKey);
+        let state = match row {
+            Some(r) => r.state.as_str(),
+            None if is_api_key => "ok",
+            None => "no_token",
+        };
+        if state != "ok" {
+            all_ok = false;
+        }
+        let mut endpoint_names: Vec<String> = account_cfg
+            .map(|a| a.endpoints.iter().map(|e| e.name.clone()).collect())
+            .unwrap_or_default();
+        if endpoint_names.is_empty() {
+            endpoint_names = store.endpoints_of(name)?;
+        }
+        let mut endpoints = Vec::new();
+        for e in &endpoint_names {
+            let (last, failures) = store.endpoint_summary(name, e)?;
+            endpoints.push(json!({
+                "name": e,
+                "last_poll_at": last.as_ref().map(|p| p.started_at),
+                "status": last.as_ref().and_then(|p| p.status),
+                "items": last.as_ref().and_then(|p| p.items),
+                "error": last.as_ref().and_then(|p| p.error.clone()),
+                "consecutive_failures": failures,
+            }));
+        }
+        let access_expires_at = row.and_then(|r| r.access_expires_at);
+        out.push(json!({
+            "account": name,
+            "state": state,
+            "detail": row.and_then(|r| r.state_detail.clone()),
+            "access_expires_at": access_expires_at,
+            "access_expired": access_expires_at.is_some_and(|e| e <= t),
+            "refresh_expires_at": row.and_then(|r| r.refresh_expires_at),
+            "has_refresh_token": row.is_some_and(|r| r.refresh_token.is_some()),
+            "obtained_at": row.map(|r| r.obtained_at),
+            "obtained_by": row.map(|r| r.obtained_by.clone()),
+            "last_refresh_at": row.and_then(|r| r.last_refresh_at),
+            "generation": row.map(|r| r.generation),
+            "hint": hint(state, account_cfg, name, how),
+            "endpoints": endpoints,
+        }));
+    }
+    if as_json {
+        let doc = json!({
+            "database": db.display().to_string(),
+            "daemon": daemon.as_str(),
+            "now": t,
+            "accounts": out,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(all_ok);
+    }
+    println!("database: {}", db.display());
+    match &daemon {
+        Daemon::Running => println!("daemon:   running"),
+        Daemon::NotRunning => println!(
+            "daemon:   not running (no `oauth-poller run` holds {})",
+            running::lock_path(db).display()
+        ),
+        Daemon::Unknown(why) => println!("daemon:   unknown ({why})"),
+    }
+    for a in &out {
+        print_account(a, t, &daemon, how);
+    }
+    Ok(all_ok)
+}
+
+/// What to do about an account without a usable token, for its grant.
+fn hint(state: &str, account: Option<&Account>, name: &str, how: &Invocation) -> Option<String> {
+    if state == "ok" {
+        return None;
+    }
+    let seed = how.command(&format!("seed {name} FILE"));
+    let Some(account) = account else {
+        return Some(format!(
+            "run `{seed}` (the configuration did not load: other ways in are not known)"
+        ));
+    };
+    let oauth2 = account.oauth2.as_ref()?;
+    let fallback = match oauth2.grant {
+        FallbackGrant::Password => Some("password"),
+        FallbackGrant::ClientCredentials => Some("client_credentials"),
+        FallbackGrant::RefreshToken => None,
+    };
+    if let Some(grant) = fallback {
+        return Some(format!(
+            "the {grant} grant obtains a token by itself: the daemon does at start, or run `{}` now",
+            how.command(&format!("token {name}"))
+        ));
+    }
+    let mut ways = Vec::new();
+    if oauth2.authorize_url.is_some() {
+        ways.push(format!(
+            "`{}` (the provider's consent page)",
+            how.command(&format!("authorize {name}"))
+        ));
+    }
+    ways.push(format!("`{seed}`"));
+    let mut text = format!("run {}", ways.join(" or "));
+    if let (Some(file), "no_token") = (&account.seed_file, state) {
+        text.push_str(&format!(
+            "; the daemon imports seed_file {} when it starts",
+            file.display()
+        ));
+    }
+    Some(text)
+}
+
+fn print_account(a: &serde_json::Value, t: i64, daemon: &Daemon, how: &Invocation) {
+    let i = |k: &str| a[k].as_i64();
+    let name = a["account"].as_str().unwrap_or("");
+    let state = a["state"].as_str().unwrap_or("");
+    // A stored "ok" means the grant is good, not that anything keeps the token fresh.
+    let stale = state == "ok" && a["access_expired"] == true && *daemon != Daemon::Running;
+    println!(
+        "\naccount {name}: {}",
+        if stale { "expired" } else { state }
+    );
+    if let Some(d) = a["detail"].as_str() {
+        println!("  {d}");
+    }
+    if state == "no_token" {
+        println!("  no token stored");
+    }
+    if let Some(h) = a["hint"].as_str() {
+        println!("  to fix: {h}");
+    }
+    if stale {
+        println!(
+            "  no daemon is running to refresh it: start the daemon, or `{}` refreshes it once",
+            how.command(&format!("token {name}"))
+        );
+    }
+    match i("access_expires_at") {
+        Some(e) if e > t => println!(
+            "  access token:  expires in {} (at {})",
+            human(e - t),
+            fmt_time(e)
+        ),
+        Some(e) => println!(
+            "  access token:  expired {} ago (at {})",
+            human(t - e),
+            fmt_time(e)
+        ),
+        None if i("generation").is_some() => println!("  access token:  no known expiry"),
+        None => {}
+    }
+    match (i("refresh_expires_at"), a["has_refresh_token"].as_bool()) {
+        (Some(e), _) if e > t => println!(
+            "  refresh token: expires in {} (at {}): a human must re-authorize before then",
+            human(e - t),
+            fmt_time(e)
+        ),
+        (Some(e), _) => println!("  refresh token: expired {} ago", human(t - e)),
+        (None, Some(true)) => println!("  refresh token: no known expiry"),
+        (None, _) if i("generation").is_some() => println!("  refresh token: none"),
+        _ => {}
+    }
+    if let Some(r) = i("last_refresh_at") {
+        println!(
+            "  last refresh:  {} ago ({})",
+            human(t - r),
+            a["obtained_by"].as_str().unwrap_or("")
+        );
+    } else if let Some(o) = i("obtained_at") {
+        println!(
+            "  obtained:      {} ago ({})",
+            human(t - o),
+            a["obtained_by"].as_str().unwrap_or("")
+        );
+    }
+    let endpoints = a["endpoints"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let width = endpoints
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or("").chars().count())
+        .max()
+        .unwrap_or(0);
+    for e in endpoints {
+        println!(
+            "  endpoint {:<width$}  {}",
+            e["name"].as_str().unwrap_or(""),
+            endpoint_summary(e, t)
+        );
+    }
+}
+
+fn endpoint_summary(e: &serde_json::Value, t: i64) -> String {
+    let Some(at) = e["last_poll_at"].as_i64() else {
+        return "not polled yet".into();
+    };
+    let mut line = format!("last poll {} ago, ", human(t - at));
+    match e["status"].as_i64() {
+        Some(s) => line.push_str(&format!("status {s}")),
+        None => line.push_str("no response"),
+    }
+    if let Some(n) = e["items"].as_i64() {
+        line.push_str(&format!(", {n} items"));
+    }
+    match e["consecutive_failures"].as_i64().unwrap_or(0) {
+        0 => {}
+        1 => line.push_str(", 1 failure"),
+        n => line.push_str(&format!(", {n} consecutive failures")),
+    }
+    if let Some(err) = e["error"].as_str() {
+        line.push_str(&format!(": {err}"));
+    }
+    line
+}
