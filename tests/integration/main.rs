@@ -12,6 +12,7 @@ mod hooks;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod pagination;
 mod polling;
 mod props;
 mod secrets;
