@@ -89,9 +89,7 @@ pub fn next_from_link_header(value: &str) -> Option<String> {
                 break;
             };
             let params = params.trim_start();
-            let name_end = params
-                .find(['=', ';', ','])
-                .unwrap_or(params.len());
+            let name_end = params.find(['=', ';', ',']).unwrap_or(params.len());
             let name = params[..name_end].trim();
             rest = &params[name_end..];
             let mut value = String::new();

@@ -390,6 +390,13 @@ impl Poller {
         }
     }
 
+    fn collection_too_large(&self) -> String {
+        format!(
+            "the pages add up to more than max_body ({} bytes): cut off",
+            self.daemon.max_body
+        )
+    }
+
     /// Tells the watchdog this endpoint's task is busy for another request (plus `wait`).
     fn renew_promise(&self, state: &EndpointState, wait: Duration) {
         if let Some(p) = &state.promise {
@@ -442,7 +449,13 @@ impl Poller {
                 let r = client
                     .get(target, &auth, max_body)
                     .await
-                    .map_err(|e| FetchError::Failed(e.status(), e.to_string(), None))?;
+                    .map_err(|e| match e {
+                        // A later page ran over what the earlier ones left of max_body.
+                        crate::http::Error::TooLarge { status, .. } if url.is_some() => {
+                            FetchError::Failed(Some(status), self.collection_too_large(), None)
+                        }
+                        e => FetchError::Failed(e.status(), e.to_string(), None),
+                    })?;
                 (r.status, r.headers, r.body)
             }
             Http::Proxied(client) => {
@@ -455,9 +468,13 @@ impl Poller {
                     .map_err(|e| FetchError::Failed(None, request_error(e), None))?;
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
-                let body = read_body(response, max_body)
-                    .await
-                    .map_err(|m| FetchError::Failed(Some(status), m, None))?;
+                let body = read_body(response, max_body).await.map_err(|m| {
+                    let m = match m.contains("max_body") && url.is_some() {
+                        true => self.collection_too_large(),
+                        false => m,
+                    };
+                    FetchError::Failed(Some(status), m, None)
+                })?;
                 (status, headers, body)
             }
         };

@@ -518,14 +518,14 @@ fn retry_after_between_pages_is_honoured_on_the_same_connection() {
     let (config, db) = api_key_config(dir.path(), &api.url("/"), "items/", "");
     let out = run(Some(&config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
-    let r = rows(&db);
-    assert_eq!((r[0].1, r[0].2), (Some(25), Some(3)), "{r:?}");
     let seen = api.seen();
     let page2: Vec<&Seen> = seen
         .iter()
         .filter(|s| s.target.contains("page=2"))
         .collect();
-    assert_eq!(page2.len(), 2);
+    assert_eq!(page2.len(), 2, "page 2 asked for again: {seen:?}");
+    let r = rows(&db);
+    assert_eq!((r[0].1, r[0].2), (Some(25), Some(3)), "{r:?}");
     assert!(
         page2[1].at - page2[0].at >= Duration::from_millis(950),
         "waited for Retry-After"
@@ -540,25 +540,33 @@ fn retry_after_between_pages_is_honoured_on_the_same_connection() {
 }
 
 #[test]
-fn bad_max_pages_is_an_input_error() {
+fn pagination_keys_are_checked() {
     let dir = tempdir();
-    let (config, db) = api_key_config(dir.path(), "http://127.0.0.1:9/", "items/", "max_pages = 0");
+    let good = "paginate = \"drf\"\nmax_pages = 5";
+    let (config, db) = api_key_config(dir.path(), "http://127.0.0.1:9/", "items/", good);
     let out = run(Some(&config), &["check"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(
-        t.contains(&config.display().to_string()) && t.contains("max_pages"),
-        "{t}"
-    );
+    assert!(out.status.success(), "{}", text(&out));
+    for (bad, want) in [
+        ("max_pages = 0", "must be between 1 and 10000"),
+        ("max_pages = 10001", "must be between 1 and 10000"),
+        ("paginate = \"cursor\"", "`auto`, `none`, `jsonapi`, `drf`"),
+    ] {
+        let (config, _) = api_key_config(dir.path(), "http://127.0.0.1:9/", "items/", bad);
+        let out = run(Some(&config), &["check"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {t}");
+        let name = config.display().to_string();
+        assert!(
+            t.contains(&format!("{name}:20:")),
+            "{bad}: file and line: {t}"
+        );
+        assert!(
+            t.contains("max_pages") || t.contains("paginate"),
+            "{bad}: key: {t}"
+        );
+        assert!(t.contains(want), "{bad}: {t}");
+    }
     assert!(!db.exists(), "check touches no store");
-    let bad = dir.path().join("bad.toml");
-    let text_ = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("max_pages = 0", "paginate = \"cursor\"");
-    write_file(&bad, &text_);
-    let out = run(Some(&bad), &["check"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("paginate"), "{}", text(&out));
 }
 
 /// Against the real django-oauth-toolkit + DRF fixture: `v1/measurements/` pages 25 rows by
@@ -653,4 +661,29 @@ path = "v1/measurements/"
         )
         .unwrap();
     assert_eq!(partial_or_failed, 0);
+}
+
+#[test]
+fn max_body_bounds_the_whole_collection() {
+    let base = Arc::new(Mutex::new(String::new()));
+    let b = base.clone();
+    // Three pages of about 300 bytes each, with max_body 700: page 3 is one too many.
+    let api = Scripted::start(move |target, _| drf(&b.lock().unwrap(), 75, 25, target));
+    *base.lock().unwrap() = api.url("");
+    let dir = tempdir();
+    let (config, db) = api_key_config(dir.path(), &api.url("/"), "items/", "");
+    let text_ = std::fs::read_to_string(&config).unwrap().replace(
+        "store_bodies = \"all\"",
+        "store_bodies = \"all\"\nmax_body = 700",
+    );
+    write_file(&config, &text_);
+    let out = run(Some(&config), &["poll-once"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let r = rows(&db);
+    assert_eq!(
+        r[0].4.as_deref(),
+        Some("page 3: the pages add up to more than max_body (700 bytes): cut off"),
+        "{r:?}"
+    );
+    assert!(r[0].5.is_none(), "{r:?}");
 }
