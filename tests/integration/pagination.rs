@@ -89,6 +89,16 @@ fn serve(conn: TcpStream, log: &Mutex<Vec<Seen>>, script: &Script) {
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
+        // A request body (the token endpoint's form) is read, so keep-alive stays in step.
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            return;
+        }
         let before = {
             let mut l = log.lock().unwrap();
             let n = l.iter().filter(|s| s.target == target).count();
@@ -686,4 +696,89 @@ fn max_body_bounds_the_whole_collection() {
         "{r:?}"
     );
     assert!(r[0].5.is_none(), "{r:?}");
+}
+
+#[test]
+fn a_401_in_the_middle_of_a_collection_refreshes_once_and_asks_for_that_page_again() {
+    let base = Arc::new(Mutex::new(String::new()));
+    let b = base.clone();
+    let api = Scripted::start(move |target, before| {
+        if target == "/token" {
+            return (
+                200,
+                vec![],
+                r#"{"access_token":"ACCESS-2","token_type":"Bearer","expires_in":3600,"refresh_token":"REFRESH-2"}"#.into(),
+            );
+        }
+        // The first token is revoked between page 1 and page 2.
+        if target.contains("page=2") && before == 0 {
+            return (401, vec![], "{\"detail\":\"revoked\"}".into());
+        }
+        drf(&b.lock().unwrap(), 25, 10, target)
+    });
+    *base.lock().unwrap() = api.url("");
+    let dir = tempdir();
+    let seed = dir.path().join("seed.json");
+    write_file(
+        &seed,
+        r#"{"access_token":"ACCESS-1","token_type":"Bearer","expires_in":3600,"refresh_token":"REFRESH-1"}"#,
+    );
+    let db = dir.path().join("state.db");
+    let config = dir.path().join("config.toml");
+    write_file(
+        &config,
+        &format!(
+            r#"
+[daemon]
+database = "{db}"
+timeout = "5s"
+
+[[account]]
+name = "api"
+base_url = "{base}"
+seed_file = "{seed}"
+
+[account.oauth2]
+token_url = "token"
+client_id = "id"
+client_secret = "secret"
+client_auth = "body"
+
+[[account.endpoint]]
+name = "list"
+path = "items/"
+"#,
+            db = db.display(),
+            base = api.url("/"),
+            seed = seed.display(),
+        ),
+    );
+    let out = run(Some(&config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = api.seen();
+    let auth: Vec<(String, Option<String>)> = seen
+        .iter()
+        .map(|s| {
+            (
+                s.target.clone(),
+                s.header("authorization").map(String::from),
+            )
+        })
+        .collect();
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    assert_eq!(
+        auth,
+        vec![
+            ("/items/".to_string(), bearer("ACCESS-1")),
+            ("/items/?page=2".to_string(), bearer("ACCESS-1")),
+            ("/token".to_string(), None),
+            ("/items/?page=2".to_string(), bearer("ACCESS-2")),
+            ("/items/?page=3".to_string(), bearer("ACCESS-2")),
+        ],
+        "one refresh, then the same page again and on to the end"
+    );
+    let r = rows(&db);
+    assert_eq!((r[0].1, r[0].2), (Some(25), Some(3)), "{r:?}");
+    let t = text(&out);
+    assert!(!t.contains("ACCESS-") && !t.contains("REFRESH-"), "{t}");
 }
