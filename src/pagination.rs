@@ -168,12 +168,14 @@ impl Collection {
     }
 
     /// How many items the collection holds so far.
-    pub fn len(&mut self) -> usize {
-        self.items_mut().map(|v| v.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&mut self) -> bool {
-        self.len() == 0
+    pub fn item_count(&self) -> usize {
+        let items = match &self.doc {
+            Value::Array(a) => Some(a),
+            doc => doc
+                .get(items_key(doc, self.style))
+                .and_then(Value::as_array),
+        };
+        items.map_or(0, Vec::len)
     }
 
     /// The joined document. `next`: the first page not fetched (a partial collection), written
@@ -237,13 +239,18 @@ fn items_of(doc: &mut Value, style: Style) -> Option<&mut Vec<Value>> {
     if doc.is_array() {
         return doc.as_array_mut();
     }
-    let key = match style {
+    let key = items_key(doc, style);
+    doc.get_mut(key).and_then(Value::as_array_mut)
+}
+
+/// The key of the item array in an object page of `style`.
+fn items_key(doc: &Value, style: Style) -> &'static str {
+    match style {
         Style::Drf => "results",
         Style::JsonApi => "data",
         Style::Link if doc.get("results").is_some_and(Value::is_array) => "results",
         Style::Link => "data",
-    };
-    doc.get_mut(key).and_then(Value::as_array_mut)
+    }
 }
 
 // ---- the one-pass scan ----------------------------------------------------------------------
@@ -509,7 +516,7 @@ mod tests {
         .unwrap();
         c.push(br#"{"count":3,"next":null,"previous":"http://h/","results":[{"id":3}]}"#)
             .unwrap();
-        assert_eq!(c.len(), 3);
+        assert_eq!(c.item_count(), 3);
         let v: Value = serde_json::from_slice(&c.finish(None)).unwrap();
         assert_eq!(
             v,

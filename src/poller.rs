@@ -337,7 +337,7 @@ impl Poller {
                 }
             };
             let Some((_, next)) = next else {
-                let items = joined.len() as i64;
+                let items = joined.item_count() as i64;
                 let bytes = collection
                     .take()
                     .map(|c| c.finish(None))
@@ -371,7 +371,7 @@ impl Poller {
                 .on_page(page + 1));
             }
             if page >= endpoint.max_pages {
-                let items = joined.len() as i64;
+                let items = joined.item_count() as i64;
                 let bytes = collection
                     .take()
                     .map(|c| c.finish(Some(next.as_str())))
