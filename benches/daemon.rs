@@ -61,6 +61,7 @@ fn main() {
             return;
         }
         Some("startstop") => return start_stop(&sim, &mut report),
+        Some("pages") => return pagination(&mut report, secs(20)),
         Some("scale1k") => {
             let floor = floor(&sim, &mut report, 10);
             scale(
@@ -96,6 +97,7 @@ fn main() {
         Some(floor),
     );
     fan_in(&sim, &mut report, if opts.quick { 2_000 } else { 10_000 });
+    pagination(&mut report, run_secs.min(30));
     start_stop(&sim, &mut report);
     if opts.peers {
         peers(&sim, &mut report, &scale_1k, run_secs);
@@ -115,8 +117,14 @@ struct SimHandle {
 
 impl SimHandle {
     fn start() -> SimHandle {
+        SimHandle::start_with(|_| {})
+    }
+
+    /// The iNode simulator with day-long tokens, adjusted by `adjust`.
+    fn start_with(adjust: impl FnOnce(&mut SimOptions)) -> SimHandle {
         let mut o = SimOptions::new(Profile::Inode);
         o.access_ttl = Duration::from_secs(24 * 3600);
+        adjust(&mut o);
         let sim = Simulator::new(o);
         let (tx, rx) = std::sync::mpsc::channel();
         let server = sim.clone();
@@ -582,6 +590,123 @@ fn start_stop(sim: &SimHandle, report: &mut Report) {
         "SIGTERM to exit, polls in flight",
         &format!("{:.1} ms", stop.as_secs_f64() * 1e3),
     );
+}
+
+/// A 10-page poll against a 1-page poll: the same list of 100 items in DRF pages of 10,
+/// polled by 50 endpoints every second, once with `paginate = "none"` (the first page, 10
+/// items) and once with `paginate = "auto"` (all 10 pages joined into one collection).
+fn pagination(report: &mut Report, secs: u64) {
+    const ENDPOINTS: usize = 50;
+    let interval = Duration::from_secs(1);
+    println!("pagination: {ENDPOINTS} endpoints every {interval:?}, 1 page vs 10 pages, {secs} s each ...");
+    let sim = SimHandle::start_with(|o| {
+        o.items = 100;
+        o.page_size = 10;
+    });
+    report.section(&format!(
+        "Pagination: {ENDPOINTS} endpoints every {} s, a list of 100 items in DRF pages of 10",
+        interval.as_secs()
+    ));
+    let mut per_poll = Vec::new();
+    for (paginate, what) in [
+        ("none", "1 page (`paginate = \"none\"`, 10 items)"),
+        ("auto", "10 pages (`paginate = \"auto\"`, 100 items joined)"),
+    ] {
+        let tag = format!("pg-{paginate}-");
+        let s = pages_setup(&sim, &tag, ENDPOINTS, interval, paginate);
+        let d = Daemon::start(&s, &[]);
+        std::thread::sleep(interval + Duration::from_secs(2));
+        sim.sim.take_arrivals();
+        let cpu0 = cpu(d.pid());
+        std::thread::sleep(Duration::from_secs(secs));
+        let cpu1 = cpu(d.pid());
+        let got: Vec<String> = sim
+            .sim
+            .take_arrivals()
+            .into_iter()
+            .map(|(q, _)| q)
+            .filter(|q| q.contains(&format!("ep={tag}")))
+            .collect();
+        d.stop();
+        // A poll's first request is the one without a page number.
+        let polls = got
+            .iter()
+            .filter(|q| !q.split('&').any(|kv| kv.starts_with("page=")))
+            .count();
+        let db = s.dir.path().join("state.db");
+        let (rows, pages, items): (i64, f64, f64) = rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*), AVG(pages), AVG(items) FROM polls WHERE error IS NULL",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+            })
+            .unwrap_or((0, 0.0, 0.0));
+        let us = (cpu1 - cpu0).as_secs_f64() * 1e6 / polls.max(1) as f64;
+        report.row(
+            &format!("daemon CPU per poll, {what}"),
+            &format!(
+                "{us:.1} µs ({polls} polls, {} requests in {secs} s; rows: {rows}, {pages:.1} pages and {items:.0} items on average)",
+                got.len()
+            ),
+        );
+        per_poll.push(us);
+    }
+    if let [one, ten] = per_poll[..] {
+        report.row(
+            "10-page poll / 1-page poll",
+            &format!(
+                "{:.2}x (target: at most about 10x); per page {:.1} µs",
+                ten / one,
+                ten / 10.0
+            ),
+        );
+    }
+}
+
+/// One account of `endpoints` endpoints polling the 100-item list with `paginate`.
+fn pages_setup(
+    sim: &SimHandle,
+    tag: &str,
+    endpoints: usize,
+    interval: Duration,
+    paginate: &str,
+) -> Setup {
+    let dir = tempfile::Builder::new()
+        .prefix("oauth-poller-bench-")
+        .tempdir()
+        .unwrap();
+    let seed = dir.path().join("seed.json");
+    std::fs::write(&seed, sim.sim.issue_seed()).unwrap();
+    let mut cfg = format!(
+        "[daemon]\ndatabase = \"{}\"\ninterval = \"{}ms\"\ntimeout = \"10s\"\n\n\
+         [[account]]\nname = \"a\"\nbase_url = \"http://{}/api/\"\nseed_file = \"{}\"\n\n\
+         [account.oauth2]\ntoken_url = \"oauth/token/\"\nclient_id = \"demo-client\"\n\
+         client_secret = \"demo-client-secret\"\nclient_auth = \"body\"\n",
+        dir.path().join("state.db").display(),
+        interval.as_millis(),
+        sim.addr,
+        seed.display()
+    );
+    let mut order = Vec::new();
+    for e in 0..endpoints {
+        let t = format!("{tag}{e}");
+        write!(
+            cfg,
+            "\n[[account.endpoint]]\nname = \"e{e}\"\npath = \"v1/links/\"\nquery = {{ ep = \"{t}\" }}\npaginate = \"{paginate}\"\n"
+        )
+        .unwrap();
+        order.push(t);
+    }
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, cfg).unwrap();
+    Setup {
+        dir,
+        config,
+        interval,
+        order,
+    }
 }
 
 fn sim_clear_faults(sim: &SimHandle) {

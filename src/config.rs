@@ -115,7 +115,33 @@ pub struct Endpoint {
     pub url: Url,
     pub interval: Duration,
     pub on_change: Vec<String>,
+    /// How the endpoint's collection pages (docs/pagination.md).
+    pub paginate: Paginate,
+    /// The most pages one poll fetches; the rest of a longer collection is left for later
+    /// and the poll is stored as partial.
+    pub max_pages: u32,
 }
+
+/// Where an endpoint's next page is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Paginate {
+    /// Follow whichever of the styles below the first page shows, else one page.
+    Auto,
+    /// One request, one page: the answer as it is.
+    None,
+    /// JSON:API (SciNote): `links.next`, items in `data`.
+    Jsonapi,
+    /// Django REST framework (iNode): `next`, items in `results`.
+    Drf,
+    /// RFC 8288: a `Link: <...>; rel="next"` response header.
+    Link,
+}
+
+/// `max_pages` when the endpoint does not say.
+pub const DEFAULT_MAX_PAGES: u32 = 100;
+/// The largest `max_pages` accepted: a poll must end in reasonable time.
+pub const MAX_MAX_PAGES: u32 = 10_000;
 
 impl Account {
     /// The `Authorization` header value for a token.
@@ -229,6 +255,8 @@ struct RawEndpoint {
     #[serde(default, deserialize_with = "de_duration")]
     interval: Option<Duration>,
     on_change: Option<Vec<String>>,
+    paginate: Option<Paginate>,
+    max_pages: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -577,11 +605,21 @@ impl Ctx<'_> {
                     "must be greater than zero",
                 ));
             }
+            let max_pages = e.max_pages.unwrap_or(DEFAULT_MAX_PAGES);
+            if !(1..=MAX_MAX_PAGES).contains(&max_pages) {
+                return Err(self.err(
+                    None,
+                    &format!("{key}.max_pages"),
+                    format!("must be between 1 and {MAX_MAX_PAGES}"),
+                ));
+            }
             endpoints.push(Endpoint {
                 name,
                 url,
                 interval,
                 on_change: e.on_change.unwrap_or_default(),
+                paginate: e.paginate.unwrap_or(Paginate::Auto),
+                max_pages,
             });
         }
         Ok(Account {

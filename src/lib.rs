@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;
+pub mod pagination;
 pub mod poller;
 pub mod running;
 pub mod seed;

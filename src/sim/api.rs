@@ -9,8 +9,9 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-/// Page size of the DRF list endpoints when paginated.
-const PAGE_SIZE: usize = 10;
+/// The largest page a paginated list serves, whatever the request asks (DRF's `max_page_size`,
+/// kaminari's `max_per_page`).
+const MAX_PAGE_SIZE: usize = 100;
 
 pub(crate) fn handle(sim: &Simulator, parts: &Parts) -> Response {
     match sim.inner.opts.profile {
@@ -95,24 +96,34 @@ fn inode(sim: &Simulator, parts: &Parts) -> Response {
     if has(&q, "no_pagination") {
         return util::json(StatusCode::OK, &Value::Array(items));
     }
-    let page = match get(&q, "page").map(str::parse::<usize>) {
-        None => 1,
-        Some(Ok(p)) if p >= 1 => p,
-        _ => return util::json(StatusCode::NOT_FOUND, &json!({"detail": "Invalid page."})),
+    // DRF's PageNumberPagination with `page_size_query_param = "page_size"`.
+    let (Ok(page), Ok(size)) = (
+        util::page_param(&q, "page", 1),
+        util::page_param(&q, "page_size", sim.inner.opts.page_size),
+    ) else {
+        return util::json(StatusCode::NOT_FOUND, &json!({"detail": "Invalid page."}));
     };
-    let pages = items.len().div_ceil(PAGE_SIZE).max(1);
+    let size = size.min(MAX_PAGE_SIZE);
+    let pages = items.len().div_ceil(size).max(1);
     if page > pages {
         return util::json(StatusCode::NOT_FOUND, &json!({"detail": "Invalid page."}));
     }
     let host = util::host(&parts.headers);
+    // As DRF builds them: the request's absolute URL with `page` replaced (dropped for page 1).
     let link = |p: usize| match p {
-        1 => Value::from(format!("http://{host}{path}")),
-        _ => Value::from(format!("http://{host}{path}?page={p}")),
+        1 => Value::from(format!(
+            "http://{host}{}",
+            util::without_param(&parts.uri, "page")
+        )),
+        _ => Value::from(format!(
+            "http://{host}{}",
+            util::with_param(&parts.uri, "page", &p.to_string())
+        )),
     };
     let results: Vec<Value> = items
         .iter()
-        .skip((page - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
+        .skip((page - 1) * size)
+        .take(size)
         .cloned()
         .collect();
     util::json(
@@ -123,6 +134,54 @@ fn inode(sim: &Simulator, parts: &Parts) -> Response {
             "previous": if page > 1 { link(page - 1) } else { Value::Null },
             "results": results,
         }),
+    )
+}
+
+/// One page of `items` with an RFC 8288 `Link` header (`?page=N&per_page=M`, GitHub's
+/// style): `next`, `prev`, `first`, `last`. `wrap` shapes the page's items into the body.
+fn link_page(
+    sim: &Simulator,
+    parts: &Parts,
+    items: Vec<Value>,
+    wrap: impl Fn(Vec<Value>) -> Value,
+) -> Response {
+    let q = query_pairs(&parts.uri);
+    let (Ok(page), Ok(size)) = (
+        util::page_param(&q, "page", 1),
+        util::page_param(&q, "per_page", sim.inner.opts.page_size),
+    ) else {
+        return util::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"message": "page and per_page must be positive integers"}),
+        );
+    };
+    let size = size.min(MAX_PAGE_SIZE);
+    let pages = items.len().div_ceil(size).max(1);
+    let host = util::host(&parts.headers);
+    let url = |p: usize| {
+        format!(
+            "http://{host}{}",
+            util::with_param(&parts.uri, "page", &p.to_string())
+        )
+    };
+    let mut links = Vec::new();
+    if page < pages {
+        links.push(format!("<{}>; rel=\"next\"", url(page + 1)));
+    }
+    if page > 1 {
+        links.push(format!("<{}>; rel=\"prev\"", url((page - 1).min(pages))));
+    }
+    links.push(format!("<{}>; rel=\"first\"", url(1)));
+    links.push(format!("<{}>; rel=\"last\"", url(pages)));
+    let body: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1).saturating_mul(size))
+        .take(size)
+        .collect();
+    with_header(
+        util::json(StatusCode::OK, &wrap(body)),
+        header::LINK,
+        links.join(", "),
     )
 }
 
@@ -225,10 +284,39 @@ fn scinote(sim: &Simulator, parts: &Parts) -> Response {
             }}),
         })
         .collect();
-    let url = format!("http://{host}{path}?page%5Bnumber%5D=1&page%5Bsize%5D=10");
+    // SciNote's API (jsonapi-serializer + kaminari): `page[number]`, `page[size]`, and
+    // absolute `links`; a page past the last is an empty `data`.
+    let q = query_pairs(&parts.uri);
+    let (Ok(page), Ok(size)) = (
+        util::page_param(&q, "page[number]", 1),
+        util::page_param(&q, "page[size]", sim.inner.opts.page_size),
+    ) else {
+        return jsonapi(
+            StatusCode::BAD_REQUEST,
+            json!({"errors": [{"id": "400", "status": 400, "title": "Bad request", "detail": "page[number] and page[size] must be positive integers"}]}),
+        );
+    };
+    let size = size.min(MAX_PAGE_SIZE);
+    let pages = data.len().div_ceil(size).max(1);
+    let url = |p: usize| {
+        Value::from(format!(
+            "http://{host}{path}?page%5Bnumber%5D={p}&page%5Bsize%5D={size}"
+        ))
+    };
+    let data: Vec<Value> = data
+        .into_iter()
+        .skip((page - 1).saturating_mul(size))
+        .take(size)
+        .collect();
     jsonapi(
         StatusCode::OK,
-        json!({"data": data, "links": {"self": url, "first": url, "prev": null, "next": null, "last": url}}),
+        json!({"data": data, "links": {
+            "self": url(page),
+            "first": url(1),
+            "prev": if page > 1 { url((page - 1).min(pages)) } else { Value::Null },
+            "next": if page < pages { url(page + 1) } else { Value::Null },
+            "last": url(pages),
+        }}),
     )
 }
 
@@ -274,6 +362,9 @@ fn bare(sim: &Simulator, parts: &Parts) -> Response {
             .map(|i| json!({"id": i, "body": format!("Reply {i} (generation {e})"), "read": false}))
             .collect()
     };
+    if sim.inner.opts.link_pages {
+        return link_page(sim, parts, data, |d| json!({ "data": d }));
+    }
     util::json(StatusCode::OK, &json!({ "data": data }))
 }
 
@@ -316,6 +407,12 @@ fn citesphere(sim: &Simulator, parts: &Parts) -> Response {
     }
     let o = &sim.inner.opts;
     let e = epoch(sim);
+    if path == "/api/v1/groups" && o.link_pages {
+        let groups = (1..=o.items)
+            .map(|i| json!({"id": 1000 + i, "name": format!("Group {i}"), "numItems": i as u64 * 10 + e, "version": e, "type": "group"}))
+            .collect();
+        return link_page(sim, parts, groups, Value::Array);
+    }
     let body = match path {
         "/api/v1/groups" => Value::Array(
             (1..=o.items)

@@ -35,6 +35,12 @@ pub struct SimulateArgs {
     /// Items per list endpoint.
     #[arg(long, default_value_t = 3)]
     pub items: usize,
+    /// Items per page of a paginated list (iNode without `no_pagination`, SciNote, `--link-pages`).
+    #[arg(long, default_value_t = 10)]
+    pub page_size: usize,
+    /// Citesphere's and the bare-token site's lists page with an RFC 8288 `Link` header.
+    #[arg(long)]
+    pub link_pages: bool,
     /// Change the list contents every SECS seconds.
     #[arg(long, value_name = "SECS")]
     pub change_every: Option<u64>,
@@ -73,6 +79,8 @@ impl SimulateArgs {
         o.echo_refresh = !self.omit_refresh_token;
         o.allow_client_credentials = self.client_credentials;
         o.items = self.items;
+        o.page_size = self.page_size.max(1);
+        o.link_pages = self.link_pages;
         o.change_every = self
             .change_every
             .filter(|s| *s > 0)

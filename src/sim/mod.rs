@@ -71,6 +71,13 @@ pub struct SimOptions {
     pub code_ttl: Duration,
     /// How many items each list endpoint returns.
     pub items: usize,
+    /// Items per page where a list pages: iNode's DRF lists (unless `no_pagination`),
+    /// SciNote's JSON:API lists, and every list with `link_pages`. A request may ask for
+    /// another size (`page_size`, `page[size]`, `per_page`).
+    pub page_size: usize,
+    /// Lists that would answer in one piece (Citesphere's groups, the bare-token site's
+    /// listings) page instead with an RFC 8288 `Link` header, `?page=N&per_page=M`.
+    pub link_pages: bool,
     /// The list contents change this often (None: static).
     pub change_every: Option<Duration>,
     /// Faults active from the start (the same as posting them to `/_sim/fault`).

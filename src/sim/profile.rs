@@ -169,6 +169,8 @@ pub(crate) fn defaults(profile: Profile) -> SimOptions {
         scope: scope.to_owned(),
         code_ttl: secs(300),
         items: 3,
+        page_size: 10,
+        link_pages: false,
         change_every: None,
         faults: Vec::new(),
     }

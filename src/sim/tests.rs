@@ -825,3 +825,61 @@ fn simulate_args_and_example_config() {
     let c = example_config(&SimOptions::new(Profile::Citesphere), "http://h", "d", "s");
     assert!(c.contains("token_request = \"query\""));
 }
+
+#[tokio::test]
+async fn scinote_jsonapi_and_link_header_pages() {
+    let mut o = SimOptions::new(Profile::Scinote);
+    o.items = 25;
+    let r = start(o).await;
+    let a = r.addr;
+    let seed: Value = serde_json::from_str(&r.sim.issue_seed()).unwrap();
+    let bearer = format!("Bearer {}", seed["access_token"].as_str().unwrap());
+    let p = "/api/v1/teams/1/projects";
+    let first = get(a, p, Some(&bearer)).await.json();
+    assert_eq!(first["data"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        first["links"]["next"],
+        format!("http://{a}{p}?page%5Bnumber%5D=2&page%5Bsize%5D=10")
+    );
+    let last = get(a, &format!("{p}?page%5Bnumber%5D=3"), Some(&bearer))
+        .await
+        .json();
+    assert_eq!(last["data"].as_array().unwrap().len(), 5);
+    assert!(last["links"]["next"].is_null());
+    let big = get(a, &format!("{p}?page[size]=30"), Some(&bearer))
+        .await
+        .json();
+    assert_eq!(big["data"].as_array().unwrap().len(), 25);
+    let past = get(a, &format!("{p}?page[number]=9"), Some(&bearer))
+        .await
+        .json();
+    assert_eq!(past["data"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        get(a, &format!("{p}?page[number]=0"), Some(&bearer))
+            .await
+            .status,
+        400
+    );
+    r.stop().await;
+
+    let mut o = SimOptions::new(Profile::Citesphere);
+    o.items = 25;
+    o.link_pages = true;
+    let r = start(o).await;
+    let a = r.addr;
+    let seed: Value = serde_json::from_str(&r.sim.issue_seed()).unwrap();
+    let bearer = format!("Bearer {}", seed["access_token"].as_str().unwrap());
+    let page = get(a, "/api/v1/groups?x=1", Some(&bearer)).await;
+    assert_eq!(page.json().as_array().unwrap().len(), 10);
+    let link = page.header("link").unwrap().to_string();
+    assert!(
+        link.starts_with(&format!(
+            "<http://{a}/api/v1/groups?x=1&page=2>; rel=\"next\""
+        )),
+        "{link}"
+    );
+    let last = get(a, "/api/v1/groups?page=3", Some(&bearer)).await;
+    assert_eq!(last.json().as_array().unwrap().len(), 5);
+    assert!(!last.header("link").unwrap().contains("rel=\"next\""));
+    r.stop().await;
+}

@@ -157,3 +157,56 @@ pub(crate) fn host(headers: &HeaderMap) -> &str {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost")
 }
+
+/// The request's path and query with `key` set to `value` (added, or replaced in place), the
+/// other parameters kept: how DRF and Rails build their page links.
+pub(crate) fn with_param(uri: &axum::http::Uri, key: &str, value: &str) -> String {
+    let mut pairs = query_pairs(uri);
+    match pairs.iter_mut().find(|(k, _)| k == key) {
+        Some(p) => p.1 = value.to_owned(),
+        None => pairs.push((key.to_owned(), value.to_owned())),
+    }
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &pairs {
+        // `?no_pagination` stays a bare key.
+        if v.is_empty() {
+            s.append_key_only(k);
+        } else {
+            s.append_pair(k, v);
+        }
+    }
+    format!("{}?{}", uri.path(), s.finish())
+}
+
+/// The request's path and query without `key`.
+pub(crate) fn without_param(uri: &axum::http::Uri, key: &str) -> String {
+    let pairs: Vec<_> = query_pairs(uri)
+        .into_iter()
+        .filter(|(k, _)| k != key)
+        .collect();
+    if pairs.is_empty() {
+        return uri.path().to_owned();
+    }
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &pairs {
+        if v.is_empty() {
+            s.append_key_only(k);
+        } else {
+            s.append_pair(k, v);
+        }
+    }
+    format!("{}?{}", uri.path(), s.finish())
+}
+
+/// A positive page number or size from the query; `Err` for one that is not.
+pub(crate) fn page_param(
+    pairs: &[(String, String)],
+    key: &str,
+    default: usize,
+) -> Result<usize, ()> {
+    match get(pairs, key).map(str::parse::<usize>) {
+        None => Ok(default),
+        Some(Ok(n)) if n >= 1 => Ok(n),
+        _ => Err(()),
+    }
+}

@@ -9,6 +9,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_authorizations.sql")),
     (3, include_str!("../../migrations/0003_reserve.sql")),
+    (4, include_str!("../../migrations/0004_poll_pages.sql")),
 ];
 
 pub fn latest() -> i64 {

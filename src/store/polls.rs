@@ -24,6 +24,10 @@ pub struct PollRecord {
     pub error: Option<String>,
     pub body: Option<Vec<u8>>,
     pub body_hash: Option<String>,
+    /// Pages fetched in full (None: the poll failed before its first page).
+    pub pages: Option<u32>,
+    /// The poll stopped at `max_pages`: the body is not the whole collection.
+    pub partial: bool,
 }
 
 /// A stored poll, for `status` and `history`.
@@ -40,6 +44,8 @@ pub struct PollRow {
     pub items: Option<i64>,
     pub changed: Option<bool>,
     pub error: Option<String>,
+    pub pages: Option<i64>,
+    pub partial: Option<bool>,
 }
 
 /// Rows waiting for the writer, and who waits for them to be committed.
@@ -188,7 +194,8 @@ fn insert_batch(conn: &Connection, batch: &[PollRecord]) -> rusqlite::Result<()>
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO polls (account, endpoint, started_at, duration_ms, status, bytes, items, \
-             changed, error, body, body_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             changed, error, body, body_hash, pages, partial) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         for p in batch {
             let body: Option<rusqlite::types::Value> =
@@ -208,6 +215,8 @@ fn insert_batch(conn: &Connection, batch: &[PollRecord]) -> rusqlite::Result<()>
                 p.error,
                 body,
                 p.body_hash,
+                p.pages,
+                p.partial,
             ])?;
         }
     }
@@ -232,11 +241,13 @@ fn poll_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PollRow> {
         items: r.get(7)?,
         changed: r.get(8)?,
         error: r.get(9)?,
+        pages: r.get(10)?,
+        partial: r.get(11)?,
     })
 }
 
-const POLL_COLUMNS: &str =
-    "id, account, endpoint, started_at, duration_ms, status, bytes, items, changed, error";
+const POLL_COLUMNS: &str = "id, account, endpoint, started_at, duration_ms, status, bytes, items, \
+     changed, error, pages, partial";
 
 impl Store {
     /// Recent polls, newest first.

@@ -81,6 +81,13 @@ def run(cfg):
     page = r.json()
     check("devices paginated page", r.status_code == 200 and page["count"] == 4 and len(page["results"]) == 2
           and page["next"] and page["previous"] is None, r.text)
+    pages, url = [], base + "v1/measurements/"
+    while url and len(pages) < 5:
+        r = requests.get(url, headers=hdr)
+        pages.append(r.json())
+        url = pages[-1].get("next")
+    check("measurements: 25 rows over 3 pages of 10", [len(p["results"]) for p in pages] == [10, 10, 5]
+          and pages[0]["count"] == 25, pages)
     r = requests.get(links + "?no_pagination")
     check("no credentials -> 401 Bearer", r.status_code == 401
           and r.headers.get("WWW-Authenticate", "").startswith("Bearer"), (r.status_code, r.headers))

@@ -53,7 +53,7 @@ def provision(creds, redirect_uri):
     from oauth2_provider.models import Application
     from rest_framework.authtoken.models import Token
 
-    from inode.models import Device, Link
+    from inode.models import Device, Link, Measurement
 
     call_command("migrate", verbosity=0, interactive=False)
     user, _ = User.objects.get_or_create(username="owner", defaults={"is_staff": True})
@@ -75,6 +75,10 @@ def provision(creds, redirect_uri):
                 for i, kind in enumerate(["bluetooth", "radar", "bluetooth", "camera"], 1)]
         for i, (a, b, length) in enumerate([(0, 1, 850), (1, 2, 1200), (2, 3, 430)], 1):
             Link.objects.create(name=f"Link {i}", start=devs[a], end=devs[b], length_m=length)
+    if not Measurement.objects.exists():
+        devs = list(Device.objects.order_by("id"))
+        for i in range(25):
+            Measurement.objects.create(device=devs[i % len(devs)], value=100 + i)
     return api_key
 
 

@@ -16,6 +16,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod operator_defects;
+mod pagination;
 mod poll_once;
 mod polling;
 mod props;

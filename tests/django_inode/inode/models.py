@@ -12,3 +12,9 @@ class Link(models.Model):
     start = models.ForeignKey(Device, related_name="+", on_delete=models.CASCADE)
     end = models.ForeignKey(Device, related_name="+", on_delete=models.CASCADE)
     length_m = models.IntegerField()
+
+
+class Measurement(models.Model):
+    """A sensor reading: the list that is polled paginated (25 rows, pages of 10)."""
+    device = models.ForeignKey(Device, related_name="+", on_delete=models.CASCADE)
+    value = models.IntegerField()

@@ -1,4 +1,5 @@
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication, TokenHasScope
 from oauth2_provider.models import AccessToken, RefreshToken
 from rest_framework import generics, serializers
@@ -7,7 +8,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 
 from . import middleware
-from .models import Device, Link
+from .models import Device, Link, Measurement
 
 
 class SyncScope(TokenHasScope):
@@ -29,6 +30,18 @@ class OptionalPagination(PageNumberPagination):
         if "no_pagination" in request.query_params:
             return None
         return super().paginate_queryset(queryset, request, view)
+
+
+class MeasurementPagination(OptionalPagination):
+    """Page-number pagination as DRF ships it, pages of 10 (25 rows: 3 pages)."""
+
+    page_size = 10
+
+
+class MeasurementSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Measurement
+        fields = ["id", "device", "value"]
 
 
 class DeviceSerializer(serializers.ModelSerializer):
@@ -59,6 +72,21 @@ class LinkList(ApiList):
 class DeviceList(ApiList):
     queryset = Device.objects.order_by("id")
     serializer_class = DeviceSerializer
+
+
+class MeasurementList(ApiList):
+    queryset = Measurement.objects.order_by("id")
+    serializer_class = MeasurementSerializer
+    pagination_class = MeasurementPagination
+
+
+@csrf_exempt
+def test_touch_measurement(request, pk):
+    """Test-only (loopback fixture): a new reading for one row, as a sensor would send."""
+    m = Measurement.objects.get(pk=pk)
+    m.value += 1
+    m.save()
+    return JsonResponse({"id": m.id, "value": m.value})
 
 
 def test_state(request):
