@@ -7,6 +7,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_authorizations.sql")),
     (3, include_str!("../../migrations/0003_reserve.sql")),
+    (5, include_str!("../../migrations/0005_store_key.sql")),
 ];
 
 pub fn latest() -> i64 {
