@@ -2,7 +2,8 @@
 //! the directory they live in decides who can replace them or plant a symlink where a
 //! journal is about to be written. Before the store is opened: the database must be the
 //! running user's and private to it (no group or other permission bits), and its directory
-//! must be the running user's (or root's) and writable by nobody else. Anything else is
+//! must be the running user's (or root's) and writable by nobody else. Root may use any
+//! user's store (see [`may_use`]); the permission bits are checked for root too. Anything else is
 //! refused as bad input (exit 2) naming the path and the fix, before a token is written.
 //!
 //! A directory readable by others is accepted: it shows file names, not their contents
@@ -22,7 +23,7 @@ pub fn check(db: &Path) -> Result<(), Error> {
     };
     if let Ok(meta) = std::fs::metadata(dir) {
         let mode = meta.mode() & 0o777;
-        if meta.uid() != me && meta.uid() != 0 {
+        if !may_use(me, meta.uid()) && meta.uid() != 0 {
             return Err(refuse(
                 dir,
                 format!(
@@ -43,7 +44,7 @@ pub fn check(db: &Path) -> Result<(), Error> {
     }
     if let Ok(meta) = std::fs::metadata(db) {
         let mode = meta.mode() & 0o777;
-        if meta.uid() != me {
+        if !may_use(me, meta.uid()) {
             return Err(refuse(
                 db,
                 format!(
@@ -63,6 +64,13 @@ pub fn check(db: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Files of another user are refused, except to root: an operator running `sudo oauth-poller
+/// status` (or `seed`) on the service user's store is the normal case, and root could read
+/// and replace them anyway.
+fn may_use(me: u32, owner: u32) -> bool {
+    owner == me || me == 0
 }
 
 fn refuse(path: &Path, message: String) -> Error {

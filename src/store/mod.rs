@@ -38,8 +38,8 @@ pub struct Store {
 impl Store {
     /// Opens (creating with mode 0600 if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        create_private(path)?;
         access::check(path)?;
+        create_private(path)?;
         let conn = connect(path, true)?;
         let store = Store {
             path: path.to_path_buf(),

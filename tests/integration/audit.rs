@@ -117,13 +117,27 @@ fn a_shared_state_directory_or_database_is_refused_and_new_directories_are_0700(
     }
     chmod(&sub, 0o700);
 
-    std::os::unix::fs::chown(&sub, Some(65534), None).unwrap();
-    assert_refused(
-        &run(Some(&config), &["poll-once"]),
-        &sub,
-        "belongs to uid 65534",
-    );
-    std::os::unix::fs::chown(&sub, Some(0), None).unwrap();
+    // Another user's directory, to a user other than root: refused. (Root may use the
+    // service user's store: `sudo oauth-poller status`.)
+    for p in [dir.path(), state.as_path()] {
+        chmod(p, 0o711);
+    }
+    chmod(&config, 0o644);
+    chmod(&dir.path().join("client-secret"), 0o644);
+    std::os::unix::fs::chown(&sub, Some(65534), Some(65534)).unwrap();
+    let as_another_user = Command::new("setpriv")
+        .args(["--reuid=65533", "--regid=65533", "--clear-groups"])
+        .arg(bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("poll-once")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_refused(&as_another_user, &sub, "belongs to uid 65534");
+    let out = run(Some(&config), &["status"]);
+    assert!(out.status.success(), "root: {}", text(&out));
+    std::os::unix::fs::chown(&sub, Some(0), Some(0)).unwrap();
 
     for m in [0o644, 0o640, 0o604] {
         chmod(&db, m);
