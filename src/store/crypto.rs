@@ -230,7 +230,8 @@ mod tests {
     #[test]
     fn hex_key_with_a_multibyte_character_is_an_error_not_a_panic() {
         let dir = std::env::temp_dir().join(format!("oauth-poller-key-{}", std::process::id()));
-        std::fs::write(&dir, format!("é{}", "a".repeat(62))).unwrap();
+        // 64 bytes; the two-byte character straddles the first pair of hex digits.
+        std::fs::write(&dir, format!("aé{}", "a".repeat(61))).unwrap();
         let e = read_key_file(&dir).unwrap_err();
         let _ = std::fs::remove_file(&dir);
         assert!(!e.contains("aaaa"), "{e}");

@@ -185,7 +185,9 @@ fn a_key_file_with_a_multibyte_character_is_bad_input_and_never_printed() {
     let config = config(dir.path(), &db, "http://127.0.0.1:9/api/");
     let key = dir.path().join("store-key");
     let secret_part = "k".repeat(62);
-    write_file(&key, &format!("é{secret_part}"));
+    // The two-byte character straddles the first pair of hex digits.
+    write_file(&key, &format!("k{}", secret_part.replacen("k", "é", 1)));
+    assert!(std::fs::read_to_string(&key).unwrap().starts_with("ké"));
     assert_eq!(std::fs::metadata(&key).unwrap().len(), 64);
     let cfg = std::fs::read_to_string(&config).unwrap().replacen(
         "[daemon]\n",
