@@ -104,25 +104,33 @@ pub fn seal(at: Binding<'_>, plain: &str) -> String {
 }
 
 pub fn seal_with(key: &[u8; 32], at: Binding<'_>, plain: &str) -> String {
+    format!("{PREFIX}{}", encrypt(key, &at.aad(), plain))
+}
+
+/// A value of the older `enc:v1:` form, as the stores of earlier versions hold.
+#[cfg(test)]
+pub(crate) fn seal_v1(key: &[u8; 32], account: &str, column: &str, plain: &str) -> String {
+    let aad = format!("oauth-poller:v1:{account}:{column}").into_bytes();
+    format!("{PREFIX_V1}{}", encrypt(key, &aad, plain))
+}
+
+/// base64(nonce || ciphertext) under a fresh random nonce.
+fn encrypt(key: &[u8; 32], aad: &[u8], plain: &str) -> String {
     let cipher = XChaCha20Poly1305::new(key.into());
     let mut nonce = [0u8; NONCE];
     rand::rng().fill(&mut nonce[..]);
-    let aad = at.aad();
     let sealed = cipher
         .encrypt(
             XNonce::from_slice(&nonce),
             Payload {
                 msg: plain.as_bytes(),
-                aad: &aad,
+                aad,
             },
         )
         .expect("XChaCha20-Poly1305 encryption does not fail");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
-    format!(
-        "{PREFIX}{}",
-        base64::engine::general_purpose::STANDARD.encode(out)
-    )
+    base64::engine::general_purpose::STANDARD.encode(out)
 }
 
 /// The secret behind a stored value. Without a key a plaintext value is returned as it is;

@@ -23,14 +23,18 @@ const CHECK: Binding<'static> = Binding {
 
 /// Settles the store for the installed key (or none): see the module documentation.
 pub(crate) fn settle(store: &Store) -> Result<(), Error> {
-    match (crypto::installed(), check_value(store)?) {
+    settle_with(store, crypto::installed().as_deref())
+}
+
+fn settle_with(store: &Store, key: Option<&[u8; 32]>) -> Result<(), Error> {
+    match (key, check_value(store)?) {
         (None, None) => Ok(()),
         (None, Some(_)) => Err(Error::runtime(format!(
             "database {}: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key",
             store.path.display()
         ))),
-        (Some(key), Some(check)) => verify(store, &key, &check),
-        (Some(key), None) => seal_all(store, &key),
+        (Some(key), Some(check)) => verify(store, key, &check),
+        (Some(key), None) => seal_all(store, key),
     }
 }
 
@@ -224,5 +228,81 @@ impl Store {
             put_check(self, new_key)
         })?;
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(store: &Store, sql: &str) -> String {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// A store of an earlier version: an `enc:v1:` access token, a plaintext refresh token
+    /// and PKCE verifier. The first open with the key seals them all for their rows; then a
+    /// wrong key or no key is refused, and the values read back.
+    #[test]
+    fn the_first_open_with_a_key_converts_old_values_and_marks_the_store() {
+        let dir = std::env::temp_dir().join(format!("oauth-poller-keyed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().create(&dir).unwrap();
+        let store = Store::open(&dir.join("state.db")).unwrap();
+        let key = [9u8; 32];
+        store
+            .conn
+            .execute(
+                "INSERT INTO tokens (account, access_token, refresh_token, obtained_at, obtained_by, generation) \
+                 VALUES ('a', ?1, 'RT-plain', 0, 'seed', 4)",
+                [crypto::seal_v1(&key, "a", "access_token", "AT-old")],
+            )
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO authorizations (account, state, code_verifier, created_at) \
+                 VALUES ('a', 'st8', 'verifier-plain', 0)",
+                [],
+            )
+            .unwrap();
+        assert!(
+            settle_with(&store, Some(&[1u8; 32])).is_err(),
+            "a v1 value under another key"
+        );
+        settle_with(&store, Some(&key)).unwrap();
+        let at = |column, instance| Binding {
+            account: "a",
+            column,
+            instance,
+        };
+        for (sql, binding, want) in [
+            (
+                "SELECT access_token FROM tokens",
+                at("access_token", "4"),
+                "AT-old",
+            ),
+            (
+                "SELECT refresh_token FROM tokens",
+                at("refresh_token", "4"),
+                "RT-plain",
+            ),
+            (
+                "SELECT code_verifier FROM authorizations",
+                at("code_verifier", "st8"),
+                "verifier-plain",
+            ),
+        ] {
+            let stored = raw(&store, sql);
+            assert!(stored.starts_with(crypto::PREFIX), "{stored}");
+            assert_eq!(crypto::open_with(&key, binding, &stored).unwrap(), want);
+        }
+        settle_with(&store, Some(&key)).unwrap();
+        let wrong = settle_with(&store, Some(&[1u8; 32]))
+            .unwrap_err()
+            .to_string();
+        assert!(wrong.contains("wrong encryption key"), "{wrong}");
+        let none = settle_with(&store, None).unwrap_err().to_string();
+        assert!(none.contains("encryption_key_file"), "{none}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
