@@ -89,6 +89,13 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         timeout: u64,
     },
+    /// Re-encrypt every secret in the store with a new key (stop the daemon first; then
+    /// point daemon.encryption_key_file at the new key)
+    Rekey {
+        /// The new key file: 32 raw bytes, 64 hex digits or base64 of 32 bytes
+        #[arg(value_name = "NEW_KEY_FILE")]
+        new_key_file: PathBuf,
+    },
     /// Print a valid access token (refreshing first if needed)
     Token {
         /// The account (its `name` in the configuration)
@@ -264,6 +271,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             runtime()?.block_on(crate::authorize::run(&config, account, mode))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rekey { new_key_file } => {
+            let config = load(&cli)?;
+            let new_key = crate::store::crypto::read_key_file(new_key_file).map_err(|m| {
+                InputError::new(new_key_file.display().to_string(), m).key("NEW_KEY_FILE")
+            })?;
+            let store = crate::store::Store::open(&config.daemon.database)?;
+            let count = store.rekey(&new_key)?;
+            println!(
+                "re-encrypted {count} stored secret(s) of {} with {}: set daemon.encryption_key_file to it before the next start",
+                config.daemon.database.display(),
+                new_key_file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token {
             account: name,
             header,
@@ -282,6 +303,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     .map_err(|e| Error::runtime(format!("account `{name}`: {e}")))
             })?;
             let value = access.authorization.expose_secret();
+            if !is_header_value(value) {
+                // The value came from the provider: printed raw, a CR/LF would smuggle a
+                // header (or a command) into whatever consumes the output. Never print it.
+                return Err(Error::runtime(format!(
+                    "account `{name}`: the stored access token holds characters an HTTP header cannot carry (control or non-ASCII); not printed: re-seed or re-authorize the account"
+                )));
+            }
             if *header {
                 println!("Authorization: {value}");
             } else {
@@ -318,6 +346,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Simulate(_) => unreachable!("handled above"),
     }
+}
+
+/// Printable ASCII and spaces only: what an `Authorization` header value may hold without
+/// escaping (no CR, LF or other control characters).
+fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
 }
 
 /// `status` and `history` read the store; the configuration, when it loads, adds the

@@ -5,7 +5,7 @@
 //! never echoed, not even in a type error.
 
 use crate::error::InputError;
-use crate::units::{parse_duration, parse_size};
+use crate::units::{bounded_secs, parse_duration, parse_size};
 use secrecy::SecretString;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -286,7 +286,7 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::E
     }
     match Option::<Raw>::deserialize(d)? {
         None => Ok(None),
-        Some(Raw::Seconds(s)) => Ok(Some(Duration::from_secs(s))),
+        Some(Raw::Seconds(s)) => bounded_secs(s).map(Some).map_err(de::Error::custom),
         Some(Raw::Text(t)) => parse_duration(&t).map(Some).map_err(de::Error::custom),
     }
 }
@@ -347,7 +347,11 @@ pub fn load(path: &Path, database: Option<&Path>) -> Result<Config, InputError> 
 /// Parses configuration text; `file` is the name used in errors.
 pub fn parse(file: &str, text: &str, database: Option<&Path>) -> Result<Config, InputError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
-    let ctx = Ctx { file, text };
+    let ctx = Ctx {
+        file,
+        text,
+        inline_secret: std::cell::Cell::new(false),
+    };
     let daemon = ctx.daemon(raw.daemon, database)?;
     let mut accounts: Vec<Account> = Vec::new();
     for spanned in raw.account {
@@ -365,6 +369,10 @@ pub fn parse(file: &str, text: &str, database: Option<&Path>) -> Result<Config, 
     }
     if accounts.is_empty() {
         return Err(InputError::new(file, "no [[account]] is configured").key("account"));
+    }
+    if ctx.inline_secret.get() {
+        // The file itself is then a secret file.
+        warn_if_readable_by_others(Path::new(file));
     }
     Ok(Config {
         path: PathBuf::from(file),
@@ -384,15 +392,34 @@ fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> InputError {
         let line_text = text.lines().nth(line - 1).unwrap_or("");
         if let Some((key, _)) = line_text.split_once('=') {
             let key = key.trim().trim_matches('"');
-            if SECRET_KEYS.contains(&key) {
-                err.message = "invalid value (not shown: it is a secret)".into();
-            }
             if !key.is_empty() && !key.starts_with('[') {
                 err = err.key(key);
             }
         }
+        if let Some(secret) = secret_key_in(line_text) {
+            err.message = "invalid value (not shown: it is a secret)".into();
+            err = err.key(secret);
+        }
     }
     err
+}
+
+/// The secret key assigned on this line, wherever it sits: `client_secret = ...`, a dotted
+/// key (`oauth2.client_secret = ...`) or an inline table (`oauth2 = { client_secret = ... }`).
+/// A line that assigns one may hold its value, so the error must not quote the line's value.
+fn secret_key_in(line: &str) -> Option<&'static str> {
+    let bytes = line.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    SECRET_KEYS.iter().copied().find(|key| {
+        line.match_indices(key).any(|(at, _)| {
+            let before = at.checked_sub(1).map(|i| bytes[i]);
+            if before.is_some_and(is_ident) {
+                return false;
+            }
+            let rest = line[at + key.len()..].trim_start_matches(['"', '\'']);
+            rest.trim_start().starts_with('=')
+        })
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -407,6 +434,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
+    /// Set when a secret is written in the file itself.
+    inline_secret: std::cell::Cell<bool>,
 }
 
 impl Ctx<'_> {
@@ -517,6 +546,14 @@ impl Ctx<'_> {
         }
         let base_url = self.url(&at("base_url"), &base, None, allow_http)?;
         let auth = raw.auth.unwrap_or(AuthKind::Oauth2);
+        let header_scheme = raw.header_scheme.unwrap_or_else(|| "Bearer".into());
+        if !header_scheme.bytes().all(is_tchar) {
+            return Err(self.err(
+                None,
+                &at("header_scheme"),
+                "must be an HTTP token such as Bearer or Token (letters, digits, !#$%&'*+-.^_`|~; no spaces or control characters), or empty",
+            ));
+        }
         let seed_file = raw
             .seed_file
             .map(|p| self.path(&at("seed_file"), &p))
@@ -626,7 +663,7 @@ impl Ctx<'_> {
             name: raw.name,
             base_url,
             auth,
-            header_scheme: raw.header_scheme.unwrap_or_else(|| "Bearer".into()),
+            header_scheme,
             seed_file,
             refresh_margin: raw.refresh_margin,
             refresh_warning: raw
@@ -722,6 +759,7 @@ impl Ctx<'_> {
             ));
         }
         if let Some(v) = inline {
+            self.inline_secret.set(true);
             return Ok(Some(SecretString::from(v)));
         }
         if let Some(f) = file {
@@ -805,6 +843,11 @@ impl Ctx<'_> {
         }
         Ok(url)
     }
+}
+
+/// A byte of an HTTP token (RFC 9110 `tchar`): what an authentication scheme is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 pub fn is_loopback(url: &Url) -> bool {

@@ -7,6 +7,9 @@
 //! `OAUTH_POLLER_ENDPOINT` (endpoint events), `OAUTH_POLLER_DETAIL` (never a secret) and
 //! `OAUTH_POLLER_FAILURES` (consecutive failures). `on_change` gets the new body on stdin
 //! and `OAUTH_POLLER_ACCOUNT` / `OAUTH_POLLER_ENDPOINT`.
+//!
+//! A hook's environment is cleared: besides its `OAUTH_POLLER_*` variables it gets only
+//! `PATH`, `LANG` and `TZ` from the daemon's (see [`INHERITED`]).
 
 use std::sync::RwLock;
 use std::time::Duration;
@@ -71,6 +74,18 @@ pub fn changed(command: &[String], account: &str, endpoint: &str, body: Vec<u8>)
     ));
 }
 
+/// What a hook inherits from the daemon's environment: only these. The rest may hold
+/// secrets (a `client_secret_env` variable, `CREDENTIALS_DIRECTORY`, whatever the service
+/// manager passed); even `OAUTH_POLLER_*` variables are not inherited, since one may be named
+/// by a `*_env` key: a hook's `OAUTH_POLLER_*` variables are the ones set for its event.
+const INHERITED: &[&str] = &["PATH", "LANG", "TZ"];
+
+fn inherited_env() -> impl Iterator<Item = (&'static str, std::ffi::OsString)> {
+    INHERITED
+        .iter()
+        .filter_map(|&name| std::env::var_os(name).map(|v| (name, v)))
+}
+
 async fn run(
     command: Vec<String>,
     env: Vec<(&'static str, String)>,
@@ -82,6 +97,8 @@ async fn run(
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
+        .env_clear()
+        .envs(inherited_env())
         .envs(env)
         .stdin(if stdin.is_some() {
             std::process::Stdio::piped()

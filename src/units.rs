@@ -3,6 +3,23 @@
 
 use std::time::Duration;
 
+/// The longest duration the configuration accepts (10 years). The daemon adds durations to
+/// clocks and multiplies them (a poll's budget is three timeouts): a bound far below
+/// `u64::MAX` seconds keeps that arithmetic from overflowing, and no schedule needs more.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86400);
+
+/// A duration of `secs` seconds, if it is within [`MAX_DURATION`].
+pub fn bounded_secs(secs: u64) -> Result<Duration, String> {
+    bounded(Duration::from_secs(secs), &secs.to_string())
+}
+
+fn bounded(d: Duration, text: &str) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        return Err(format!("`{text}` is too long: at most 3650d"));
+    }
+    Ok(d)
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -11,7 +28,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         format!("`{text}` is not a duration: write e.g. \"90s\", \"5m\", \"2h\", \"7d\"")
     })?;
     let secs_per = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
+        "ms" => return bounded(Duration::from_millis(n), text),
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
@@ -22,9 +39,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    n.checked_mul(secs_per)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    let secs = n
+        .checked_mul(secs_per)
+        .ok_or_else(|| format!("`{text}` is too long: at most 3650d"))?;
+    bounded(Duration::from_secs(secs), text)
 }
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -85,6 +103,10 @@ mod tests {
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        assert!(parse_duration("3651d").is_err());
+        assert!(parse_duration("18446744073709551615s").is_err());
+        assert!(bounded_secs(u64::MAX).is_err());
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn url_encoded(s: &str) -> String {
 }
 
 /// Server text shown in logs: printable, short, and with anything that looks like a token
-/// (a run of 16 or more token characters holding both letters and digits) replaced by
+/// (see [`looks_like_token`]) replaced by
 /// `[redacted]`: a provider may echo a token we did not send (another client's, a new one).
 pub fn safe_text(s: &str) -> String {
     let printable: String = s.chars().filter(|c| !c.is_control()).take(200).collect();
@@ -189,10 +189,18 @@ pub fn safe_text(s: &str) -> String {
     out
 }
 
+/// A token by its shape, whatever its alphabet: a run of 16 or more token characters, unless
+/// it reads as lower-case words joined by punctuation (`unsupported_grant_type`, a URL's
+/// host and path). A digit, a capital letter or an unbroken run of 16 letters makes it a
+/// token: random strings have them, letters-only ones included.
 fn looks_like_token(word: &str) -> bool {
     word.len() >= 16
-        && word.chars().any(|c| c.is_ascii_digit())
-        && word.chars().any(|c| c.is_ascii_alphabetic())
+        && (word
+            .bytes()
+            .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            || word
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|part| part.len() >= 16))
 }
 
 #[cfg(test)]
@@ -265,6 +273,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("grant is invalid"), "{}", e.message);
+    }
+
+    #[test]
+    fn tokens_are_redacted_by_shape_letters_only_too() {
+        for token in [
+            "qwertzuiopasdfghjklyxcvbnmqwertz",
+            "QwErTzUiOpAsDfGhJkLyXcVb",
+            "Zm9vYmFyYmF6cXV4cXV1eA==",
+            "6e5bf6c5-aee3-4109-9773-27f295935966",
+        ] {
+            let text = safe_text(&format!("Invalid access token: {token}."));
+            assert!(!text.contains(token), "{text}");
+            assert!(text.contains("[redacted]"), "{text}");
+        }
+        for plain in [
+            "unsupported_grant_type",
+            "see https://example.com/docs/oauth-errors for details",
+            "The provided authorization grant is invalid",
+        ] {
+            assert_eq!(safe_text(plain), plain);
+        }
     }
 
     #[test]

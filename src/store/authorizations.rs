@@ -1,6 +1,7 @@
 //! The `authorizations` table: pending `authorize` requests (state, PKCE verifier), so that
 //! `authorize ACCOUNT --code CODE`, a later process, can finish what `authorize ACCOUNT`
-//! started. The verifier is a short-lived secret: deleted when used, expired after an hour.
+//! started. The verifier is a short-lived secret: deleted when used, expired after an hour,
+//! and sealed like the tokens when the store is encrypted.
 
 use super::{now, Store};
 use crate::error::Error;
@@ -9,6 +10,15 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// How long a printed authorization URL stays redeemable.
 pub const PENDING_TTL: i64 = 3600;
+
+/// A PKCE verifier is sealed for its account and its request's `state`.
+fn verifier<'a>(account: &'a str, state: &'a str) -> super::crypto::Binding<'a> {
+    super::crypto::Binding {
+        account,
+        column: "code_verifier",
+        instance: state,
+    }
+}
 
 /// One pending authorization request.
 #[derive(Debug)]
@@ -35,7 +45,9 @@ impl Store {
                 params![
                     account,
                     p.state,
-                    p.code_verifier.as_ref().map(|v| v.expose_secret().to_string()),
+                    p.code_verifier
+                        .as_ref()
+                        .map(|v| super::crypto::seal(verifier(account, &p.state), v.expose_secret())),
                     p.redirect_uri,
                     p.created_at
                 ],
@@ -54,9 +66,24 @@ impl Store {
                  ORDER BY created_at DESC, rowid DESC LIMIT 1",
                 params![account, state, now() - PENDING_TTL],
                 |r| {
+                    let state: String = r.get(0)?;
+                    let code_verifier = match r.get::<_, Option<String>>(1)? {
+                        None => None,
+                        Some(stored) => Some(SecretString::from(
+                            super::crypto::open(verifier(account, &state), stored).map_err(
+                                |m| {
+                                    rusqlite::Error::FromSqlConversionFailure(
+                                        1,
+                                        rusqlite::types::Type::Text,
+                                        m.into(),
+                                    )
+                                },
+                            )?,
+                        )),
+                    };
                     Ok(Pending {
-                        state: r.get(0)?,
-                        code_verifier: r.get::<_, Option<String>>(1)?.map(SecretString::from),
+                        state,
+                        code_verifier,
                         redirect_uri: r.get(2)?,
                         created_at: r.get(3)?,
                     })

@@ -1,7 +1,9 @@
 //! Tokens encrypted at rest: XChaCha20-Poly1305 with a 32-byte key from
 //! `daemon.encryption_key_file` (e.g. a systemd credential). A stored value is
-//! `enc:v1:` + base64(nonce || ciphertext); the associated data binds it to its account and
-//! column, so a value copied to another row or column does not decrypt.
+//! `enc:v2:` + base64(nonce || ciphertext); the associated data binds it to its account,
+//! column and row ([`Binding`]), so a value copied to another row or column, or an older
+//! generation's value restored, does not decrypt. Tokens, the PKCE verifier of a pending
+//! authorization and the refresh journal are sealed.
 //!
 //! The key is process-wide: loading the configuration installs it (or removes it).
 
@@ -13,7 +15,10 @@ use std::path::Path;
 use std::sync::RwLock;
 use zeroize::Zeroizing;
 
-pub const PREFIX: &str = "enc:v1:";
+/// The current form: bound to account, column and row (see [`Binding`]).
+pub const PREFIX: &str = "enc:v2:";
+/// The first form, bound to account and column only: converted at the next start.
+pub const PREFIX_V1: &str = "enc:v1:";
 const NONCE: usize = 24;
 
 static KEY: RwLock<Option<Zeroizing<[u8; 32]>>> = RwLock::new(None);
@@ -41,9 +46,12 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, String> {
     let text = std::str::from_utf8(&raw)
         .map_err(|_| "the key file must hold 32 bytes (raw, 64 hex digits or base64)".to_string())?
         .trim();
+    // Hex is decoded byte-wise: slicing the text by byte offsets would panic (and print the
+    // key) on a multi-byte character.
     let decoded: Option<Zeroizing<Vec<u8>>> = if text.len() == 64 {
-        (0..32)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+        text.as_bytes()
+            .chunks(2)
+            .map(|pair| Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?))
             .collect::<Option<Vec<u8>>>()
             .map(Zeroizing::new)
     } else {
@@ -61,122 +69,179 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, String> {
     }
 }
 
-fn aad(account: &str, column: &str) -> Vec<u8> {
-    format!("oauth-poller:v1:{account}:{column}").into_bytes()
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// What a sealed value is bound to: its account, its column and the row it belongs to (the
+/// token generation, or the pending authorization's state). A value copied to another
+/// account, column or row, or an older generation's value restored into the row, does not
+/// decrypt.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    pub account: &'a str,
+    pub column: &'a str,
+    pub instance: &'a str,
+}
+
+impl Binding<'_> {
+    fn aad(&self) -> Vec<u8> {
+        format!(
+            "oauth-poller:v2:{}:{}:{}",
+            self.account, self.column, self.instance
+        )
+        .into_bytes()
+    }
 }
 
 /// The stored form of a secret: encrypted when a key is installed, else the value itself.
-pub fn seal(account: &str, column: &str, plain: &str) -> String {
+pub fn seal(at: Binding<'_>, plain: &str) -> String {
     let guard = KEY.read().unwrap_or_else(|e| e.into_inner());
     let Some(key) = guard.as_ref() else {
         return plain.to_string();
     };
-    seal_with(key, account, column, plain)
+    seal_with(key, at, plain)
 }
 
-pub fn seal_with(key: &[u8; 32], account: &str, column: &str, plain: &str) -> String {
+pub fn seal_with(key: &[u8; 32], at: Binding<'_>, plain: &str) -> String {
+    format!("{PREFIX}{}", encrypt(key, &at.aad(), plain))
+}
+
+/// A value of the older `enc:v1:` form, as the stores of earlier versions hold.
+#[cfg(test)]
+pub(crate) fn seal_v1(key: &[u8; 32], account: &str, column: &str, plain: &str) -> String {
+    let aad = format!("oauth-poller:v1:{account}:{column}").into_bytes();
+    format!("{PREFIX_V1}{}", encrypt(key, &aad, plain))
+}
+
+/// base64(nonce || ciphertext) under a fresh random nonce.
+fn encrypt(key: &[u8; 32], aad: &[u8], plain: &str) -> String {
     let cipher = XChaCha20Poly1305::new(key.into());
     let mut nonce = [0u8; NONCE];
     rand::rng().fill(&mut nonce[..]);
-    let aad = aad(account, column);
     let sealed = cipher
         .encrypt(
             XNonce::from_slice(&nonce),
             Payload {
                 msg: plain.as_bytes(),
-                aad: &aad,
+                aad,
             },
         )
         .expect("XChaCha20-Poly1305 encryption does not fail");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
-    format!(
-        "{PREFIX}{}",
-        base64::engine::general_purpose::STANDARD.encode(out)
-    )
+    base64::engine::general_purpose::STANDARD.encode(out)
 }
 
-/// The secret behind a stored value; a plaintext value (a store from before encryption) is
-/// returned as it is.
-pub fn open(account: &str, column: &str, stored: String) -> Result<String, String> {
-    if !stored.starts_with(PREFIX) {
-        return Ok(stored);
-    }
+/// The secret behind a stored value. Without a key a plaintext value is returned as it is;
+/// with one, only a value sealed for exactly this binding is: plaintext and the older
+/// `enc:v1:` form (not bound to a generation) are refused, since the store converted them
+/// when it was first opened with the key ([`super::keyed`]), and one found later was put
+/// there by someone else.
+pub fn open(at: Binding<'_>, stored: String) -> Result<String, String> {
     let guard = KEY.read().unwrap_or_else(|e| e.into_inner());
     let Some(key) = guard.as_ref() else {
-        return Err(format!(
-            "account `{account}`: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key"
-        ));
+        if stored.starts_with(PREFIX) || stored.starts_with(PREFIX_V1) {
+            return Err(format!(
+                "account `{}`: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key",
+                at.account
+            ));
+        }
+        return Ok(stored);
     };
-    open_with(key, account, column, &stored)
+    if !stored.starts_with(PREFIX) {
+        return Err(format!(
+            "account `{}`: the stored {} is not sealed for this row (plaintext, or the older format) although the store is encrypted: refused; seed or authorize the account again",
+            at.account, at.column
+        ));
+    }
+    open_with(key, at, &stored)
 }
 
-pub fn open_with(
-    key: &[u8; 32],
-    account: &str,
-    column: &str,
-    stored: &str,
-) -> Result<String, String> {
-    let fail = || {
+pub fn open_with(key: &[u8; 32], at: Binding<'_>, stored: &str) -> Result<String, String> {
+    let body = stored.strip_prefix(PREFIX).unwrap_or(stored);
+    decrypt(key, &at.aad(), body).ok_or_else(|| {
         format!(
-            "account `{account}`: cannot decrypt the stored {column}: wrong encryption key (or the value was copied from another account or column)"
+            "account `{}`: cannot decrypt the stored {}: wrong encryption key (or the value was copied from another account, column or generation)",
+            at.account, at.column
         )
-    };
+    })
+}
+
+/// A value of the older `enc:v1:` form (bound to account and column only), to convert it.
+pub fn open_v1(key: &[u8; 32], account: &str, column: &str, stored: &str) -> Option<String> {
+    let aad = format!("oauth-poller:v1:{account}:{column}").into_bytes();
+    decrypt(key, &aad, stored.strip_prefix(PREFIX_V1)?)
+}
+
+fn decrypt(key: &[u8; 32], aad: &[u8], body: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&stored[PREFIX.len()..])
-        .map_err(|_| fail())?;
+        .decode(body)
+        .ok()?;
     if bytes.len() < NONCE + 16 {
-        return Err(fail());
+        return None;
     }
     let cipher = XChaCha20Poly1305::new(key.into());
-    let aad = aad(account, column);
     let plain = Zeroizing::new(
         cipher
             .decrypt(
                 XNonce::from_slice(&bytes[..NONCE]),
                 Payload {
                     msg: &bytes[NONCE..],
-                    aad: &aad,
+                    aad,
                 },
             )
-            .map_err(|_| fail())?,
+            .ok()?,
     );
-    String::from_utf8(plain.to_vec()).map_err(|_| fail())
+    String::from_utf8(plain.to_vec()).ok()
+}
+
+/// The installed key, for the store's own conversions (first start with a key, `rekey`).
+pub fn installed() -> Option<Zeroizing<[u8; 32]>> {
+    KEY.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn at<'a>(account: &'a str, column: &'a str, instance: &'a str) -> Binding<'a> {
+        Binding {
+            account,
+            column,
+            instance,
+        }
+    }
+
     #[test]
-    fn sealed_values_are_bound_to_key_account_and_column() {
+    fn sealed_values_are_bound_to_key_account_column_and_generation() {
         let key = [7u8; 32];
-        let s = seal_with(&key, "inode", "refresh_token", "RT-secret-value");
+        let here = at("inode", "refresh_token", "7");
+        let s = seal_with(&key, here, "RT-secret-value");
         assert!(s.starts_with(PREFIX) && !s.contains("RT-secret-value"));
-        assert_ne!(
-            s,
-            seal_with(&key, "inode", "refresh_token", "RT-secret-value"),
-            "fresh nonce"
-        );
-        assert_eq!(
-            open_with(&key, "inode", "refresh_token", &s).unwrap(),
-            "RT-secret-value"
-        );
-        assert!(
-            open_with(&key, "inode", "access_token", &s).is_err(),
-            "column bound"
-        );
-        assert!(
-            open_with(&key, "other", "refresh_token", &s).is_err(),
-            "account bound"
-        );
-        assert!(
-            open_with(&[8u8; 32], "inode", "refresh_token", &s).is_err(),
-            "key bound"
-        );
+        assert_ne!(s, seal_with(&key, here, "RT-secret-value"), "fresh nonce");
+        assert_eq!(open_with(&key, here, &s).unwrap(), "RT-secret-value");
+        for other in [
+            at("inode", "access_token", "7"),
+            at("other", "refresh_token", "7"),
+            at("inode", "refresh_token", "6"),
+        ] {
+            assert!(open_with(&key, other, &s).is_err(), "{other:?}");
+        }
+        assert!(open_with(&[8u8; 32], here, &s).is_err(), "key bound");
         let mut tampered = s.clone();
         tampered.pop();
         tampered.push('A');
-        assert!(open_with(&key, "inode", "refresh_token", &tampered).is_err());
+        assert!(open_with(&key, here, &tampered).is_err());
+    }
+
+    #[test]
+    fn hex_key_with_a_multibyte_character_is_an_error_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("oauth-poller-key-{}", std::process::id()));
+        // 64 bytes; the two-byte character straddles the first pair of hex digits.
+        std::fs::write(&dir, format!("aé{}", "a".repeat(61))).unwrap();
+        let e = read_key_file(&dir).unwrap_err();
+        let _ = std::fs::remove_file(&dir);
+        assert!(!e.contains("aaaa"), "{e}");
     }
 }

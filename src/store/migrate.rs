@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_authorizations.sql")),
     (3, include_str!("../../migrations/0003_reserve.sql")),
     (4, include_str!("../../migrations/0004_poll_pages.sql")),
+    (5, include_str!("../../migrations/0005_store_key.sql")),
 ];
 
 pub fn latest() -> i64 {

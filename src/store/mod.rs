@@ -5,8 +5,10 @@
 //! holding `BEGIN IMMEDIATE`, the cross-process write lock), and the poll writer (batched,
 //! `synchronous=NORMAL`: a lost poll row costs nothing, a lost token costs a grant).
 
+mod access;
 mod authorizations;
 pub mod crypto;
+mod keyed;
 mod migrate;
 pub mod pending;
 mod polls;
@@ -36,6 +38,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating with mode 0600 if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Store, Error> {
+        access::check(path)?;
         if path.exists() {
             migrate::refuse_newer(path)?;
         }
@@ -48,7 +51,7 @@ impl Store {
         migrate::migrate(&store.conn).map_err(|e| store.err(e))?;
         tokens::top_up_reserve(&store.conn);
         store.restrict_sidecars();
-        store.encrypt_plaintext_tokens()?;
+        keyed::settle(&store)?;
         Ok(store)
     }
 
@@ -60,6 +63,7 @@ impl Store {
                 path.display()
             )));
         }
+        access::check(path)?;
         migrate::refuse_newer(path)?;
         let conn = connect(path, true)?;
         let store = Store {
@@ -67,6 +71,7 @@ impl Store {
             conn,
         };
         migrate::check_version(&store.conn).map_err(|e| store.err(e))?;
+        keyed::settle(&store)?;
         Ok(store)
     }
 
@@ -118,16 +123,21 @@ pub(crate) fn connect(path: &Path, durable: bool) -> Result<Connection, Error> {
     Ok(conn)
 }
 
-/// Creates the database file with mode 0600 before SQLite does (SQLite would use 0644).
+/// Creates the database file with mode 0600 before SQLite does (SQLite would use 0644), and
+/// its missing directories with mode 0700 (whatever the umask).
 fn create_private(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if path.exists() {
         return Ok(());
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::runtime(format!("cannot create directory {}: {e}", dir.display()))
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                Error::runtime(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
     }
     std::fs::OpenOptions::new()
         .write(true)

@@ -1,5 +1,6 @@
 //! The refresh journal: the token endpoint's raw answer, written to `{database}-pending-{account}`
-//! (mode 0600) the moment it arrives and before it is parsed and committed. A process killed
+//! (mode 0600, a new file: see [`write_new`]) the moment it arrives and before it is parsed
+//! and committed. A process killed
 //! between the provider rotating the refresh token and the SQLite commit leaves the answer
 //! here, and the next refresh under the lock commits it instead of spending a refresh token
 //! the provider has already revoked. The window that remains is the answer's way from the
@@ -31,25 +32,36 @@ pub fn path(db: &Path, account: &str) -> PathBuf {
 /// Writes the answer (sealed when the store is encrypted). Best-effort: a failure is logged
 /// and the commit proceeds as before.
 pub fn write(db: &Path, account: &str, generation: i64, started: i64, grant: &str, body: &[u8]) {
-    use std::os::unix::fs::OpenOptionsExt;
     let Ok(text) = std::str::from_utf8(body) else {
         return;
     };
-    let sealed = Zeroizing::new(super::crypto::seal(account, "pending", text));
+    let instance = generation.to_string();
+    let sealed = Zeroizing::new(super::crypto::seal(binding(account, &instance), text));
     let mut record = Zeroizing::new(
         format!("{MAGIC} {generation} {started} {grant} {}\n", sealed.len()).into_bytes(),
     );
     record.extend_from_slice(sealed.as_bytes());
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path(db, account))
-        .and_then(|mut f| f.write_all(&record));
+    let result = write_new(&path(db, account), &record);
     if let Err(e) = result {
         tracing::warn!(account, error = %e, "cannot write the refresh journal");
     }
+}
+
+/// Writes `record` as a new file at `target` (mode 0600), replacing an old journal. The file
+/// is created with `O_CREAT|O_EXCL|O_NOFOLLOW`: a symlink or file planted under that name is
+/// never written through (the open fails, and the refresh commits without a journal). The
+/// directory itself is checked at open ([`super::access`]): nobody else can plant one there.
+fn write_new(target: &Path, record: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // A journal already committed, or a leftover (unlinking never follows a link).
+    let _ = std::fs::remove_file(target);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .mode(0o600)
+        .open(target)
+        .and_then(|mut f| f.write_all(record))
 }
 
 /// The journal of `account`, if there is a complete one.
@@ -68,14 +80,29 @@ pub fn read(db: &Path, account: &str) -> Option<Pending> {
     if sealed.len() != len.parse::<usize>().ok()? {
         return None;
     }
-    let body =
-        super::crypto::open(account, "pending", String::from_utf8(sealed.to_vec()).ok()?).ok()?;
+    let generation: i64 = generation.parse().ok()?;
+    let instance = generation.to_string();
+    let body = super::crypto::open(
+        binding(account, &instance),
+        String::from_utf8(sealed.to_vec()).ok()?,
+    )
+    .ok()?;
     Some(Pending {
-        generation: generation.parse().ok()?,
+        generation,
         started: started.parse().ok()?,
         grant: grant.to_string(),
         body: Zeroizing::new(body.into_bytes()),
     })
+}
+
+/// A journal is sealed for its account and the generation its refresh started from: the
+/// generation in its (plaintext) head cannot be changed without breaking the seal.
+fn binding<'a>(account: &'a str, generation: &'a str) -> super::crypto::Binding<'a> {
+    super::crypto::Binding {
+        account,
+        column: "pending",
+        instance: generation,
+    }
 }
 
 pub fn remove(db: &Path, account: &str) {

@@ -77,18 +77,23 @@ const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, s
 
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     let account: String = r.get(0)?;
+    let generation: i64 = r.get(9)?;
+    let instance = generation.to_string();
     let secret = |i: usize, column: &str| -> rusqlite::Result<Option<SecretString>> {
         match r.get::<_, Option<String>>(i)? {
             None => Ok(None),
-            Some(stored) => super::crypto::open(&account, column, stored)
-                .map(|v| Some(SecretString::from(v)))
-                .map_err(|m| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        i,
-                        rusqlite::types::Type::Text,
-                        m.into(),
-                    )
-                }),
+            Some(stored) => super::crypto::open(
+                super::crypto::Binding {
+                    account: &account,
+                    column,
+                    instance: &instance,
+                },
+                stored,
+            )
+            .map(|v| Some(SecretString::from(v)))
+            .map_err(|m| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, m.into())
+            }),
         }
     };
     let state: String = r.get(10)?;
@@ -101,7 +106,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
         refresh_expires_at: r.get(6)?,
         obtained_at: r.get(7)?,
         obtained_by: r.get(8)?,
-        generation: r.get(9)?,
+        generation,
         state: if state == "needs_reauth" {
             TokenState::NeedsReauth
         } else {
@@ -124,15 +129,24 @@ fn read_token(conn: &Connection, account: &str) -> rusqlite::Result<Option<Token
 
 /// Replaces the account's row; `generation` becomes the stored one + 1. Returns the new row.
 fn write_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<TokenRow> {
-    let expose = |s: &Option<SecretString>, column: &str| {
-        s.as_ref()
-            .map(|s| super::crypto::seal(&row.account, column, s.expose_secret()))
-    };
     let generation: i64 = conn.query_row(
         "SELECT COALESCE(MAX(generation), 0) + 1 FROM tokens WHERE account = ?1",
         [&row.account],
         |r| r.get(0),
     )?;
+    let instance = generation.to_string();
+    let expose = |s: &Option<SecretString>, column: &str| {
+        s.as_ref().map(|s| {
+            super::crypto::seal(
+                super::crypto::Binding {
+                    account: &row.account,
+                    column,
+                    instance: &instance,
+                },
+                s.expose_secret(),
+            )
+        })
+    };
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO tokens ({TOKEN_COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
@@ -235,47 +249,6 @@ pub(crate) fn top_up_reserve(conn: &Connection) {
 }
 
 impl Store {
-    /// With a key installed: checks that every stored token decrypts (a wrong key is an error
-    /// that changes nothing) and encrypts the ones still in plaintext, in one transaction.
-    pub(crate) fn encrypt_plaintext_tokens(&self) -> Result<(), Error> {
-        let rows = self.tokens()?;
-        if !super::crypto::enabled() {
-            return Ok(());
-        }
-        let plain: i64 = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM tokens WHERE \
-                 (access_token IS NOT NULL AND access_token NOT LIKE 'enc:v1:%') OR \
-                 (refresh_token IS NOT NULL AND refresh_token NOT LIKE 'enc:v1:%')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        if plain == 0 {
-            return Ok(());
-        }
-        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        for row in &rows {
-            let seal = |s: &Option<SecretString>, column: &str| {
-                s.as_ref()
-                    .map(|s| super::crypto::seal(&row.account, column, s.expose_secret()))
-            };
-            tx.execute(
-                "UPDATE tokens SET access_token = ?2, refresh_token = ?3 WHERE account = ?1",
-                params![
-                    row.account,
-                    seal(&row.access_token, "access_token"),
-                    seal(&row.refresh_token, "refresh_token")
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        tracing::info!(accounts = rows.len(), "encrypted the stored tokens at rest");
-        Ok(())
-    }
-
     pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
         read_token(&self.conn, account).map_err(|e| self.err(e))
     }

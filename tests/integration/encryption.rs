@@ -67,7 +67,7 @@ fn tokens_are_encrypted_at_rest_and_a_wrong_or_missing_key_changes_nothing() {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
-    assert!(access.starts_with("enc:v1:") && refresh.starts_with("enc:v1:"));
+    assert!(access.starts_with("enc:v2:") && refresh.starts_with("enc:v2:"));
     // The live refresh token is the provider's, behind the encryption.
     let stats = s.sim.stats();
     let live = stats["valid_refresh_tokens"][0]
@@ -150,4 +150,124 @@ fn dump_tokens(db_path: &std::path::Path) -> String {
     .map(|r| r.unwrap())
     .collect::<Vec<_>>()
     .join("\n")
+}
+
+fn token_columns(db_path: &std::path::Path) -> (String, String) {
+    db(db_path)
+        .query_row(
+            "SELECT access_token, refresh_token FROM tokens WHERE account = 'inode'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
+/// Issue 13, item 11: a value is bound to its generation (an older generation's ciphertext
+/// restored into the row is refused), plaintext is refused once the store is encrypted, the
+/// PKCE verifier of a pending authorization is sealed too, and `rekey` re-encrypts the store
+/// with a new key (the old one no longer opens it).
+#[test]
+fn values_are_bound_to_their_generation_plaintext_is_refused_and_rekey_works() {
+    let s = setup(600, "60s", "refresh_token", "");
+    let key = s.dir.path().join("store-key");
+    write_file(&key, &"ab".repeat(32));
+    with_key(&s.config, &key);
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let old = token_columns(&s.db);
+    assert!(
+        old.0.starts_with("enc:") && old.1.starts_with("enc:"),
+        "{old:?}"
+    );
+
+    // A newer generation, then the older ciphertext restored into the row.
+    let seed = s.dir.path().join("seed-2.json");
+    write_file(&seed, &s.sim.sim.issue_seed());
+    let out = run(
+        Some(&s.config),
+        &["seed", "inode", seed.to_str().unwrap(), "--force"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let new = token_columns(&s.db);
+    let restore = |cols: &(String, String)| {
+        db(&s.db)
+            .execute(
+                "UPDATE tokens SET access_token = ?1, refresh_token = ?2",
+                [&cols.0, &cols.1],
+            )
+            .unwrap();
+    };
+    restore(&old);
+    let out = run(Some(&s.config), &["token", "inode"]);
+    let t = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an old generation's value was accepted: {t}"
+    );
+    assert!(t.contains("cannot decrypt"), "{t}");
+    restore(&new);
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Plaintext planted into an encrypted store is refused, never used.
+    db(&s.db)
+        .execute(
+            "UPDATE tokens SET access_token = 'planted-plaintext-token'",
+            [],
+        )
+        .unwrap();
+    let out = run(Some(&s.config), &["token", "inode"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "plaintext was accepted: {t}");
+    assert!(!t.contains("planted-plaintext-token"), "{t}");
+    restore(&new);
+
+    // The PKCE verifier of a pending authorization is sealed.
+    let cfg = std::fs::read_to_string(&s.config).unwrap().replacen(
+        "[account.oauth2]\n",
+        "[account.oauth2]\nauthorize_url = \"oauth/authorize/\"\nredirect_uri = \"http://127.0.0.1:9/callback\"\npkce = true\n",
+        1,
+    );
+    write_file(&s.config, &cfg);
+    let out = run(Some(&s.config), &["authorize", "inode"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let verifier: String = db(&s.db)
+        .query_row("SELECT code_verifier FROM authorizations", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        verifier.starts_with("enc:v2:"),
+        "stored in plaintext: {verifier}"
+    );
+
+    // rekey: the new key opens the store, the old one no longer does.
+    let new_key = s.dir.path().join("store-key-2");
+    write_file(&new_key, &"cd".repeat(32));
+    let out = run(Some(&s.config), &["rekey", new_key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("re-encrypted 3 stored secret(s)"),
+        "{}",
+        text(&out)
+    );
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("wrong encryption key"),
+        "{}",
+        text(&out)
+    );
+    let cfg = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(&key.display().to_string(), &new_key.display().to_string());
+    write_file(&s.config, &cfg);
+    let out = run(Some(&s.config), &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bytes = raw_files(&s.db);
+    let live = s.sim.stats()["valid_refresh_tokens"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!bytes.windows(live.len()).any(|w| w == live.as_bytes()));
+    crate::secrets::assert_no_secrets("rekey", &s.sim, &[&text(&out)], &s.db);
 }

@@ -82,3 +82,67 @@ fn hooks_receive_events_and_changed_bodies_without_blocking_polls() {
     }
     assert!(!text.contains("demo-client-secret") && !text.contains("demo-password"));
 }
+
+/// Item 2 of issue 13: a hook's environment is cleared. It gets PATH, LANG and TZ and its
+/// own OAUTH_POLLER_* variables, nothing else of the daemon's: not a secret given by
+/// `client_secret_env` (even under an OAUTH_POLLER_ name), not CREDENTIALS_DIRECTORY.
+#[test]
+fn hooks_get_a_cleared_environment_without_the_daemons_secrets() {
+    let s = setup(600, "1s", "refresh_token", "");
+    let dir = s.dir.path();
+    let envs = dir.join("hook-environ");
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let cfg = cfg
+        .replace(
+            "[daemon]\n",
+            &format!(
+                "[daemon]\non_event = {}\n",
+                crate::secrets::environ_hook(&envs)
+            ),
+        )
+        .replace(
+            "client_secret = \"demo-client-secret\"",
+            "client_secret_env = \"OAUTH_POLLER_TEST_CLIENT_SECRET\"",
+        );
+    assert!(cfg.contains("client_secret_env"), "{cfg}");
+    write_file(&s.config, &cfg);
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("--config")
+        .arg(&s.config)
+        .arg("run")
+        .env("OAUTH_POLLER_TEST_CLIENT_SECRET", "demo-client-secret")
+        .env("CREDENTIALS_DIRECTORY", dir)
+        .env("LANG", "C.UTF-8")
+        .env("TZ", "UTC");
+    let d = Daemon::spawn(cmd);
+    d.wait_for("endpoint=devices status=200", 1, Duration::from_secs(10));
+    http_post(&format!(
+        "http://{}/_sim/fault?target=api&kind=status&status=502&path=devices",
+        s.sim.addr
+    ));
+    let text = wait_file(&envs, "OAUTH_POLLER_EVENT=endpoint_failing");
+    let allowed = [
+        "PATH",
+        "LANG",
+        "TZ",
+        "OAUTH_POLLER_EVENT",
+        "OAUTH_POLLER_ACCOUNT",
+        "OAUTH_POLLER_ENDPOINT",
+        "OAUTH_POLLER_DETAIL",
+        "OAUTH_POLLER_FAILURES",
+    ];
+    for line in text.lines().filter(|l| l.contains('=')) {
+        let name = line.split_once('=').unwrap().0;
+        assert!(allowed.contains(&name), "a hook inherited {name}:\n{text}");
+    }
+    for want in [
+        "PATH=",
+        "LANG=C.UTF-8",
+        "TZ=UTC",
+        "OAUTH_POLLER_ENDPOINT=devices",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(want)), "{want}:\n{text}");
+    }
+    let log = d.log();
+    crate::secrets::assert_no_secrets("hook environment", &s.sim, &[&log, &text], &s.db);
+}

@@ -79,6 +79,9 @@ fn a_database_from_a_newer_version_exits_2_and_stays_byte_identical() {
         c.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
             .unwrap();
     }
+    // Private, as every store the daemon makes is: a shared one is refused before its
+    // version is read.
+    std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let before = std::fs::read(&db).unwrap();
     let seed = good_seed();
     for args in [

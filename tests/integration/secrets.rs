@@ -1,7 +1,9 @@
 //! The secrets scan: every secret the simulator ever issued or was configured with (client
 //! secret, password, API key, each access and refresh token) must appear nowhere in what
-//! the processes wrote (stdout and stderr, at `--log-level trace`) nor in the store's free
-//! text (`token_events.detail`, `polls.error`, `tokens.state_detail`).
+//! the processes wrote (stdout and stderr, at `--log-level trace`), nor in the store's free
+//! text (`token_events.detail`, `polls.error`, `tokens.state_detail`), nor on the command
+//! line of any process a test started (`/proc/PID/cmdline`, hooks included), nor in a hook's
+//! environment (recorded with [`environ_hook`]); and no output may show a panic.
 //!
 //! The fault, crash and concurrency tests call [`assert_no_secrets`] at their end; the tests
 //! here cover the cases built to leak (a provider that echoes tokens in its errors).
@@ -10,6 +12,17 @@ use crate::util::*;
 use oauth_poller::sim::{Profile, SimOptions};
 use std::path::Path;
 use std::time::Duration;
+
+/// An `on_event`/`on_change` command (as a TOML array) that appends the environment the
+/// hook was started with, as the kernel holds it (`/proc/PID/environ`), to `file`: to scan
+/// hook environments for secrets.
+pub fn environ_hook(file: &Path) -> String {
+    format!(
+        r#"["/bin/sh", "-c", "tr '\\0' '\\n' < /proc/$$/environ >> '{}'; echo --- >> '{}'"]"#,
+        file.display(),
+        file.display()
+    )
+}
 
 /// Every secret the simulator knows: configured ones and every token it ever issued.
 pub fn secrets_of(sim: &Sim) -> Vec<String> {
@@ -79,15 +92,37 @@ pub fn leaks(secrets: &[String], outputs: &[&str], db: &Path) -> Vec<String> {
     found
 }
 
-/// Panics, listing the leaks, if any secret of `sim` shows up. Returns how many secrets
-/// were looked for (to print, and to show the scan was not empty).
+/// A panic's message is printed as it is, whatever it holds (a key file's contents, once):
+/// every panic in `outputs` counts as a leak.
+pub fn panics(outputs: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, out) in outputs.iter().enumerate() {
+        for line in out.lines().filter(|l| l.contains("panicked at")) {
+            found.push(format!("output {i}: a panic: {line}"));
+        }
+    }
+    found
+}
+
+/// Panics, listing the leaks, if any secret of `sim` shows up in `outputs`, the store, or the
+/// command line of any process this test started (the daemons' hooks included, see
+/// [`cmdlines_seen`]), or if any output shows a panic. Returns how many secrets were looked
+/// for (to print, and to show the scan was not empty).
 pub fn assert_no_secrets(label: &str, sim: &Sim, outputs: &[&str], db: &Path) -> usize {
     let secrets = secrets_of(sim);
     assert!(
         secrets.len() >= 4,
         "{label}: the scan has secrets to look for"
     );
-    let found = leaks(&secrets, outputs, db);
+    let cmdlines = cmdlines_seen();
+    assert!(
+        !cmdlines.is_empty(),
+        "{label}: no command line was recorded"
+    );
+    let mut all = outputs.to_vec();
+    all.push(&cmdlines);
+    let mut found = leaks(&secrets, &all, db);
+    found.extend(panics(outputs));
     assert!(
         found.is_empty(),
         "{label}: {} secret(s) leaked:\n{}",
@@ -119,6 +154,19 @@ fn the_scan_finds_planted_secrets() {
         )
         .unwrap();
     assert_eq!(leaks(&secrets, &[], &s.db).len(), 1);
+    // A command line holding a token is found, and so is any panic.
+    assert!(leaks(&secrets, &[&cmdlines_seen()], &s.db).len() == 1);
+    let _ = run(None, &["--version", &token]);
+    assert!(
+        leaks(&secrets, &[&cmdlines_seen()], &s.db).len() == 2,
+        "{}",
+        cmdlines_seen()
+    );
+    assert!(panics(&[&text(&out)]).is_empty());
+    assert_eq!(
+        panics(&["thread 'main' panicked at src/store/crypto.rs:45:30:"]).len(),
+        1
+    );
 }
 
 /// Citesphere (Spring) echoes the refused refresh token in `error_description`; in query

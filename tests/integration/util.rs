@@ -19,18 +19,89 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
-/// Runs the binary to completion with `--config CONFIG` (when given) and `args`.
+/// Runs the binary to completion with `--config CONFIG` (when given) and `args`. Its
+/// command line is recorded for the secrets scan ([`cmdlines_seen`]).
 pub fn run(config: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = Command::new(bin());
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    cmd.args(args)
+    let child = cmd
+        .args(args)
         .env_remove("OAUTH_POLLER_CONFIG")
         .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())
-        .output()
-        .expect("run oauth-poller")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run oauth-poller");
+    // What every local user sees in /proc/PID/cmdline; once the process has exited (the
+    // file is then empty) it is what was passed to execve.
+    let seen = cmdline(child.id())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| {
+            std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+    let samples = Arc::new(Mutex::new(std::collections::BTreeSet::from([seen])));
+    CMDLINES.with(|c| c.borrow_mut().push(samples));
+    child.wait_with_output().expect("run oauth-poller")
+}
+
+/// The command line of a process as /proc shows it (arguments joined by spaces).
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// A process and all its descendants (hooks, their children), from /proc.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for task in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                all.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+type Cmdlines = Arc<Mutex<std::collections::BTreeSet<String>>>;
+
+thread_local! {
+    /// The command lines of the processes this test (thread) started, for the secrets scan.
+    static CMDLINES: std::cell::RefCell<Vec<Cmdlines>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Every command line seen so far of the processes this test started with [`run`] and
+/// [`Daemon`] (with the daemons' descendants, sampled while they ran), one per line.
+pub fn cmdlines_seen() -> String {
+    CMDLINES.with(|c| {
+        c.borrow()
+            .iter()
+            .flat_map(|set| set.lock().unwrap().iter().cloned().collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 pub fn text(out: &Output) -> String {
@@ -77,6 +148,20 @@ impl Daemon {
         }
         collect(stderr, log.clone());
         collect(stdout, log.clone());
+        // The command lines of the daemon and of what it starts, sampled until it exits.
+        let samples: Cmdlines = Arc::default();
+        CMDLINES.with(|c| c.borrow_mut().push(samples.clone()));
+        let pid = child.id();
+        std::thread::spawn(move || {
+            while std::fs::metadata(format!("/proc/{pid}/task")).is_ok() {
+                for p in process_tree(pid) {
+                    if let Some(c) = cmdline(p).filter(|c| !c.is_empty()) {
+                        samples.lock().unwrap().insert(c);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
         Daemon { child, log }
     }
 

@@ -1,0 +1,308 @@
+//! The store's encryption state, settled whenever the store is opened.
+//!
+//! A store is encrypted once it has a `store_key` row: a constant sealed with its key. The
+//! first open with a key seals every secret still in plaintext (and converts values of the
+//! older `enc:v1:` form, which were not bound to a generation) and writes that row, in one
+//! transaction. From then on a plaintext or `enc:v1:` value is refused where it is read (see
+//! [`crypto::open`]), a wrong key fails here before anything is read or written, and opening
+//! without a key is an error instead of writing plaintext beside ciphertext. [`Store::rekey`]
+//! re-seals everything with a new key.
+
+use super::crypto::{self, Binding};
+use super::{pending, Store};
+use crate::error::Error;
+use rusqlite::{params, OptionalExtension};
+use zeroize::Zeroizing;
+
+const CHECK_TEXT: &str = "oauth-poller store key";
+const CHECK: Binding<'static> = Binding {
+    account: "",
+    column: "store_key",
+    instance: "1",
+};
+
+/// Settles the store for the installed key (or none): see the module documentation.
+pub(crate) fn settle(store: &Store) -> Result<(), Error> {
+    settle_with(store, crypto::installed().as_deref())
+}
+
+fn settle_with(store: &Store, key: Option<&[u8; 32]>) -> Result<(), Error> {
+    match (key, check_value(store)?) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(Error::runtime(format!(
+            "database {}: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key",
+            store.path.display()
+        ))),
+        (Some(key), Some(check)) => verify(store, key, &check),
+        (Some(key), None) => seal_all(store, key),
+    }
+}
+
+/// The store's check value, if it is encrypted (a store not yet migrated has no table).
+fn check_value(store: &Store) -> Result<Option<String>, Error> {
+    let has_table: bool = store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'store_key'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| store.err(e))?;
+    if !has_table {
+        return Ok(None);
+    }
+    store
+        .conn
+        .query_row("SELECT check_value FROM store_key WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| store.err(e))
+}
+
+fn verify(store: &Store, key: &[u8; 32], check: &str) -> Result<(), Error> {
+    match crypto::open_with(key, CHECK, check) {
+        Ok(text) if text == CHECK_TEXT => Ok(()),
+        _ => Err(Error::runtime(format!(
+            "database {}: cannot decrypt the store: wrong encryption key (daemon.encryption_key_file is not the key the store was encrypted with)",
+            store.path.display()
+        ))),
+    }
+}
+
+/// One stored secret: where it is and its stored form.
+struct Stored {
+    rowid: i64,
+    account: String,
+    column: &'static str,
+    instance: String,
+    value: Zeroizing<String>,
+}
+
+impl Stored {
+    fn at(&self) -> Binding<'_> {
+        Binding {
+            account: &self.account,
+            column: self.column,
+            instance: &self.instance,
+        }
+    }
+}
+
+/// Every secret the store holds, as stored.
+fn stored_secrets(store: &Store) -> Result<Vec<Stored>, Error> {
+    let mut out = Vec::new();
+    let queries: [(&str, &'static str); 3] = [
+        (
+            "SELECT rowid, account, generation, access_token FROM tokens WHERE access_token IS NOT NULL",
+            "access_token",
+        ),
+        (
+            "SELECT rowid, account, generation, refresh_token FROM tokens WHERE refresh_token IS NOT NULL",
+            "refresh_token",
+        ),
+        (
+            "SELECT rowid, account, state, code_verifier FROM authorizations WHERE code_verifier IS NOT NULL",
+            "code_verifier",
+        ),
+    ];
+    for (sql, column) in queries {
+        let mut stmt = store.conn.prepare(sql).map_err(|e| store.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let instance = match r.get_ref(2)? {
+                    rusqlite::types::ValueRef::Integer(g) => g.to_string(),
+                    _ => r.get::<_, String>(2)?,
+                };
+                Ok(Stored {
+                    rowid: r.get(0)?,
+                    account: r.get(1)?,
+                    column,
+                    instance,
+                    value: Zeroizing::new(r.get(3)?),
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| store.err(e))?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+fn update(store: &Store, s: &Stored, value: &str) -> Result<(), Error> {
+    let sql = match s.column {
+        "access_token" => "UPDATE tokens SET access_token = ?2 WHERE rowid = ?1",
+        "refresh_token" => "UPDATE tokens SET refresh_token = ?2 WHERE rowid = ?1",
+        _ => "UPDATE authorizations SET code_verifier = ?2 WHERE rowid = ?1",
+    };
+    store
+        .conn
+        .execute(sql, params![s.rowid, value])
+        .map(|_| ())
+        .map_err(|e| store.err(e))
+}
+
+/// Runs `work` in one `BEGIN IMMEDIATE` transaction (the cross-process write lock).
+fn in_transaction(store: &Store, work: impl FnOnce() -> Result<(), Error>) -> Result<(), Error> {
+    store
+        .conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| store.err(e))?;
+    let result = work().and_then(|()| store.conn.execute_batch("COMMIT").map_err(|e| store.err(e)));
+    if result.is_err() && !store.conn.is_autocommit() {
+        let _ = store.conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+fn put_check(store: &Store, key: &[u8; 32]) -> Result<(), Error> {
+    store
+        .conn
+        .execute(
+            "INSERT OR REPLACE INTO store_key (id, check_value) VALUES (1, ?1)",
+            [crypto::seal_with(key, CHECK, CHECK_TEXT)],
+        )
+        .map(|_| ())
+        .map_err(|e| store.err(e))
+}
+
+/// The first open with a key: seal every secret, then mark the store encrypted.
+fn seal_all(store: &Store, key: &[u8; 32]) -> Result<(), Error> {
+    let mut sealed = 0;
+    in_transaction(store, || {
+        // Another process may have done it while this one waited for the lock.
+        if let Some(check) = check_value(store)? {
+            return verify(store, key, &check);
+        }
+        for s in stored_secrets(store)? {
+            let plain = if s.value.starts_with(crypto::PREFIX_V1) {
+                crypto::open_v1(key, &s.account, s.column, &s.value).ok_or_else(|| {
+                    Error::runtime(format!(
+                        "account `{}`: cannot decrypt the stored {}: wrong encryption key",
+                        s.account, s.column
+                    ))
+                })?
+            } else if s.value.starts_with(crypto::PREFIX) {
+                crypto::open_with(key, s.at(), &s.value).map_err(Error::runtime)?;
+                continue;
+            } else {
+                s.value.to_string()
+            };
+            let plain = Zeroizing::new(plain);
+            update(store, &s, &crypto::seal_with(key, s.at(), &plain))?;
+            sealed += 1;
+        }
+        put_check(store, key)
+    })?;
+    tracing::info!(values = sealed, "encrypted the stored tokens at rest");
+    Ok(())
+}
+
+impl Store {
+    /// Re-seals every secret of the store with `new_key` (from the installed key, or from
+    /// plaintext) in one transaction, and records the new key's check value. Refused while a
+    /// refresh journal waits to be committed: it is sealed with the current key.
+    pub fn rekey(&self, new_key: &[u8; 32]) -> Result<usize, Error> {
+        let mut count = 0;
+        in_transaction(self, || {
+            let secrets = stored_secrets(self)?;
+            for s in &secrets {
+                if pending::path(&self.path, &s.account)
+                    .symlink_metadata()
+                    .is_ok()
+                {
+                    return Err(Error::runtime(format!(
+                        "account `{}`: a refresh journal is waiting to be committed ({}): run `oauth-poller poll-once` first, then rekey",
+                        s.account,
+                        pending::path(&self.path, &s.account).display()
+                    )));
+                }
+            }
+            for s in &secrets {
+                let plain = Zeroizing::new(
+                    crypto::open(s.at(), s.value.to_string()).map_err(Error::runtime)?,
+                );
+                update(self, s, &crypto::seal_with(new_key, s.at(), &plain))?;
+                count += 1;
+            }
+            put_check(self, new_key)
+        })?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(store: &Store, sql: &str) -> String {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// A store of an earlier version: an `enc:v1:` access token, a plaintext refresh token
+    /// and PKCE verifier. The first open with the key seals them all for their rows; then a
+    /// wrong key or no key is refused, and the values read back.
+    #[test]
+    fn the_first_open_with_a_key_converts_old_values_and_marks_the_store() {
+        let dir = std::env::temp_dir().join(format!("oauth-poller-keyed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().create(&dir).unwrap();
+        let store = Store::open(&dir.join("state.db")).unwrap();
+        let key = [9u8; 32];
+        store
+            .conn
+            .execute(
+                "INSERT INTO tokens (account, access_token, refresh_token, obtained_at, obtained_by, generation) \
+                 VALUES ('a', ?1, 'RT-plain', 0, 'seed', 4)",
+                [crypto::seal_v1(&key, "a", "access_token", "AT-old")],
+            )
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO authorizations (account, state, code_verifier, created_at) \
+                 VALUES ('a', 'st8', 'verifier-plain', 0)",
+                [],
+            )
+            .unwrap();
+        assert!(
+            settle_with(&store, Some(&[1u8; 32])).is_err(),
+            "a v1 value under another key"
+        );
+        settle_with(&store, Some(&key)).unwrap();
+        let at = |column, instance| Binding {
+            account: "a",
+            column,
+            instance,
+        };
+        for (sql, binding, want) in [
+            (
+                "SELECT access_token FROM tokens",
+                at("access_token", "4"),
+                "AT-old",
+            ),
+            (
+                "SELECT refresh_token FROM tokens",
+                at("refresh_token", "4"),
+                "RT-plain",
+            ),
+            (
+                "SELECT code_verifier FROM authorizations",
+                at("code_verifier", "st8"),
+                "verifier-plain",
+            ),
+        ] {
+            let stored = raw(&store, sql);
+            assert!(stored.starts_with(crypto::PREFIX), "{stored}");
+            assert_eq!(crypto::open_with(&key, binding, &stored).unwrap(), want);
+        }
+        settle_with(&store, Some(&key)).unwrap();
+        let wrong = settle_with(&store, Some(&[1u8; 32]))
+            .unwrap_err()
+            .to_string();
+        assert!(wrong.contains("wrong encryption key"), "{wrong}");
+        let none = settle_with(&store, None).unwrap_err().to_string();
+        assert!(none.contains("encryption_key_file"), "{none}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
