@@ -118,6 +118,13 @@ pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Err
     Ok(())
 }
 
+/// How long a stop waits for a token request in flight before abandoning it. The unit's
+/// `TimeoutStopSec=10s` is shorter than the default token `timeout` (30 s): a request
+/// left to time out would be SIGKILLed, perhaps between the provider's answer and its
+/// commit. Abandoned before the answer, the stored refresh token stays the one to use; an
+/// answer received in time is journaled and committed, well within the stop timeout.
+pub const REFRESH_GRACE: Duration = Duration::from_secs(5);
+
 /// The endpoint tasks of one configuration.
 struct Running {
     shutdown: watch::Sender<bool>,
@@ -186,8 +193,10 @@ impl Running {
     }
 
     /// Stops the endpoint tasks (polls in flight are abandoned), lets a refresh in flight
-    /// commit, and flushes the poll rows.
+    /// commit (one whose answer has not come within [`REFRESH_GRACE`] is abandoned), and
+    /// flushes the poll rows.
     async fn stop(mut self) {
+        self.tokens.abandon_requests_after(REFRESH_GRACE);
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(Duration::from_secs(2), async {
             while self.tasks.join_next().await.is_some() {}

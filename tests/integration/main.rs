@@ -1,6 +1,7 @@
 //! Integration tests: the real binary as a process, against real servers, a real SQLite file
 //! and real signals. One binary, a module per area.
 
+mod audit_refresh;
 mod bad_input;
 mod concurrency;
 mod crash;
