@@ -225,7 +225,6 @@ async fn supervise(
     });
     let mut stuck_logged = false;
     loop {
-        notify_status_line(&poller, &accounts);
         if watchdog.is_some() {
             match poller.overdue(Duration::from_secs(5)) {
                 None => {
@@ -242,8 +241,15 @@ async fn supervise(
                 Some(_) => {}
             }
         }
+        // The status line reads the store: on a blocking thread, and not waited for beyond
+        // a period, so that a slow disk or a held lock never delays the watchdog.
+        let (p, a) = (poller.clone(), accounts.clone());
+        let status = tokio::task::spawn_blocking(move || notify_status_line(&p, &a));
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = async {
+                let _ = tokio::time::timeout(period, status).await;
+                tokio::time::sleep(period).await;
+            } => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -278,7 +284,8 @@ async fn watch_refresh_expiry(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        tokens.check_refresh_expiry(&account);
+        let (t, a) = (tokens.clone(), account.clone());
+        let _ = tokio::task::spawn_blocking(move || t.check_refresh_expiry(&a)).await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = shutdown.changed() => return,

@@ -240,7 +240,10 @@ pub async fn serve(
             route(move || {
                 let s = metrics_state.clone();
                 async move {
-                    let body = get().render(&s.0, &s.1);
+                    // The store is read on a blocking thread, not the runtime's.
+                    let body = tokio::task::spawn_blocking(move || get().render(&s.0, &s.1))
+                        .await
+                        .unwrap_or_default();
                     (
                         [(
                             header::CONTENT_TYPE,
@@ -256,13 +259,17 @@ pub async fn serve(
             route(move || {
                 let s = state.clone();
                 async move {
-                    let bad: Vec<&String> =
+                    let bad = tokio::task::spawn_blocking(move || {
                         s.1.iter()
                             .filter(|a| {
                                 !matches!(s.0.read(a), Ok(Some(r)) if r.state == TokenState::Ok)
                                     && s.0.needs_token(a)
                             })
-                            .collect();
+                            .cloned()
+                            .collect::<Vec<String>>()
+                    })
+                    .await
+                    .unwrap_or_else(|_| vec!["(the store could not be read)".into()]);
                     if bad.is_empty() {
                         (StatusCode::OK, "ok\n".to_string())
                     } else {
