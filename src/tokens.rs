@@ -11,10 +11,9 @@
 
 use crate::config::{Account, AuthKind, FallbackGrant};
 use crate::error::{Error, InputError};
-use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
+use crate::oauth::{Grant, TokenClient, TokenError};
 use crate::seed::SeedToken;
-use crate::store::{now, pending, RefreshLock, Store, TokenRow, TokenState};
-use rand::Rng;
+use crate::store::{now, pending, Store, TokenRow, TokenState};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +21,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+mod backoff;
+mod commit;
+
+pub use backoff::backoff_cap;
+use backoff::{Backoff, Refusals, REFUSED_CAP};
+use commit::{
+    commit_if_unchanged, decide, describe_new_token, off_thread, row_from_response, Committed,
+    Decision,
+};
 
 /// What a poll needs to authenticate.
 pub struct Access {
@@ -54,83 +63,6 @@ impl std::fmt::Display for AccessError {
 impl From<Error> for AccessError {
     fn from(e: Error) -> Self {
         AccessError::Store(e)
-    }
-}
-
-/// Capped exponential backoff with jitter for a failing token endpoint.
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-    not_before: Option<Instant>,
-}
-
-const BACKOFF_BASE: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(300);
-
-/// The longest a retry waits (without `Retry-After`): 300 s, or less than the account's
-/// shortest poll interval, so that the account recovers within one interval of the token
-/// endpoint recovering. A failing endpoint still sees at most one request per interval.
-pub fn backoff_cap(account: &Account) -> Duration {
-    account
-        .endpoints
-        .iter()
-        .map(|e| e.interval.mul_f64(0.9))
-        .min()
-        .unwrap_or(BACKOFF_CAP)
-        .clamp(Duration::from_millis(500), BACKOFF_CAP)
-}
-
-impl Backoff {
-    /// Records a failure of the attempt that started at `started`; returns how long from
-    /// now until the next attempt may start.
-    fn fail(&mut self, retry_after: Option<Duration>, cap: Duration, started: Instant) -> Duration {
-        let exp = BACKOFF_BASE
-            .saturating_mul(1u32 << self.failures.min(16))
-            .min(cap);
-        self.failures = self.failures.saturating_add(1);
-        // Jitter in [exp/2, exp]: processes that failed together do not retry together.
-        let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
-        let delay = retry_after
-            .map_or(jittered, |r| r.max(jittered))
-            .min(Duration::from_secs(3600));
-        let not_before = started + delay;
-        self.not_before = Some(not_before);
-        not_before.saturating_duration_since(Instant::now())
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
-        self.not_before = None;
-    }
-
-    fn waiting(&self) -> Option<Duration> {
-        self.not_before
-            .and_then(|t| t.checked_duration_since(Instant::now()))
-            .filter(|d| !d.is_zero())
-    }
-}
-
-/// The API refusing tokens the provider has just issued: the 401 is not the token's fault
-/// (permissions, scope, the API itself), so refreshing again cannot help and would rotate
-/// the refresh token on every poll. One refresh per step, the steps growing and capped.
-#[derive(Default)]
-struct Refusals {
-    /// Refusals of a freshly refreshed token in a row (0: the API accepts the token).
-    steps: u32,
-    /// No refresh for a 401 before this.
-    until: Option<Instant>,
-    /// The generation refused last: endpoints refused together count as one refusal.
-    generation: Option<i64>,
-}
-
-const REFUSED_BASE: Duration = Duration::from_secs(30);
-const REFUSED_CAP: Duration = Duration::from_secs(3600);
-
-impl Refusals {
-    fn waiting(&self) -> Option<Duration> {
-        self.until
-            .and_then(|t| t.checked_duration_since(Instant::now()))
-            .filter(|d| !d.is_zero())
     }
 }
 
@@ -203,26 +135,6 @@ struct Inner {
 /// How often a refresh waiting for another process's refresh of the same account looks
 /// again: waiting this way (not in a blocking `flock`) can be abandoned at shutdown.
 const LOCK_POLL: Duration = Duration::from_millis(50);
-
-/// What the store said before asking the provider.
-enum Decision {
-    /// Use this row's token: still usable, refreshed by someone else, or recovered from the
-    /// refresh journal.
-    Use(TokenRow),
-    NeedsReauth(TokenRow),
-    /// Too little room in the database to commit an answer.
-    NoRoom(Error),
-    /// Ask the token endpoint, starting from this row (None: no token is stored).
-    Request(Option<TokenRow>),
-}
-
-/// What committing an outcome found.
-enum Committed {
-    Stored(TokenRow),
-    /// The row was replaced while the provider was asked (`seed --force`, `authorize`): the
-    /// operator's token stays, and this outcome is dropped.
-    Superseded(Option<TokenRow>),
-}
 
 impl Tokens {
     pub fn new(db: &Path, accounts: &[Arc<Account>], timeout: Duration) -> Result<Tokens, Error> {
@@ -360,19 +272,12 @@ impl Tokens {
     /// as a `rejected` token event (which `status` shows), until the API accepts a token.
     pub async fn refused_fresh(&self, name: &str, generation: i64) {
         let Ok(slot) = self.slot(name) else { return };
-        let (steps, wait) = {
-            let mut r = slot.refusals.lock().unwrap_or_else(|e| e.into_inner());
-            if r.generation == Some(generation) {
-                return;
-            }
-            r.generation = Some(generation);
-            let wait = REFUSED_BASE
-                .saturating_mul(1u32 << r.steps.min(16))
-                .min(REFUSED_CAP);
-            r.steps = r.steps.saturating_add(1);
-            r.until = Some(Instant::now() + wait);
-            (r.steps, wait)
-        };
+        let refused = slot
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refuse(generation);
+        let Some((steps, wait)) = refused else { return };
         slot.refusing.store(true, Ordering::Relaxed);
         if steps > 1 {
             tracing::debug!(
@@ -757,97 +662,6 @@ impl Tokens {
     }
 }
 
-/// Runs synchronous store work on a blocking thread.
-async fn off_thread<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::runtime(format!("store task failed: {e}")))?
-}
-
-/// Under the database's write lock (for milliseconds): commits an answer a crashed process
-/// left in the refresh journal, or says whether to ask the provider at all.
-fn decide(db: &Path, account: &Account, seen: Option<i64>, force: bool) -> Result<Decision, Error> {
-    let name = &account.name;
-    let lock = Store::lock(db)?;
-    let row = lock.token(name)?;
-    // A refresh answered but not committed before the process died: commit it now.
-    if let Some(p) = pending::read(db, name) {
-        let current = row.as_ref().map_or(0, |r| r.generation);
-        let response = (p.generation == current)
-            .then(|| crate::oauth::response::parse(200, &p.body, None, &[]).ok())
-            .flatten();
-        let Some(response) = response else {
-            // Committed already, or superseded by a seed: nothing in it is needed.
-            pending::remove(db, name);
-            return decide_on(lock, account, row, seen, force);
-        };
-        let grant: &'static str = match p.grant.as_str() {
-            "password" => "password",
-            "client_credentials" => "client_credentials",
-            "authorization_code" => "authorization_code",
-            _ => "refresh_token",
-        };
-        let new_row = row_from_response(account, row.as_ref(), response, grant, p.started);
-        let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
-        let detail = format!("{detail}; recovered from the refresh journal");
-        // The journal goes only once what it holds is committed: a failed commit (a full
-        // disk) leaves it for the next attempt.
-        let stored = lock.commit_token(&new_row, event, &detail)?;
-        pending::remove(db, name);
-        tracing::warn!(account = %name, generation = stored.generation,
-            "a refresh answered before the last crash was committed from the refresh journal");
-        return Ok(Decision::Use(stored));
-    }
-    decide_on(lock, account, row, seen, force)
-}
-
-fn decide_on(
-    lock: RefreshLock,
-    account: &Account,
-    row: Option<TokenRow>,
-    seen: Option<i64>,
-    force: bool,
-) -> Result<Decision, Error> {
-    match row {
-        Some(r) if r.state == TokenState::NeedsReauth => {
-            lock.release();
-            return Ok(Decision::NeedsReauth(r));
-        }
-        // Another process refreshed (or an operator seeded) while we waited for the lock.
-        Some(r) if moved_on(account, &r, seen) || (!force && usable(account, &r, now())) => {
-            lock.release();
-            return Ok(Decision::Use(r));
-        }
-        _ => {}
-    }
-    // Room for the answer before asking: a full database postpones the refresh rather
-    // than losing a rotated refresh token at the commit.
-    if let Err(e) = lock.ensure_room() {
-        return Ok(Decision::NoRoom(e));
-    }
-    lock.release();
-    Ok(Decision::Request(row))
-}
-
-/// Under the database's write lock: `write` the outcome of a refresh that started from
-/// `generation`, unless the row was replaced meanwhile.
-fn commit_if_unchanged(
-    db: &Path,
-    name: &str,
-    generation: i64,
-    write: impl FnOnce(RefreshLock) -> Result<TokenRow, Error>,
-) -> Result<Committed, Error> {
-    let lock = Store::lock(db)?;
-    let current = lock.token(name)?;
-    if current.as_ref().map_or(0, |r| r.generation) != generation {
-        lock.release();
-        return Ok(Committed::Superseded(current));
-    }
-    write(lock).map(Committed::Stored)
-}
-
 fn hook(account: &str, kind: &str, detail: &str) {
     crate::hooks::event(crate::hooks::Event {
         kind,
@@ -928,70 +742,6 @@ pub fn fix_command(account: &Account) -> String {
     }
 }
 
-fn row_from_response(
-    account: &Account,
-    old: Option<&TokenRow>,
-    r: TokenResponse,
-    grant: &str,
-    started: i64,
-) -> TokenRow {
-    let mut row = TokenRow::new(&account.name, grant, started);
-    let rotated = r.refresh_token.is_some();
-    row.access_token = Some(r.access_token);
-    row.token_type = r.token_type.or_else(|| Some("Bearer".into()));
-    row.scope = r.scope.or_else(|| old.and_then(|o| o.scope.clone()));
-    // Counted from when the request was sent: never later than the server's clock says.
-    // (Lifetimes are clamped by the parser; saturating all the same.)
-    row.access_expires_at = r.expires_in.map(|e| started.saturating_add(e));
-    match r.refresh_token {
-        Some(rt) => {
-            row.refresh_token = Some(rt);
-            row.refresh_expires_at = r.refresh_expires_in.map(|e| started.saturating_add(e));
-        }
-        // No new refresh token: the old one stays good (RFC 6749 6).
-        None if grant == "refresh_token" => {
-            row.refresh_token = old.and_then(|o| o.refresh_token.clone());
-            row.refresh_expires_at = old.and_then(|o| o.refresh_expires_at);
-        }
-        None => {}
-    }
-    row.last_refresh_at = Some(started);
-    row.refresh_warned_at = if rotated {
-        None
-    } else {
-        old.and_then(|o| o.refresh_warned_at)
-    };
-    row
-}
-
-fn describe_new_token(
-    new: &TokenRow,
-    old: Option<&TokenRow>,
-    grant: &str,
-) -> (&'static str, String) {
-    let expiry = match new.access_expires_at {
-        Some(t) => format!(
-            "access token valid for {}s",
-            t.saturating_sub(new.obtained_at)
-        ),
-        None => "access token without a stated expiry".to_string(),
-    };
-    let rotation = match (
-        &new.refresh_token,
-        old.and_then(|o| o.refresh_token.as_ref()),
-    ) {
-        (Some(n), Some(o)) if n.expose_secret() == o.expose_secret() => "refresh token kept",
-        (Some(_), _) => "new refresh token",
-        (None, _) => "no refresh token",
-    };
-    let event = if grant == "refresh_token" {
-        "refreshed"
-    } else {
-        "obtained"
-    };
-    (event, format!("{grant}: {expiry}; {rotation}"))
-}
-
 /// What `seed` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SeedOutcome {
@@ -1059,36 +809,4 @@ pub fn seed_from_file(
         .into());
     }
     store_seed(db, &account.name, seed, force)
-}
-
-#[cfg(test)]
-mod backoff_tests {
-    use super::*;
-
-    /// The schedule: the n-th delay lies in [2^n/2, 2^n] seconds, capped, and never shorter
-    /// than Retry-After.
-    #[test]
-    fn capped_exponential_with_jitter_and_retry_after() {
-        let cap = Duration::from_secs(20);
-        let mut b = Backoff::default();
-        for n in 0..10u32 {
-            let start = Instant::now();
-            let d = b.fail(None, cap, start);
-            let exp = Duration::from_secs(1 << n).min(cap);
-            assert!(
-                d <= exp && d + Duration::from_millis(5) >= exp / 2,
-                "failure {n}: {d:?} for {exp:?}"
-            );
-            assert!(b.waiting().is_some());
-        }
-        let d = b.fail(Some(Duration::from_secs(90)), cap, Instant::now());
-        assert!(
-            d > Duration::from_secs(89),
-            "Retry-After beyond the cap: {d:?}"
-        );
-        b.reset();
-        assert!(b.waiting().is_none());
-        let d = b.fail(None, cap, Instant::now());
-        assert!(d <= Duration::from_secs(1), "reset starts over: {d:?}");
-    }
 }
