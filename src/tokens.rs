@@ -304,7 +304,8 @@ impl Tokens {
     /// The API accepted the account's token: ends a refusal backoff.
     pub fn accepted(&self, name: &str) {
         let Ok(slot) = self.slot(name) else { return };
-        if !slot.refusing.swap(false, Ordering::Relaxed) {
+        // Called on every successful poll: a plain load while nothing is refused.
+        if !slot.refusing.load(Ordering::Relaxed) || !slot.refusing.swap(false, Ordering::Relaxed) {
             return;
         }
         *slot.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
