@@ -133,6 +133,13 @@ pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Err
     Ok(())
 }
 
+/// How long a stop waits for a token request in flight before abandoning it. The unit's
+/// `TimeoutStopSec=10s` is shorter than the default token `timeout` (30 s): a request
+/// left to time out would be SIGKILLed, perhaps between the provider's answer and its
+/// commit. Abandoned before the answer, the stored refresh token stays the one to use; an
+/// answer received in time is journaled and committed, well within the stop timeout.
+pub const REFRESH_GRACE: Duration = Duration::from_secs(5);
+
 /// The endpoint tasks of one configuration.
 struct Running {
     shutdown: watch::Sender<bool>,
@@ -201,8 +208,10 @@ impl Running {
     }
 
     /// Stops the endpoint tasks (polls in flight are abandoned), lets a refresh in flight
-    /// commit, and flushes the poll rows.
+    /// commit (one whose answer has not come within [`REFRESH_GRACE`] is abandoned), and
+    /// flushes the poll rows.
     async fn stop(mut self) {
+        self.tokens.abandon_requests_after(REFRESH_GRACE);
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(Duration::from_secs(2), async {
             while self.tasks.join_next().await.is_some() {}
@@ -231,7 +240,6 @@ async fn supervise(
     });
     let mut stuck_logged = false;
     loop {
-        notify_status_line(&poller, &accounts);
         if watchdog.is_some() {
             match poller.overdue(Duration::from_secs(5)) {
                 None => {
@@ -248,8 +256,15 @@ async fn supervise(
                 Some(_) => {}
             }
         }
+        // The status line reads the store: on a blocking thread, and not waited for beyond
+        // a period, so that a slow disk or a held lock never delays the watchdog.
+        let (p, a) = (poller.clone(), accounts.clone());
+        let status = tokio::task::spawn_blocking(move || notify_status_line(&p, &a));
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = async {
+                let _ = tokio::time::timeout(period, status).await;
+                tokio::time::sleep(period).await;
+            } => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -284,7 +299,8 @@ async fn watch_refresh_expiry(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        tokens.check_refresh_expiry(&account);
+        let (t, a) = (tokens.clone(), account.clone());
+        let _ = tokio::task::spawn_blocking(move || t.check_refresh_expiry(&a)).await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = shutdown.changed() => return,

@@ -6,7 +6,8 @@
 //! with its own waiters) costs more than the request itself; this one costs a header map
 //! and a pool pop. Token requests, rare and with different rules, use reqwest
 //! (`oauth::TokenClient`), and so do API polls when a proxy is configured in the
-//! environment, because reqwest implements proxies and this client does not.
+//! environment, because reqwest implements proxies and this client does not. Both reqwest
+//! clients take the proxy from [`with_environment_proxy`], which never proxies loopback.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, HOST, LOCATION, USER_AGENT};
@@ -378,6 +379,55 @@ async fn read_body(
         }
     }
     Ok(out)
+}
+
+/// The proxy variables, lower case first as curl reads them: (scheme, names).
+const PROXY_VARS: [(&str, [&str; 2]); 3] = [
+    ("http", ["http_proxy", "HTTP_PROXY"]),
+    ("https", ["https_proxy", "HTTPS_PROXY"]),
+    ("all", ["all_proxy", "ALL_PROXY"]),
+];
+
+/// Whether the environment names a proxy (then API polls go through reqwest).
+pub fn proxy_in_environment() -> bool {
+    PROXY_VARS
+        .iter()
+        .flat_map(|(_, names)| names)
+        .any(|v| env_value(v).is_some())
+}
+
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A reqwest client builder that uses the environment's proxy (`HTTP_PROXY`,
+/// `HTTPS_PROXY`, `ALL_PROXY`, lower case too, with `NO_PROXY`), but never for a loopback
+/// host: a local "proxy" must not see refresh tokens and bearer tokens that were meant for
+/// a service on this machine, in cleartext. (reqwest's own environment proxy would take
+/// loopback too.)
+pub fn with_environment_proxy(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    let proxy_for = |scheme: &str| {
+        PROXY_VARS
+            .iter()
+            .filter(|(s, _)| *s == scheme || *s == "all")
+            .flat_map(|(_, names)| names)
+            .find_map(|v| env_value(v))
+    };
+    let (http, https) = (proxy_for("http"), proxy_for("https"));
+    if http.is_none() && https.is_none() {
+        return builder.no_proxy();
+    }
+    let proxy = reqwest::Proxy::custom(move |url| {
+        if crate::config::is_loopback(url) {
+            return None;
+        }
+        match url.scheme() {
+            "https" => https.clone(),
+            _ => http.clone(),
+        }
+    })
+    .no_proxy(reqwest::NoProxy::from_env());
+    builder.proxy(proxy)
 }
 
 #[cfg(test)]

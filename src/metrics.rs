@@ -152,17 +152,21 @@ impl Metrics {
         let access: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let refresh: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let needs_reauth: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
+        let refusing: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let t = now();
         for name in accounts {
             let labels = AccountLabels {
                 account: name.clone(),
             };
+            refusing
+                .get_or_create(&labels)
+                .set(i64::from(tokens.refusing(name)));
             if let Ok(Some(row)) = tokens.read(name) {
                 if let Some(e) = row.access_expires_at {
-                    access.get_or_create(&labels).set(e - t);
+                    access.get_or_create(&labels).set(e.saturating_sub(t));
                 }
                 if let Some(e) = row.refresh_expires_at {
-                    refresh.get_or_create(&labels).set(e - t);
+                    refresh.get_or_create(&labels).set(e.saturating_sub(t));
                 }
                 let flag = i64::from(row.state == TokenState::NeedsReauth);
                 needs_reauth.get_or_create(&labels).set(flag);
@@ -182,6 +186,11 @@ impl Metrics {
             "needs_reauth",
             "1 when the account needs a human to re-authorize",
             needs_reauth,
+        );
+        registry.register(
+            "api_refuses_fresh_tokens",
+            "1 while the API answers 401 to freshly refreshed tokens (a 401 then refreshes at most once per backoff step)",
+            refusing,
         );
         registry.register(
             "refreshes",
@@ -231,7 +240,10 @@ pub async fn serve(
             route(move || {
                 let s = metrics_state.clone();
                 async move {
-                    let body = get().render(&s.0, &s.1);
+                    // The store is read on a blocking thread, not the runtime's.
+                    let body = tokio::task::spawn_blocking(move || get().render(&s.0, &s.1))
+                        .await
+                        .unwrap_or_default();
                     (
                         [(
                             header::CONTENT_TYPE,
@@ -247,13 +259,17 @@ pub async fn serve(
             route(move || {
                 let s = state.clone();
                 async move {
-                    let bad: Vec<&String> =
+                    let bad = tokio::task::spawn_blocking(move || {
                         s.1.iter()
                             .filter(|a| {
                                 !matches!(s.0.read(a), Ok(Some(r)) if r.state == TokenState::Ok)
                                     && s.0.needs_token(a)
                             })
-                            .collect();
+                            .cloned()
+                            .collect::<Vec<String>>()
+                    })
+                    .await
+                    .unwrap_or_else(|_| vec!["(the store could not be read)".into()]);
                     if bad.is_empty() {
                         (StatusCode::OK, "ok\n".to_string())
                     } else {

@@ -61,8 +61,8 @@ impl Poller {
         daemon: DaemonConfig,
     ) -> Result<Poller, crate::error::Error> {
         let connect_timeout = daemon.timeout.min(Duration::from_secs(10));
-        let http = if proxy_in_environment() {
-            let client = reqwest::Client::builder()
+        let http = if crate::http::proxy_in_environment() {
+            let client = crate::http::with_environment_proxy(reqwest::Client::builder())
                 .timeout(daemon.timeout)
                 .connect_timeout(connect_timeout)
                 .redirect(same_origin_redirects())
@@ -244,7 +244,24 @@ impl Poller {
                 )
                 .await
                 .map_err(|e| e.on_page(page))?;
-            if answer.status == 401 && account.oauth2.is_some() && !refreshed {
+            if answer.status == 401 && account.oauth2.is_some() && refreshed {
+                // Refused again right after a refresh: the 401 is not the token's fault.
+                // The account backs off so that the refresh token is not rotated every poll.
+                self.tokens
+                    .refused_fresh(&account.name, access.generation)
+                    .await;
+            } else if answer.status == 401 && account.oauth2.is_some() {
+                if let Some(wait) = self.tokens.refusal_backoff(&account.name) {
+                    return Err(FetchError::Failed(
+                        Some(401),
+                        format!(
+                            "HTTP 401: the API refuses freshly refreshed tokens; no refresh for {}s",
+                            wait.as_secs().max(1)
+                        ),
+                        None,
+                    )
+                    .on_page(page));
+                }
                 // The token was refused before its time (revoked, or the clock is off):
                 // refresh once, unless someone already has, and retry once.
                 tracing::info!(account = %account.name, endpoint = %endpoint.name, page, "API answered 401: refreshing the token and retrying once");
@@ -272,7 +289,9 @@ impl Poller {
                 waited = true;
                 continue;
             }
-            if !(200..300).contains(&status) {
+            if (200..300).contains(&status) {
+                self.tokens.accepted(&account.name);
+            } else {
                 let mut msg = format!("HTTP {status}");
                 if let Some(ra) = retry_after {
                     msg.push_str(&format!(" (Retry-After {}s)", ra.as_secs()));
@@ -622,20 +641,6 @@ fn describe_content_type(value: Option<&reqwest::header::HeaderValue>) -> String
 enum Http {
     Direct(crate::http::ApiClient),
     Proxied(reqwest::Client),
-}
-
-/// The proxy variables reqwest honours; with one set, polls go through reqwest.
-fn proxy_in_environment() -> bool {
-    [
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
 }
 
 enum FetchError {

@@ -1,21 +1,36 @@
 //! Token validity, single-flight refresh and the cross-process lock.
 //!
 //! One refresh at a time per account: in this process a per-account async mutex, across
-//! processes SQLite's write lock (`BEGIN IMMEDIATE`). Under both, the stored row is read
-//! again and the refresh happens only if it is still the one that needed refreshing (same
-//! `generation`). The new tokens are committed (fsync) before anyone uses them.
+//! processes a `flock` on a lock file beside the database. Under both, the stored row is
+//! read again (under SQLite's write lock, for milliseconds) and the refresh happens only if
+//! it is still the one that needed refreshing (same `generation`). The answer is committed
+//! (fsync) under the write lock again, before anyone uses it, unless an operator replaced
+//! the row meanwhile. The write lock is never held across the request to the provider, and
+//! SQLite work runs on blocking threads, never on the runtime thread that keeps the
+//! schedule and the watchdog.
 
 use crate::config::{Account, AuthKind, FallbackGrant};
 use crate::error::{Error, InputError};
-use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
+use crate::oauth::{Grant, TokenClient, TokenError};
 use crate::seed::SeedToken;
 use crate::store::{now, pending, Store, TokenRow, TokenState};
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+mod backoff;
+mod commit;
+
+pub use backoff::backoff_cap;
+use backoff::{Backoff, Refusals, REFUSED_CAP};
+use commit::{
+    commit_if_unchanged, decide, describe_new_token, off_thread, row_from_response, Committed,
+    Decision,
+};
 
 /// What a poll needs to authenticate.
 pub struct Access {
@@ -51,65 +66,15 @@ impl From<Error> for AccessError {
     }
 }
 
-/// Capped exponential backoff with jitter for a failing token endpoint.
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-    not_before: Option<Instant>,
-}
-
-const BACKOFF_BASE: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(300);
-
-/// The longest a retry waits (without `Retry-After`): 300 s, or less than the account's
-/// shortest poll interval, so that the account recovers within one interval of the token
-/// endpoint recovering. A failing endpoint still sees at most one request per interval.
-pub fn backoff_cap(account: &Account) -> Duration {
-    account
-        .endpoints
-        .iter()
-        .map(|e| e.interval.mul_f64(0.9))
-        .min()
-        .unwrap_or(BACKOFF_CAP)
-        .clamp(Duration::from_millis(500), BACKOFF_CAP)
-}
-
-impl Backoff {
-    /// Records a failure of the attempt that started at `started`; returns how long from
-    /// now until the next attempt may start.
-    fn fail(&mut self, retry_after: Option<Duration>, cap: Duration, started: Instant) -> Duration {
-        let exp = BACKOFF_BASE
-            .saturating_mul(1u32 << self.failures.min(16))
-            .min(cap);
-        self.failures = self.failures.saturating_add(1);
-        // Jitter in [exp/2, exp]: processes that failed together do not retry together.
-        let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
-        let delay = retry_after
-            .map_or(jittered, |r| r.max(jittered))
-            .min(Duration::from_secs(3600));
-        let not_before = started + delay;
-        self.not_before = Some(not_before);
-        not_before.saturating_duration_since(Instant::now())
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
-        self.not_before = None;
-    }
-
-    fn waiting(&self) -> Option<Duration> {
-        self.not_before
-            .and_then(|t| t.checked_duration_since(Instant::now()))
-            .filter(|d| !d.is_zero())
-    }
-}
-
 struct AccountSlot {
     account: Arc<Account>,
     flight: Arc<tokio::sync::Mutex<()>>,
     backoff: Mutex<Backoff>,
     cache: Mutex<Option<Cached>>,
     backoff_cap: Duration,
+    refusals: Mutex<Refusals>,
+    /// `refusals.steps > 0`, read on every successful poll without taking the lock.
+    refusing: AtomicBool,
 }
 
 /// The last usable token read from (or written to) the store. Reused for at most
@@ -130,10 +95,7 @@ impl AccountSlot {
     fn cached(&self) -> Option<Access> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let c = cache.as_ref().filter(|c| c.read_at.elapsed() < CACHE_FOR)?;
-        let fresh = match c.access_expires_at {
-            None => true,
-            Some(exp) => now() + self.account.margin_for(Some(exp - c.obtained_at)) < exp,
-        };
+        let fresh = fresh_until(&self.account, c.access_expires_at, c.obtained_at, now());
         fresh.then(|| Access {
             authorization: c.authorization.clone(),
             generation: c.generation,
@@ -166,7 +128,13 @@ struct Inner {
     store: Mutex<Store>,
     client: TokenClient,
     accounts: HashMap<String, AccountSlot>,
+    /// Set at shutdown: when token requests still in flight are abandoned.
+    abandon_at: watch::Sender<Option<tokio::time::Instant>>,
 }
+
+/// How often a refresh waiting for another process's refresh of the same account looks
+/// again: waiting this way (not in a blocking `flock`) can be abandoned at shutdown.
+const LOCK_POLL: Duration = Duration::from_millis(50);
 
 impl Tokens {
     pub fn new(db: &Path, accounts: &[Arc<Account>], timeout: Duration) -> Result<Tokens, Error> {
@@ -182,6 +150,8 @@ impl Tokens {
                         backoff: Mutex::new(Backoff::default()),
                         cache: Mutex::new(None),
                         backoff_cap: backoff_cap(a),
+                        refusals: Mutex::new(Refusals::default()),
+                        refusing: AtomicBool::new(false),
                     },
                 )
             })
@@ -192,6 +162,7 @@ impl Tokens {
                 store: Mutex::new(store),
                 client: TokenClient::new(timeout)?,
                 accounts: slots,
+                abandon_at: watch::Sender::new(None),
             }),
         })
     }
@@ -221,6 +192,13 @@ impl Tokens {
             .token(name)
     }
 
+    /// [`Tokens::read`] on a blocking thread: the runtime thread keeps the schedule and the
+    /// watchdog, and a read may wait for a checkpoint or a slow disk.
+    async fn read_off_thread(&self, name: &str) -> Result<Option<TokenRow>, Error> {
+        let (this, name) = (self.clone(), name.to_string());
+        off_thread(move || this.read(&name)).await
+    }
+
     pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         f(&mut self.inner.store.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -243,7 +221,7 @@ impl Tokens {
         if let Some(access) = slot.cached() {
             return Ok(access);
         }
-        let row = self.read(name)?;
+        let row = self.read_off_thread(name).await?;
         match &row {
             Some(r) if r.state == TokenState::NeedsReauth => Err(needs_reauth_error(account, r)),
             Some(r) if usable(account, r, now()) => {
@@ -268,6 +246,70 @@ impl Tokens {
         }
         slot.forget();
         self.refresh(name, Some(generation), true).await
+    }
+
+    /// While the API refuses freshly refreshed tokens of the account: how long until a 401
+    /// may cause a refresh again.
+    pub fn refusal_backoff(&self, name: &str) -> Option<Duration> {
+        let slot = self.slot(name).ok()?;
+        if !slot.refusing.load(Ordering::Relaxed) {
+            return None;
+        }
+        slot.refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting()
+    }
+
+    /// Whether the API is refusing the account's freshly refreshed tokens (for metrics).
+    pub fn refusing(&self, name: &str) -> bool {
+        self.slot(name)
+            .is_ok_and(|s| s.refusing.load(Ordering::Relaxed))
+    }
+
+    /// The API answered 401 to the token [`Tokens::unauthorized`] had just handed out:
+    /// backs off (growing, capped) before a 401 may refresh again. Said once in the log and
+    /// as a `rejected` token event (which `status` shows), until the API accepts a token.
+    pub async fn refused_fresh(&self, name: &str, generation: i64) {
+        let Ok(slot) = self.slot(name) else { return };
+        let refused = slot
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refuse(generation);
+        let Some((steps, wait)) = refused else { return };
+        slot.refusing.store(true, Ordering::Relaxed);
+        if steps > 1 {
+            tracing::debug!(
+                account = name,
+                wait_s = wait.as_secs(),
+                "the API still refuses a freshly refreshed token"
+            );
+            return;
+        }
+        let detail = format!(
+            "the API refuses freshly refreshed tokens (401): not a token problem (permissions, scope or the API itself); a 401 refreshes at most once per {}s, doubling up to {}s",
+            wait.as_secs(),
+            REFUSED_CAP.as_secs()
+        );
+        tracing::error!(account = name, "{detail}");
+        let (db, name) = (self.inner.db.clone(), name.to_string());
+        let recorded =
+            off_thread(move || Store::lock(&db)?.commit_event(&name, "rejected", &detail)).await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "cannot record the API's refusal");
+        }
+    }
+
+    /// The API accepted the account's token: ends a refusal backoff.
+    pub fn accepted(&self, name: &str) {
+        let Ok(slot) = self.slot(name) else { return };
+        // Called on every successful poll: a plain load while nothing is refused.
+        if !slot.refusing.load(Ordering::Relaxed) || !slot.refusing.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        *slot.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
+        tracing::info!(account = name, "the API accepts the token again");
     }
 
     /// Refreshes (or obtains) the account's token unless the stored row has moved on from
@@ -297,10 +339,68 @@ impl Tokens {
         })
     }
 
+    /// At shutdown: token requests still unanswered `grace` from now are abandoned (the
+    /// old refresh token stays stored; an answer already received is committed first), so
+    /// that stopping ends within the service's stop timeout.
+    pub fn abandon_requests_after(&self, grace: Duration) {
+        self.inner
+            .abandon_at
+            .send_replace(Some(tokio::time::Instant::now() + grace));
+    }
+
     /// Waits for every refresh in flight to finish (at shutdown).
     pub async fn wait_idle(&self) {
         for slot in self.inner.accounts.values() {
             let _ = slot.flight.lock().await;
+        }
+    }
+
+    /// `fut`, unless shutdown abandons it first.
+    async fn unless_abandoned<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, TokenError>>,
+    ) -> Result<T, TokenError> {
+        let mut rx = self.inner.abandon_at.subscribe();
+        let abandoned = async move {
+            loop {
+                let at = *rx.borrow_and_update();
+                match at {
+                    Some(at) => return tokio::time::sleep_until(at).await,
+                    None if rx.changed().await.is_err() => std::future::pending().await,
+                    None => {}
+                }
+            }
+        };
+        tokio::select! {
+            r = fut => r,
+            _ = abandoned => Err(TokenError::temporary(
+                "shutdown",
+                "abandoned at shutdown before the token endpoint answered (the stored refresh token is kept)",
+            )),
+        }
+    }
+
+    /// Takes the account's cross-process refresh lock (a `flock`), waiting while another
+    /// process refreshes it.
+    async fn refresh_lock(&self, name: &str) -> Result<std::fs::File, AccessError> {
+        let file = Store::refresh_lock_file(&self.inner.db, name)?;
+        let wait = async {
+            loop {
+                match file.try_lock() {
+                    Ok(()) => return Ok(()),
+                    Err(std::fs::TryLockError::WouldBlock) => tokio::time::sleep(LOCK_POLL).await,
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(TokenError::temporary(
+                            "lock",
+                            format!("cannot take the refresh lock: {e}"),
+                        ))
+                    }
+                }
+            }
+        };
+        match self.unless_abandoned(wait).await {
+            Ok(()) => Ok(file),
+            Err(e) => Err(AccessError::Unavailable(e.to_string())),
         }
     }
 
@@ -314,7 +414,7 @@ impl Tokens {
         let account = slot.account.clone();
 
         // Someone in this process may have refreshed while we waited for the flight.
-        if let Some(row) = self.read(name)? {
+        if let Some(row) = self.read_off_thread(name).await? {
             if moved_on(&account, &row, seen) {
                 return Ok(access_of(&account, &row));
             }
@@ -325,68 +425,38 @@ impl Tokens {
             .unwrap_or_else(|e| e.into_inner())
             .waiting();
         if let Some(wait) = waiting {
-            return self.while_backing_off(&account, force, wait);
+            return self.while_backing_off(&account, force, wait).await;
         }
 
+        // One refresh of the account at a time across processes; the database's write lock
+        // is taken only to decide and to commit, never across the request.
+        let _refresh_lock = self.refresh_lock(name).await?;
         let db = self.inner.db.clone();
-        let lock = tokio::task::spawn_blocking(move || Store::lock(&db))
-            .await
-            .map_err(|e| Error::runtime(format!("refresh lock task failed: {e}")))??;
-        let row = lock.token(name)?;
-        // A refresh answered but not committed before the process died: commit it now.
-        let db = self.inner.db.clone();
-        if let Some(p) = pending::read(&db, name) {
-            pending::remove(&db, name);
-            let current = row.as_ref().map_or(0, |r| r.generation);
-            if p.generation == current {
-                if let Ok(response) = crate::oauth::response::parse(200, &p.body, None, &[]) {
-                    let grant: &'static str = match p.grant.as_str() {
-                        "password" => "password",
-                        "client_credentials" => "client_credentials",
-                        "authorization_code" => "authorization_code",
-                        _ => "refresh_token",
-                    };
-                    let new_row =
-                        row_from_response(&account, row.as_ref(), response, grant, p.started);
-                    let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
-                    let detail = format!("{detail}; recovered from the refresh journal");
-                    let stored = lock.commit_token(&new_row, event, &detail)?;
-                    tracing::warn!(account = name, generation = stored.generation,
-                        "a refresh answered before the last crash was committed from the refresh journal");
-                    return Ok(access_of(&account, &stored));
-                }
+        let decision = {
+            let (db, account) = (db.clone(), account.clone());
+            off_thread(move || decide(&db, &account, seen, force)).await?
+        };
+        let row = match decision {
+            Decision::Use(row) => return Ok(access_of(&account, &row)),
+            Decision::NeedsReauth(row) => return Err(needs_reauth_error(&account, &row)),
+            Decision::NoRoom(e) => {
+                tracing::error!(account = name, error = %e,
+                    "cannot reserve room for a new token in the database: refresh postponed (the old token stays in use while valid)");
+                return self
+                    .while_backing_off(&account, force, Duration::from_secs(1))
+                    .await;
             }
-        }
-        if let Some(r) = &row {
-            if r.state == TokenState::NeedsReauth {
-                lock.release();
-                return Err(needs_reauth_error(&account, r));
-            }
-            // Another process refreshed (or an operator seeded) while we waited for the lock.
-            if moved_on(&account, r, seen) || (!force && usable(&account, r, now())) {
-                lock.release();
-                return Ok(access_of(&account, r));
-            }
-        }
+            Decision::Request(row) => row,
+        };
 
         let oauth = account
             .oauth2
             .as_ref()
             .ok_or_else(|| Error::runtime("oauth2 account without [account.oauth2]"))?;
-        // Room for the answer before asking: a full database postpones the refresh rather
-        // than losing a rotated refresh token at the commit.
-        let mut lock = lock;
-        if let Err(e) = lock.reserve(name) {
-            tracing::error!(account = name, error = %e,
-                "cannot reserve room for a new token in the database: refresh postponed (the old token stays in use while valid)");
-            return self.while_backing_off(&account, force, Duration::from_secs(1));
-        }
         let started = now();
-        let refresh_token = row.as_ref().and_then(|r| {
-            r.refresh_token
-                .as_ref()
-                .filter(|_| !refresh_expired(r, started))
-        });
+        // Always tried, whatever the stored refresh expiry says: the local clock may have
+        // jumped, and only the provider's `invalid_grant` says a refresh token is dead.
+        let refresh_token = row.as_ref().and_then(|r| r.refresh_token.as_ref());
         let attempt_started = Instant::now();
         let generation = row.as_ref().map_or(0, |r| r.generation);
         let journal = |grant: &'static str| {
@@ -401,15 +471,10 @@ impl Tokens {
         let mut attempt = match refresh_token {
             Some(rt) => {
                 tracing::debug!(account = name, "token request sent");
-                let result = self
-                    .inner
-                    .client
-                    .request_with(
-                        oauth,
-                        &Grant::RefreshToken(rt),
-                        &mut journal("refresh_token"),
-                    )
-                    .await;
+                let grant = Grant::RefreshToken(rt);
+                let mut on_body = journal("refresh_token");
+                let request = self.inner.client.request_with(oauth, &grant, &mut on_body);
+                let result = self.unless_abandoned(request).await;
                 tracing::debug!(
                     account = name,
                     ok = result.is_ok(),
@@ -417,10 +482,7 @@ impl Tokens {
                 );
                 (Grant::RefreshToken(rt).name(), result)
             }
-            None => (
-                "refresh_token",
-                Err(no_refresh_token(row.as_ref(), started)),
-            ),
+            None => ("refresh_token", Err(no_refresh_token(row.as_ref()))),
         };
         // A permanent refresh failure falls back to the account's own grant, if any.
         if let Err(e) = &attempt.1 {
@@ -435,11 +497,9 @@ impl Tokens {
                         tracing::warn!(account = name, error = %e, grant = grant.name(),
                             "refresh failed permanently; obtaining a new token with the fallback grant");
                     }
-                    let result = self
-                        .inner
-                        .client
-                        .request_with(oauth, &grant, &mut journal(grant.name()))
-                        .await;
+                    let mut on_body = journal(grant.name());
+                    let request = self.inner.client.request_with(oauth, &grant, &mut on_body);
+                    let result = self.unless_abandoned(request).await;
                     attempt = (grant.name(), result);
                 }
             }
@@ -447,12 +507,30 @@ impl Tokens {
 
         match attempt {
             (grant, Ok(response)) => {
-                // From here to the commit is the window in which a crash loses a rotated
-                // refresh token: no I/O but the commit's own.
+                // The answer is in the journal: the commit below cannot be lost to a crash,
+                // and it runs in this task, which shutdown waits for.
                 let received = Instant::now();
                 let new_row = row_from_response(&account, row.as_ref(), response, grant, started);
                 let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
-                let stored = lock.commit_token(&new_row, event, &detail)?;
+                let committed = {
+                    let (db, name) = (db.clone(), name.to_string());
+                    off_thread(move || {
+                        let committed = commit_if_unchanged(&db, &name, generation, |lock| {
+                            lock.commit_token(&new_row, event, &detail)
+                        });
+                        // Removed only once its content is committed (or superseded): a
+                        // failed commit leaves it for the next attempt.
+                        if committed.is_ok() {
+                            pending::remove(&db, &name);
+                        }
+                        committed
+                    })
+                    .await?
+                };
+                let stored = match committed {
+                    Committed::Stored(stored) => stored,
+                    Committed::Superseded(current) => return self.superseded(&account, current),
+                };
                 crate::metrics::get().refresh(name, "ok");
                 // Answer-to-commit time, the window in which a crash loses a rotated grant:
                 // for the crash test and for debugging, not for the operator's log.
@@ -461,7 +539,6 @@ impl Tokens {
                     commit_us = received.elapsed().as_micros() as u64,
                     "token committed"
                 );
-                pending::remove(&db, name);
                 slot.backoff
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -482,7 +559,6 @@ impl Tokens {
             }
             (grant, Err(e)) if !e.is_permanent() => {
                 crate::metrics::get().refresh(name, "temporary_failure");
-                pending::remove(&db, name);
                 let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(
                     e.retry_after,
                     slot.backoff_cap,
@@ -490,35 +566,69 @@ impl Tokens {
                 );
                 let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
                 tracing::warn!(account = name, grant, error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
-                lock.commit_event(name, "refresh_failed", &detail)?;
-                self.while_backing_off(&account, force, delay)
+                let (db, name_owned) = (db.clone(), name.to_string());
+                let recorded = off_thread(move || {
+                    Store::lock(&db)?.commit_event(&name_owned, "refresh_failed", &detail)
+                })
+                .await;
+                if let Err(e) = recorded {
+                    tracing::warn!(account = name, error = %e, "token event not recorded");
+                }
+                self.while_backing_off(&account, force, delay).await
             }
             (grant, Err(e)) => {
                 crate::metrics::get().refresh(name, "permanent_failure");
-                pending::remove(&db, name);
                 let fix = fix_command(&account);
-                hook(name, "refresh_failed", &e.to_string());
                 let detail = format!("{grant}: {e}; the account needs re-authorization: run {fix}");
-                tracing::error!(account = name, grant, error = %e, "token request failed permanently; the account needs re-authorization: run {fix}");
                 let mut r = row.unwrap_or_else(|| TokenRow::new(name, "seed", started));
                 r.state = TokenState::NeedsReauth;
                 r.state_detail = Some(detail.clone());
-                lock.commit_token(&r, "needs_reauth", &detail)?;
+                let committed = {
+                    let (db, name, detail) = (db.clone(), name.to_string(), detail.clone());
+                    off_thread(move || {
+                        commit_if_unchanged(&db, &name, generation, |lock| {
+                            lock.commit_token(&r, "needs_reauth", &detail)
+                        })
+                    })
+                    .await?
+                };
+                if let Committed::Superseded(current) = committed {
+                    return self.superseded(&account, current);
+                }
+                tracing::error!(account = name, grant, error = %e, "token request failed permanently; the account needs re-authorization: run {fix}");
+                hook(name, "refresh_failed", &e.to_string());
                 hook(name, "needs_reauth", &detail);
                 Err(AccessError::NeedsReauth(detail))
             }
         }
     }
 
+    /// The stored token was replaced while the provider was asked: use the new one.
+    fn superseded(
+        &self,
+        account: &Account,
+        current: Option<TokenRow>,
+    ) -> Result<Access, AccessError> {
+        tracing::warn!(account = %account.name,
+            "the stored token was replaced (seed or authorize) while the token endpoint was asked: the replacement stays, the answer is dropped");
+        match current {
+            Some(r) if r.state == TokenState::NeedsReauth => Err(needs_reauth_error(account, &r)),
+            Some(r) => Ok(access_of(account, &r)),
+            None => Err(AccessError::Unavailable(
+                "the stored token was removed while it was refreshed".into(),
+            )),
+        }
+    }
+
     /// While the token endpoint is backing off: the old access token while it lasts.
-    fn while_backing_off(
+    async fn while_backing_off(
         &self,
         account: &Account,
         force: bool,
         wait: Duration,
     ) -> Result<Access, AccessError> {
         if !force {
-            if let Some(row) = self.read(&account.name)? {
+            if let Some(row) = self.read_off_thread(&account.name).await? {
                 let not_expired = row.access_expires_at.is_some_and(|t| now() < t);
                 if row.access_token.is_some() && not_expired && row.state == TokenState::Ok {
                     return Ok(access_of(account, &row));
@@ -541,13 +651,15 @@ impl Tokens {
             return;
         };
         let warn_within = slot.account.refresh_warning.as_secs() as i64;
-        if expires - t > warn_within || row.refresh_warned_at.is_some_and(|w| t - w < 86400) {
+        if expires.saturating_sub(t) > warn_within
+            || row.refresh_warned_at.is_some_and(|w| t - w < 86400)
+        {
             return;
         }
-        let left = crate::units::human(expires - t);
+        let left = crate::units::human(expires.saturating_sub(t));
         tracing::warn!(
             account = name,
-            expires_in_s = expires - t,
+            expires_in_s = expires.saturating_sub(t),
             "the refresh token expires in {left}: re-authorize before then ({})",
             fix_command(&slot.account)
         );
@@ -575,11 +687,19 @@ pub fn usable(account: &Account, row: &TokenRow, now: i64) -> bool {
     if row.access_token.is_none() || row.state != TokenState::Ok {
         return false;
     }
-    match row.access_expires_at {
+    fresh_until(account, row.access_expires_at, row.obtained_at, now)
+}
+
+/// Is a token obtained at `obtained_at` and expiring at `expires_at` still short of its
+/// refresh time? The margin is at most half the lifetime: a margin as long as the lifetime
+/// would refresh on every poll. Saturating: stored times may come from anywhere.
+fn fresh_until(account: &Account, expires_at: Option<i64>, obtained_at: i64, now: i64) -> bool {
+    match expires_at {
         None => true,
         Some(exp) => {
-            let lifetime = exp - row.obtained_at;
-            now + account.margin_for(Some(lifetime)) < exp
+            let lifetime = exp.saturating_sub(obtained_at);
+            let margin = account.margin_for(Some(lifetime)).min(lifetime / 2).max(0);
+            now.saturating_add(margin) < exp
         }
     }
 }
@@ -588,16 +708,9 @@ fn moved_on(account: &Account, row: &TokenRow, seen: Option<i64>) -> bool {
     seen.is_some_and(|g| row.generation != g) && usable(account, row, now())
 }
 
-fn refresh_expired(row: &TokenRow, now: i64) -> bool {
-    row.refresh_expires_at.is_some_and(|t| t <= now)
-}
-
-fn no_refresh_token(row: Option<&TokenRow>, now: i64) -> TokenError {
+fn no_refresh_token(row: Option<&TokenRow>) -> TokenError {
     match row {
         None => TokenError::permanent("no_token", "no token is stored for this account"),
-        Some(r) if r.refresh_token.is_some() && refresh_expired(r, now) => {
-            TokenError::permanent("refresh_token_expired", "the refresh token has expired")
-        }
         Some(_) => TokenError::permanent(
             "no_refresh_token",
             "the access token was rejected or has expired, and there is no refresh token",
@@ -637,66 +750,6 @@ pub fn fix_command(account: &Account) -> String {
         Some(_) => format!("`oauth-poller authorize {name}` or `oauth-poller seed {name} FILE`"),
         None => format!("`oauth-poller seed {name} FILE`"),
     }
-}
-
-fn row_from_response(
-    account: &Account,
-    old: Option<&TokenRow>,
-    r: TokenResponse,
-    grant: &str,
-    started: i64,
-) -> TokenRow {
-    let mut row = TokenRow::new(&account.name, grant, started);
-    let rotated = r.refresh_token.is_some();
-    row.access_token = Some(r.access_token);
-    row.token_type = r.token_type.or_else(|| Some("Bearer".into()));
-    row.scope = r.scope.or_else(|| old.and_then(|o| o.scope.clone()));
-    // Counted from when the request was sent: never later than the server's clock says.
-    row.access_expires_at = r.expires_in.map(|e| started + e);
-    match r.refresh_token {
-        Some(rt) => {
-            row.refresh_token = Some(rt);
-            row.refresh_expires_at = r.refresh_expires_in.map(|e| started + e);
-        }
-        // No new refresh token: the old one stays good (RFC 6749 6).
-        None if grant == "refresh_token" => {
-            row.refresh_token = old.and_then(|o| o.refresh_token.clone());
-            row.refresh_expires_at = old.and_then(|o| o.refresh_expires_at);
-        }
-        None => {}
-    }
-    row.last_refresh_at = Some(started);
-    row.refresh_warned_at = if rotated {
-        None
-    } else {
-        old.and_then(|o| o.refresh_warned_at)
-    };
-    row
-}
-
-fn describe_new_token(
-    new: &TokenRow,
-    old: Option<&TokenRow>,
-    grant: &str,
-) -> (&'static str, String) {
-    let expiry = match new.access_expires_at {
-        Some(t) => format!("access token valid for {}s", t - new.obtained_at),
-        None => "access token without a stated expiry".to_string(),
-    };
-    let rotation = match (
-        &new.refresh_token,
-        old.and_then(|o| o.refresh_token.as_ref()),
-    ) {
-        (Some(n), Some(o)) if n.expose_secret() == o.expose_secret() => "refresh token kept",
-        (Some(_), _) => "new refresh token",
-        (None, _) => "no refresh token",
-    };
-    let event = if grant == "refresh_token" {
-        "refreshed"
-    } else {
-        "obtained"
-    };
-    (event, format!("{grant}: {expiry}; {rotation}"))
 }
 
 /// What `seed` did.
@@ -769,36 +822,4 @@ pub fn seed_from_file(
     // empty database behind.
     Store::open(db)?;
     store_seed(db, &account.name, seed, force)
-}
-
-#[cfg(test)]
-mod backoff_tests {
-    use super::*;
-
-    /// The schedule: the n-th delay lies in [2^n/2, 2^n] seconds, capped, and never shorter
-    /// than Retry-After.
-    #[test]
-    fn capped_exponential_with_jitter_and_retry_after() {
-        let cap = Duration::from_secs(20);
-        let mut b = Backoff::default();
-        for n in 0..10u32 {
-            let start = Instant::now();
-            let d = b.fail(None, cap, start);
-            let exp = Duration::from_secs(1 << n).min(cap);
-            assert!(
-                d <= exp && d + Duration::from_millis(5) >= exp / 2,
-                "failure {n}: {d:?} for {exp:?}"
-            );
-            assert!(b.waiting().is_some());
-        }
-        let d = b.fail(Some(Duration::from_secs(90)), cap, Instant::now());
-        assert!(
-            d > Duration::from_secs(89),
-            "Retry-After beyond the cap: {d:?}"
-        );
-        b.reset();
-        assert!(b.waiting().is_none());
-        let d = b.fail(None, cap, Instant::now());
-        assert!(d <= Duration::from_secs(1), "reset starts over: {d:?}");
-    }
 }

@@ -62,11 +62,27 @@ pub fn status(
                 "consecutive_failures": failures,
             }));
         }
+        // The API refusing freshly refreshed tokens: a `rejected` event no successful poll
+        // has followed.
+        let refusing = store
+            .events(Some(name), 1)?
+            .into_iter()
+            .find(|e| e.event == "rejected")
+            .filter(|e| {
+                !endpoints.iter().any(|p| {
+                    p["status"]
+                        .as_i64()
+                        .is_some_and(|s| (200..300).contains(&s))
+                        && p["last_poll_at"].as_i64().is_some_and(|at| at > e.at)
+                })
+            })
+            .and_then(|e| e.detail);
         let access_expires_at = row.and_then(|r| r.access_expires_at);
         out.push(json!({
             "account": name,
             "state": state,
             "detail": row.and_then(|r| r.state_detail.clone()),
+            "api_refusing": refusing,
             "access_expires_at": access_expires_at,
             "access_expired": access_expires_at.is_some_and(|e| e <= t),
             "refresh_expires_at": row.and_then(|r| r.refresh_expires_at),
@@ -157,6 +173,9 @@ fn print_account(a: &serde_json::Value, t: i64, daemon: &Daemon, how: &Invocatio
     );
     if let Some(d) = a["detail"].as_str() {
         println!("  {d}");
+    }
+    if let Some(d) = a["api_refusing"].as_str() {
+        println!("  api: {d}");
     }
     if state == "no_token" {
         println!("  no token stored");

@@ -57,7 +57,7 @@ impl TokenClient {
     fn http(&self) -> Result<&reqwest::Client, TokenError> {
         self.http
             .get_or_init(|| {
-                reqwest::Client::builder()
+                crate::http::with_environment_proxy(reqwest::Client::builder())
                     .timeout(self.timeout)
                     .connect_timeout(self.timeout.min(Duration::from_secs(10)))
                     // A redirect from the token endpoint would carry credentials elsewhere.

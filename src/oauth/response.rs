@@ -7,6 +7,9 @@ use crate::seed::lenient_i64;
 use secrecy::SecretString;
 use std::time::Duration;
 
+/// The longest lifetime a token response is believed (ten years), in seconds.
+pub const MAX_LIFETIME: i64 = 10 * 365 * 86400;
+
 #[derive(Debug)]
 pub struct TokenResponse {
     pub access_token: SecretString,
@@ -97,11 +100,17 @@ pub fn parse(
             token_type: text("token_type"),
             refresh_token: text("refresh_token").map(SecretString::from),
             scope: text("scope"),
-            expires_in: number("expires_in").filter(|&n| n >= 0),
+            // 0 is "no stated lifetime" (taken literally it would refresh on every poll): the
+            // token is used until the API refuses it. Longer than MAX_LIFETIME is clamped, so
+            // adding it to a time cannot overflow.
+            expires_in: number("expires_in")
+                .filter(|&n| n > 0)
+                .map(|n| n.min(MAX_LIFETIME)),
             created_at: number("created_at").filter(|&n| n > 0),
             refresh_expires_in: number("refresh_expires_in")
                 .or_else(|| number("refresh_token_expires_in"))
-                .filter(|&n| n > 0),
+                .filter(|&n| n > 0)
+                .map(|n| n.min(MAX_LIFETIME)),
         });
     }
     let code = json
@@ -128,28 +137,32 @@ pub fn parse(
     if let Some(d) = &description {
         message.push_str(&format!(" ({d})"));
     }
-    let temporary = matches!(status, 408 | 425 | 429) || status >= 500;
-    // RFC 6749 5.2 errors are the server's final word, whatever the status.
-    let oauth_final = code.as_deref().is_some_and(|c| {
-        matches!(
-            c,
-            "invalid_grant"
-                | "invalid_client"
-                | "unauthorized_client"
-                | "unsupported_grant_type"
-                | "invalid_scope"
-        )
-    });
-    let mut err = if temporary && !oauth_final {
-        TokenError::temporary(&format!("http_{status}"), message)
+    // Only an RFC 6749 5.2 error body is the authorization server's final word, whatever
+    // the status. Anything else (a 3xx, a WAF's HTML 403, a login page, a gateway's 401) is
+    // something in front of the endpoint that may go away: giving up on the grant for it
+    // would need a human for a refresh token the provider never refused.
+    let oauth_final = code.as_deref().is_some_and(is_final_oauth_error);
+    let mut err = if oauth_final {
+        TokenError::permanent(code.as_deref().unwrap_or_default(), message)
     } else {
-        TokenError::permanent(
-            code.as_deref().unwrap_or(&format!("http_{status}")),
-            message,
-        )
+        TokenError::temporary(&format!("http_{status}"), message)
     };
     err.retry_after = retry_after;
     Err(err)
+}
+
+/// The error codes of RFC 6749 5.2: the request itself, the client or the grant is refused,
+/// and sending it again cannot succeed.
+fn is_final_oauth_error(code: &str) -> bool {
+    matches!(
+        code,
+        "invalid_request"
+            | "invalid_grant"
+            | "invalid_client"
+            | "unauthorized_client"
+            | "unsupported_grant_type"
+            | "invalid_scope"
+    )
 }
 
 /// Does server text contain a secret the request sent?
@@ -229,6 +242,16 @@ mod tests {
         .unwrap();
         assert_eq!(r.created_at, Some(1616778780));
         assert!(r.token_type.is_none());
+        let r = parse(
+            200,
+            br#"{"access_token":"a","expires_in":9223372036854775807}"#,
+            None,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(r.expires_in, Some(MAX_LIFETIME));
+        let r = parse(200, br#"{"access_token":"a","expires_in":0}"#, None, &[]).unwrap();
+        assert_eq!(r.expires_in, None);
     }
 
     #[test]
@@ -247,6 +270,18 @@ mod tests {
         assert!(e.is_permanent());
         let e = parse(429, b"", None, &[]).unwrap_err();
         assert!(!e.is_permanent());
+        // Not the authorization server's word: a redirect, a WAF's page, a bare 4xx.
+        for (status, body) in [
+            (302, &b""[..]),
+            (403, b"<html>Request blocked</html>"),
+            (401, b""),
+            (400, br#"{"error":"Unauthorized","status":400}"#),
+        ] {
+            let e = parse(status, body, None, &[]).unwrap_err();
+            assert!(!e.is_permanent(), "{status}: {e}");
+        }
+        let e = parse(503, br#"{"error":"invalid_grant"}"#, None, &[]).unwrap_err();
+        assert!(e.is_permanent());
     }
 
     #[test]

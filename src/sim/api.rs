@@ -83,7 +83,7 @@ fn inode(sim: &Simulator, parts: &Parts) -> Response {
         .map(|i| match kind {
             "links" => json!({
                 "id": i, "name": format!("Link {i}"), "type": "radio",
-                "status": if (i as u64 + e) % 4 == 0 { "down" } else { "up" },
+                "status": if (i as u64 + e).is_multiple_of(4) { "down" } else { "up" },
                 "revision": e,
             }),
             _ => json!({
@@ -280,7 +280,7 @@ fn scinote(sim: &Simulator, parts: &Parts) -> Response {
             "teams" => json!({"id": i.to_string(), "type": "teams", "attributes": {"name": format!("Team {i}"), "description": null, "space_taken": 1048576 * i}}),
             _ => json!({"id": i.to_string(), "type": "projects", "attributes": {
                 "name": format!("Project {i}"), "visibility": "visible",
-                "start_date": "2021-03-26T17:13:00.000Z", "archived": (i as u64 + e) % 5 == 0, "revision": e,
+                "start_date": "2021-03-26T17:13:00.000Z", "archived": (i as u64 + e).is_multiple_of(5), "revision": e,
             }}),
         })
         .collect();

@@ -16,7 +16,7 @@ mod tokens;
 
 pub use authorizations::{Pending, PENDING_TTL};
 pub use polls::{PollRecord, PollRow, PollWriter};
-pub use tokens::{EventRow, TokenRow, TokenState};
+pub use tokens::{EventRow, RefreshLock, TokenRow, TokenState};
 
 use crate::error::Error;
 use rusqlite::Connection;

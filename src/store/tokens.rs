@@ -194,14 +194,14 @@ fn add_event_unless_full(conn: &Connection, account: &str, event: &str, detail: 
     }
 }
 
-/// Space reserved for a token row and an event before a refresh is requested. SQLite rolls
-/// back the whole transaction on SQLITE_FULL, so the commit after the provider's answer
+/// The room kept in the `reserve` table: enough for the row, the event and a split or two of
+/// the tokens table. A commit of a provider's answer deletes the reserve in its own
+/// transaction first: SQLite rolls the whole transaction back on SQLITE_FULL, so the commit
 /// must not need a page it does not already hold.
-const RESERVE_TOKEN_BYTES: usize = 16 * 1024;
-const RESERVE_EVENT_BYTES: usize = 2 * 1024;
-/// The room kept in the `reserve` table: enough for the padded row, the event and a split
-/// or two of the tokens table.
 const RESERVE_BYTES: i64 = 64 * 1024;
+/// The least room a refresh needs before it asks the provider: a token row with encrypted
+/// values and an event, and a split of the tokens table.
+const RESERVE_NEEDED: i64 = 32 * 1024;
 
 /// Puts back as much of the reserve as fits, without asking for a page the database cannot
 /// get (so it never fails a transaction with SQLITE_FULL).
@@ -324,7 +324,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// Takes the database write lock for a refresh (blocking up to the busy timeout).
+    /// Takes the database write lock (blocking up to the busy timeout) to decide or to
+    /// commit. Held for milliseconds: never across a request to the provider.
     pub fn lock(path: &Path) -> Result<RefreshLock, Error> {
         let conn = connect(path, true)?;
         conn.execute_batch("BEGIN IMMEDIATE")
@@ -333,20 +334,39 @@ impl Store {
             path: path.to_path_buf(),
             conn,
             open: true,
-            event_id: None,
         })
+    }
+
+    /// Opens (creating, mode 0600) the file whose `flock` serializes one account's refreshes
+    /// across processes: `{database}-lock-{account}`. The lock, unlike SQLite's, may be held
+    /// across the request to the provider: nobody else needs it to read or write the store,
+    /// and the kernel releases it when its holder dies.
+    pub fn refresh_lock_file(db: &Path, account: &str) -> Result<std::fs::File, Error> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut p = db.as_os_str().to_owned();
+        p.push(format!("-lock-{account}"));
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| {
+                Error::runtime(format!(
+                    "cannot open the refresh lock {}: {e}",
+                    Path::new(&p).display()
+                ))
+            })
     }
 }
 
-/// The database write lock, held while one refresh is decided, requested and committed.
-/// Other processes' refreshes wait on it; readers (WAL) do not. Dropped uncommitted, it
-/// rolls back.
+/// The database write lock (`BEGIN IMMEDIATE`), held while a refresh is decided or its
+/// answer committed. Dropped uncommitted, it rolls back.
 pub struct RefreshLock {
     path: PathBuf,
     conn: Connection,
     open: bool,
-    /// The event row reserved by [`RefreshLock::reserve`], filled in at commit.
-    event_id: Option<i64>,
 }
 
 impl RefreshLock {
@@ -354,99 +374,68 @@ impl RefreshLock {
         read_token(&self.conn, account).map_err(|e| store_err(&self.path, e))
     }
 
-    /// Before a refresh is requested: makes sure the commit that follows the provider's
-    /// answer needs no new page, by writing a padded copy of the account's row and an event
-    /// row in this transaction (replaced at commit, rolled back on release). When the
-    /// database is full this fails, and the refresh is not attempted: nothing is lost.
-    pub fn reserve(&mut self, account: &str) -> Result<(), Error> {
-        let padding = "-".repeat(RESERVE_TOKEN_BYTES);
-        let reserved = self
+    /// Before a refresh is requested: makes sure the reserve holds room for committing the
+    /// answer (refilling it if it can). When the database is full this fails and the
+    /// refresh is not attempted: nothing is lost. The refill is kept by [`Self::release`].
+    pub fn ensure_room(&self) -> Result<(), Error> {
+        refill_reserve(&self.conn).map_err(|e| store_err(&self.path, e))?;
+        let held: i64 = self
             .conn
-            .execute("DELETE FROM reserve", [])
-            .and_then(|_| self.conn.execute(
-                "INSERT INTO tokens (account, obtained_at, obtained_by, generation, state_detail) \
-                 VALUES (?1, 0, 'seed', 0, ?2) \
-                 ON CONFLICT (account) DO UPDATE SET state_detail = excluded.state_detail",
-                params![account, padding],
-            ))
-            .and_then(|_| {
-                self.conn.execute(
-                    "INSERT INTO token_events (account, at, event, detail) VALUES (?1, ?2, 'refresh_failed', ?3)",
-                    params![account, now(), "-".repeat(RESERVE_EVENT_BYTES)],
-                )
-            });
-        match reserved {
-            Ok(_) => {
-                self.event_id = Some(self.conn.last_insert_rowid());
-                Ok(())
-            }
-            Err(e) => {
-                // SQLITE_FULL has rolled the transaction back; make sure, and let go.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.open = false;
-                Err(store_err(&self.path, e))
-            }
+            .query_row(
+                "SELECT COALESCE(SUM(length(filler)), 0) FROM reserve",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| store_err(&self.path, e))?;
+        if held < RESERVE_NEEDED {
+            return Err(Error::runtime(format!(
+                "database {}: too little room left to commit a new token ({held} of {RESERVE_NEEDED} bytes reserved)",
+                self.path.display()
+            )));
         }
+        Ok(())
     }
 
-    fn write_event(&self, _account: &str, event: &str, detail: &str) -> rusqlite::Result<bool> {
-        match self.event_id {
-            Some(id) => self
-                .conn
-                .execute(
-                    "UPDATE token_events SET at = ?2, event = ?3, detail = ?4 WHERE id = ?1",
-                    params![id, now(), event, detail],
-                )
-                .map(|_| true),
-            None => Ok(false),
-        }
-    }
-
-    /// Writes the token and its event, and commits (fsync) before returning.
+    /// Writes the token and its event, and commits (fsync) before returning. The reserve is
+    /// freed first in the same transaction, so a full disk cannot fail the commit.
     pub fn commit_token(
         mut self,
         row: &TokenRow,
         event: &str,
         detail: &str,
     ) -> Result<TokenRow, Error> {
-        let stored = write_token(&self.conn, row).map_err(|e| store_err(&self.path, e))?;
-        let with_event = self
-            .write_event(&row.account, event, detail)
-            .map_err(|e| store_err(&self.path, e))?;
-        self.conn
-            .execute_batch("COMMIT")
-            .map_err(|e| store_err(&self.path, e))?;
+        let err = |e| store_err(&self.path, e);
+        self.conn.execute("DELETE FROM reserve", []).map_err(err)?;
+        let stored = write_token(&self.conn, row).map_err(err)?;
+        add_event(&self.conn, &row.account, event, detail).map_err(err)?;
+        self.conn.execute_batch("COMMIT").map_err(err)?;
         self.open = false;
-        // The reserve is put back after the commit: off the path between the provider's
-        // answer and the commit. Should the poll writer take the freed pages first, the
-        // next refresh finds too little room and is postponed, never lost.
-        if self.event_id.is_some() {
-            top_up_reserve(&self.conn);
-        }
-        if !with_event {
-            add_event_unless_full(&self.conn, &row.account, event, detail);
-        }
+        // Put back after the commit: off the path between the provider's answer and the
+        // commit. Should the poll writer take the freed pages first, the next refresh finds
+        // too little room and is postponed, never lost.
+        top_up_reserve(&self.conn);
         Ok(stored)
     }
 
-    /// Records an event only and releases the lock (the token row is left as it was, the
-    /// reservation undone).
+    /// Records an event only and releases the lock (the token row is left as it was).
     pub fn commit_event(mut self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
-        self.release_only();
+        self.finish();
         add_event_unless_full(&self.conn, account, event, detail);
         Ok(())
     }
 
-    fn release_only(&mut self) {
+    /// Ends the transaction, keeping only what [`Self::ensure_room`] refilled.
+    fn finish(&mut self) {
         if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            if self.conn.execute_batch("COMMIT").is_err() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
             self.open = false;
         }
     }
 
     pub fn release(mut self) {
-        let _ = self.conn.execute_batch("ROLLBACK");
-        self.open = false;
+        self.finish();
     }
 }
 

@@ -119,8 +119,9 @@ fn poll_durations_are_fractional_milliseconds_everywhere() {
 /// carries a unit, and it has no internal timing noise.
 #[test]
 fn token_refreshed_line_matches_the_poll_lines() {
-    // Access tokens of 1 s with a 1 s margin: the first poll refreshes.
+    // Access tokens of 1 s, expired by the time of the first poll: it refreshes.
     let s = setup(1, "60s", "refresh_token", "");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = run(Some(&s.config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
     let log = String::from_utf8_lossy(&out.stderr).to_string();
@@ -136,6 +137,7 @@ fn token_refreshed_line_matches_the_poll_lines() {
     );
 
     let s = setup(1, "60s", "refresh_token", "");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = run(Some(&s.config), &["--log-format", "json", "poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
     let refreshed: serde_json::Value = String::from_utf8_lossy(&out.stderr)

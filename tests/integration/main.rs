@@ -2,6 +2,7 @@
 //! and real signals. One binary, a module per area.
 
 mod audit;
+mod audit_refresh;
 mod authorize;
 mod bad_input;
 mod concurrency;
