@@ -46,10 +46,29 @@ pub fn write(db: &Path, account: &str, generation: i64, started: i64, grant: &st
         .truncate(true)
         .mode(0o600)
         .open(path(db, account))
-        .and_then(|mut f| f.write_all(&record));
+        .and_then(|mut f| {
+            if let Err(e) = same_owner_as(db, &f) {
+                tracing::warn!(account, error = %e, "cannot give the refresh journal the database's owner");
+            }
+            f.write_all(&record)
+        });
     if let Err(e) = result {
         tracing::warn!(account, error = %e, "cannot write the refresh journal");
     }
+}
+
+/// Gives `file` the database's owner, as SQLite does for its -wal and -shm files: root running
+/// `token` on the service's store must not leave a journal the service cannot read or remove.
+/// Only root can change an owner; anyone else creates files as the owner already (or the
+/// store would not be theirs). A failure is reported, and the journal is written anyway.
+fn same_owner_as(db: &Path, file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let want = std::fs::metadata(db)?;
+    let have = file.metadata()?;
+    if (have.uid(), have.gid()) != (want.uid(), want.gid()) {
+        std::os::unix::fs::fchown(file, Some(want.uid()), Some(want.gid()))?;
+    }
+    Ok(())
 }
 
 /// The journal of `account`, if there is a complete one.
