@@ -438,3 +438,231 @@ fn the_unit_verifies_and_is_hardened() {
 fn text_of(out: &Output) -> String {
     text(out)
 }
+
+/// The lines of README.md's fenced block marked `<!-- operator-test: NAME -->`.
+fn readme_block(name: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let marker = format!("<!-- operator-test: {name} -->");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"))
+        .1;
+    let mut lines = after.lines().skip_while(|l| l.trim().is_empty());
+    assert_eq!(
+        lines.next(),
+        Some("```sh"),
+        "{marker} must precede a ```sh block"
+    );
+    lines
+        .take_while(|l| *l != "```")
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Replaces `from` in `line`, which must contain it: the README and the test cannot drift.
+fn substitute(line: &str, from: &str, to: &str) -> String {
+    assert!(
+        line.contains(from),
+        "README line {line:?} no longer has {from:?}"
+    );
+    line.replace(from, to)
+}
+
+impl Systemd {
+    /// One README line as root in a shell inside the namespace, in `dir`. `sudo` may not
+    /// exist there: it runs its arguments as they are (this is root already).
+    fn operator(&self, dir: &str, line: &str) -> Output {
+        let script = format!("set -eo pipefail\nsudo() {{ \"$@\"; }}\ncd {dir}\n{line}\n");
+        self.run(&["/bin/bash", "-c", &script])
+    }
+
+    fn operator_ok(&self, dir: &str, line: &str) -> String {
+        let out = self.operator(dir, line);
+        assert!(out.status.success(), "README: {line}\n{}", text(&out));
+        text(&out)
+    }
+}
+
+/// The operator's first hour, exactly as README.md says it: every command of its blocks
+/// install-by-hand, configure, start, inspect, seed and reload-stop, run literally as root
+/// under a real systemd, with the shipped unit (its `LoadCredential=` working for real) and
+/// the shipped config/inode.toml. The only changes are an operator's: the secrets' contents,
+/// and the edits `sudoedit` stands for (base_url and client_id; then the interval).
+#[test]
+fn the_readme_operator_path_under_a_real_systemd() {
+    use std::os::unix::fs::PermissionsExt;
+    if !systemd_available() {
+        return;
+    }
+    let opts = SimOptions::new(Profile::Inode);
+    let (client_id, secret, password) = (
+        opts.client_id.clone(),
+        opts.client_secret.clone(),
+        opts.password.clone(),
+    );
+    let sim = Sim::start(opts);
+
+    // /srv/repo: what a checkout has after `cargo build --release --locked` (the binary this
+    // test run built); /srv/home: the operator's current directory.
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = dir.path().join("repo");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(repo.join("target/release")).unwrap();
+    std::fs::copy(bin(), repo.join("target/release/oauth-poller")).unwrap();
+    for d in ["deploy", "config"] {
+        std::os::unix::fs::symlink(manifest.join(d), repo.join(d)).unwrap();
+    }
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    // For Systemd::events, the test's own look into the store.
+    std::fs::copy(bin(), dir.path().join("oauth-poller")).unwrap();
+    let sd = Systemd::boot(dir.path());
+
+    for line in readme_block("install-by-hand") {
+        if line.starts_with("cargo ") {
+            // Built already: this test runs the binary of `cargo test --release`.
+            assert!(line.starts_with("cargo build --release"), "{line}");
+            continue;
+        }
+        sd.operator_ok("/srv/repo", &line);
+    }
+
+    let mut edits = 0;
+    for line in readme_block("configure") {
+        let line = if line.contains("'the-client-secret'") {
+            substitute(&line, "'the-client-secret'", &format!("'{secret}'"))
+        } else if line.contains("'the-owner-password'") {
+            substitute(&line, "'the-owner-password'", &format!("'{password}'"))
+        } else if line.starts_with("sudoedit /etc/oauth-poller/config.toml") {
+            edits += 1;
+            format!(
+                "sed -i -e 's|https://inode.smatstraffic.com/api/|{}|' -e 's|YOUR-CLIENT-ID|{client_id}|' /etc/oauth-poller/config.toml",
+                sim.base_url()
+            )
+        } else {
+            line
+        };
+        let out = sd.operator_ok("/srv/home", &line);
+        if line.contains(" check") {
+            assert!(out.contains("OK (1 account(s), 2 endpoint(s))"), "{out}");
+        }
+    }
+    assert_eq!(edits, 1, "configure edits the configuration once");
+    // The secrets are root's alone.
+    let mode = sd.ok(&[
+        "stat",
+        "-c",
+        "%a",
+        "/etc/oauth-poller/credentials/inode-password",
+    ]);
+    assert_eq!(mode.trim(), "600");
+
+    for line in readme_block("start") {
+        sd.operator_ok("/srv/home", &line);
+    }
+    assert_eq!(sd.show("ActiveState"), "active");
+    assert_eq!(sd.show("UnitFileState"), "enabled");
+    // The first token comes from the password grant: the secrets reached the service.
+    sd.wait_journal(
+        "poll account=inode endpoint=links status=200",
+        1,
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        sim.stats()["token_requests"]["by_grant"]["password"],
+        1,
+        "{}",
+        sim.stats()
+    );
+
+    let mut seen = String::new();
+    for line in readme_block("inspect") {
+        let out = sd.operator_ok("/srv/home", &line);
+        seen.push_str(&out);
+        if line.contains("token inode --header") {
+            assert!(out.starts_with("Authorization: Bearer "), "{line}: {out}");
+        }
+    }
+    assert!(
+        seen.contains("poll account=inode endpoint=links status=200"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("obtained"),
+        "history shows the password grant:\n{seen}"
+    );
+
+    // Seeding while the service runs writes the service's store and leaves it usable to
+    // the service (SQLite gives its -wal and -shm files the database's owner).
+    write_public(&home.join("token.json"), &sim.sim.issue_seed(), 0o600);
+    for line in readme_block("seed") {
+        let out = sd.operator_ok("/srv/home", &line);
+        assert!(
+            out.contains("into /var/lib/oauth-poller/state.db"),
+            "{line}: {out}"
+        );
+    }
+    assert_eq!(sd.events("seeded"), 1);
+    let owner = |f: &str| {
+        sd.ok(&[
+            "stat",
+            "-c",
+            "%u:%g",
+            &format!("/var/lib/private/oauth-poller/{f}"),
+        ])
+        .trim()
+        .to_string()
+    };
+    let db_owner = owner("state.db");
+    assert_ne!(db_owner, "0:0", "the service's dynamic user owns its store");
+    for f in ["state.db-wal", "state.db-shm"] {
+        assert_eq!(owner(f), db_owner, "{f} after root wrote the store");
+    }
+
+    let mut edits = 0;
+    for line in readme_block("reload-stop") {
+        if line.starts_with("sudoedit /etc/oauth-poller/config.toml") {
+            edits += 1;
+            sd.operator_ok(
+                "/srv/home",
+                "sed -i 's|^interval = \"60s\"|interval = \"1s\"|' /etc/oauth-poller/config.toml",
+            );
+            continue;
+        }
+        let polls = sd.journal().matches("endpoint=links status=200").count();
+        sd.operator_ok("/srv/home", &line);
+        if line.contains("systemctl reload") {
+            sd.wait_journal("configuration reloaded", 1, Duration::from_secs(10));
+            // The service polls on, with the seeded token, writing the store root wrote.
+            sd.wait_journal(
+                "endpoint=links status=200",
+                polls + 3,
+                Duration::from_secs(10),
+            );
+            assert_eq!(sd.show("ActiveState"), "active");
+        }
+    }
+    assert_eq!(edits, 1);
+    assert_eq!(sd.show("ActiveState"), "inactive");
+    assert!(sd.journal().contains("stopped"), "{}", sd.journal());
+    let warnings = sd.ok(&[
+        "journalctl",
+        "-u",
+        "oauth-poller",
+        "-p",
+        "warning",
+        "--no-pager",
+        "-o",
+        "cat",
+    ]);
+    // The daemon's own lines (systemd's about the unit, such as cgroup migration in this
+    // namespace, are not the operator path's).
+    let warnings: Vec<&str> = warnings
+        .lines()
+        .filter(|l| !l.starts_with("oauth-poller.service: "))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
