@@ -44,8 +44,9 @@ impl Systemd {
     /// - /etc, /usr and /var/lib get overlays whose changes live in a tmpfs (on `srv/scratch`,
     ///   so nothing is left on the host): the tests install files and packages there as an
     ///   operator would, and the host is untouched;
-    /// - /tmp, /var/tmp and /var/log get tmpfs of their own: systemd-tmpfiles empties /tmp at
-    ///   boot (without this it would empty the host's), and the journal starts empty;
+    /// - /tmp, /var/tmp, /var/log and /run get tmpfs of their own: systemd-tmpfiles empties
+    ///   /tmp at boot (without this it would empty the host's), the journal starts empty, and
+    ///   two of these systemds (tests run in parallel) must not share /run/systemd;
     /// - `mount --make-rshared /`: systemd mounts each service's credentials in a namespace of
     ///   its own and moves them into /run/credentials, which must propagate back for
     ///   `LoadCredential=` to work (with private propagation the service sees nothing).
@@ -63,9 +64,16 @@ done
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 mount -t tmpfs -o mode=0755 tmpfs /var/log
+mount -t tmpfs -o mode=0755 tmpfs /run
 mount --make-rshared /
 exec /lib/systemd/systemd --system --unit=multi-user.target"#;
-        let unshare = Command::new("unshare")
+        // One of these at a time on a machine (other test runs included): each is PID 1 of
+        // its own PID namespace but shares the host's cgroup hierarchy, and two systemds
+        // managing one hierarchy break each other. The lock is held as long as the
+        // namespace lives.
+        let unshare = Command::new("flock")
+            .arg("/run/lock/oauth-poller-systemd-tests.lock")
+            .arg("unshare")
             .args([
                 "-f",
                 "-p",
@@ -83,11 +91,19 @@ exec /lib/systemd/systemd --system --unit=multi-user.target"#;
             .stderr(Stdio::null())
             .spawn()
             .expect("unshare");
-        let children = format!("/proc/{0}/task/{0}/children", unshare.id());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let child_of = |pid: u32| -> Option<u32> {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        // Waiting for the lock included: another test's systemd may hold it for a while.
+        let deadline = Instant::now() + Duration::from_secs(600);
         let pid = loop {
-            let text = std::fs::read_to_string(&children).unwrap_or_default();
-            let child: Option<u32> = text.split_whitespace().next().and_then(|p| p.parse().ok());
+            // flock -> unshare -> PID 1.
+            let child = child_of(unshare.id()).and_then(child_of);
             // Wait for the exec: until then PID 1 is the shell doing the mounts.
             let exe = child.and_then(|c| std::fs::read_link(format!("/proc/{c}/exe")).ok());
             if let (Some(pid), Some(exe)) = (child, exe) {
