@@ -64,6 +64,7 @@ done
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 mount -t tmpfs -o mode=0755 tmpfs /var/log
+mkdir -p /var/log/apt
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount --make-rshared /
 exec /lib/systemd/systemd --system --unit=multi-user.target"#;
@@ -501,51 +502,11 @@ impl Systemd {
     }
 }
 
-/// The operator's first hour, exactly as README.md says it: every command of its blocks
-/// install-by-hand, configure, start, inspect, seed and reload-stop, run literally as root
-/// under a real systemd, with the shipped unit (its `LoadCredential=` working for real) and
-/// the shipped config/inode.toml. The only changes are an operator's: the secrets' contents,
-/// and the edits `sudoedit` stands for (base_url and client_id; then the interval).
-#[test]
-fn the_readme_operator_path_under_a_real_systemd() {
-    use std::os::unix::fs::PermissionsExt;
-    if !systemd_available() {
-        return;
-    }
-    let opts = SimOptions::new(Profile::Inode);
-    let (client_id, secret, password) = (
-        opts.client_id.clone(),
-        opts.client_secret.clone(),
-        opts.password.clone(),
-    );
-    let sim = Sim::start(opts);
-
-    // /srv/repo: what a checkout has after `cargo build --release --locked` (the binary this
-    // test run built); /srv/home: the operator's current directory.
-    let dir = tempdir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let repo = dir.path().join("repo");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::create_dir_all(repo.join("target/release")).unwrap();
-    std::fs::copy(bin(), repo.join("target/release/oauth-poller")).unwrap();
-    for d in ["deploy", "config"] {
-        std::os::unix::fs::symlink(manifest.join(d), repo.join(d)).unwrap();
-    }
-    let home = dir.path().join("home");
-    std::fs::create_dir(&home).unwrap();
-    // For Systemd::events, the test's own look into the store.
-    std::fs::copy(bin(), dir.path().join("oauth-poller")).unwrap();
-    let sd = Systemd::boot(dir.path());
-
-    for line in readme_block("install-by-hand") {
-        if line.starts_with("cargo ") {
-            // Built already: this test runs the binary of `cargo test --release`.
-            assert!(line.starts_with("cargo build --release"), "{line}");
-            continue;
-        }
-        sd.operator_ok("/srv/repo", &line);
-    }
-
+/// README's configure and start blocks, with an operator's values for config/inode.toml:
+/// the secrets' contents and, for `sudoedit`, base_url and client_id. Returns once the service
+/// has polled with a token from the password grant.
+fn configure_and_start(sd: &Systemd, sim: &Sim, opts: &SimOptions) {
+    let (client_id, secret, password) = (&opts.client_id, &opts.client_secret, &opts.password);
     let mut edits = 0;
     for line in readme_block("configure") {
         let line = if line.contains("'the-client-secret'") {
@@ -593,6 +554,48 @@ fn the_readme_operator_path_under_a_real_systemd() {
         "{}",
         sim.stats()
     );
+}
+
+/// The operator's first hour, exactly as README.md says it: every command of its blocks
+/// install-by-hand, configure, start, inspect, seed and reload-stop, run literally as root
+/// under a real systemd, with the shipped unit (its `LoadCredential=` working for real) and
+/// the shipped config/inode.toml. The only changes are an operator's: the secrets' contents,
+/// and the edits `sudoedit` stands for (base_url and client_id; then the interval).
+#[test]
+fn the_readme_operator_path_under_a_real_systemd() {
+    use std::os::unix::fs::PermissionsExt;
+    if !systemd_available() {
+        return;
+    }
+    let sim = Sim::start(SimOptions::new(Profile::Inode));
+
+    // /srv/repo: what a checkout has after `cargo build --release --locked` (the binary this
+    // test run built); /srv/home: the operator's current directory.
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = dir.path().join("repo");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(repo.join("target/release")).unwrap();
+    std::fs::copy(bin(), repo.join("target/release/oauth-poller")).unwrap();
+    for d in ["deploy", "config"] {
+        std::os::unix::fs::symlink(manifest.join(d), repo.join(d)).unwrap();
+    }
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    // For Systemd::events, the test's own look into the store.
+    std::fs::copy(bin(), dir.path().join("oauth-poller")).unwrap();
+    let sd = Systemd::boot(dir.path());
+
+    for line in readme_block("install-by-hand") {
+        if line.starts_with("cargo ") {
+            // Built already: this test runs the binary of `cargo test --release`.
+            assert!(line.starts_with("cargo build --release"), "{line}");
+            continue;
+        }
+        sd.operator_ok("/srv/repo", &line);
+    }
+
+    configure_and_start(&sd, &sim, sim.sim.options());
 
     let mut seen = String::new();
     for line in readme_block("inspect") {
@@ -681,4 +684,91 @@ fn the_readme_operator_path_under_a_real_systemd() {
         .filter(|l| !l.starts_with("oauth-poller.service: "))
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+/// The .deb, installed as README's "Install" says (`apt install ./...deb`) inside the real
+/// systemd (the host is untouched: /usr, /etc and /var/lib are overlays), then configured
+/// and started as README says, and stopped. Its Depends must admit glibc 2.35 (Ubuntu 22.04).
+/// The package is built from the release binary of this test run (`cargo deb --no-build`);
+/// README's `--profile dist` builds the same package from the optimized build.
+#[test]
+fn the_deb_installs_with_apt_and_its_unit_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    if !systemd_available() {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let has_deb = Command::new(&cargo)
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_deb {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("cargo-deb is not installed (CI=true: .ci/run installs it)");
+        }
+        eprintln!("skipped: cargo-deb is not installed (cargo install cargo-deb)");
+        return;
+    }
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let debian = dir.path().join("repo/target/debian");
+    std::fs::create_dir_all(&debian).unwrap();
+    std::fs::create_dir(dir.path().join("home")).unwrap();
+    std::fs::copy(bin(), dir.path().join("oauth-poller")).unwrap();
+    let out = Command::new(&cargo)
+        .args(["deb", "--no-build", "--output"])
+        .arg(&debian)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo deb: {}", text(&out));
+    let deb = std::fs::read_dir(&debian)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb");
+    let out = Command::new("dpkg-deb")
+        .args(["-f"])
+        .arg(&deb)
+        .arg("Depends")
+        .output()
+        .unwrap();
+    let depends = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    for dep in depends.split(',').map(str::trim) {
+        if let Some(v) = dep.strip_prefix("libc6 (>= ") {
+            let v = v.trim_end_matches(')');
+            let ok = Command::new("dpkg")
+                .args(["--compare-versions", "2.35", "ge", v])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "Depends: {depends}: refuses glibc 2.35");
+        }
+    }
+
+    let sim = Sim::start(SimOptions::new(Profile::Inode));
+    let sd = Systemd::boot(dir.path());
+    for line in readme_block("install-deb") {
+        if line.starts_with("cargo ") {
+            // Built above, from this run's release binary.
+            assert!(
+                line.starts_with("cargo install cargo-deb") || line.starts_with("cargo deb"),
+                "{line}"
+            );
+            continue;
+        }
+        sd.operator_ok("/srv/repo", &line);
+    }
+    let status = sd.ok(&["dpkg-query", "-W", "-f", "${Status}", "oauth-poller"]);
+    assert_eq!(status, "install ok installed");
+    configure_and_start(&sd, &sim, sim.sim.options());
+    let main = sd.show("ExecMainPID");
+    let exe = sd.ok(&["readlink", &format!("/proc/{main}/exe")]);
+    assert_eq!(
+        exe.trim(),
+        "/usr/bin/oauth-poller",
+        "the packaged binary runs"
+    );
+    sd.operator_ok("/srv/home", "systemctl stop oauth-poller");
+    assert_eq!(sd.show("ActiveState"), "inactive");
 }
