@@ -100,3 +100,32 @@ pub fn read(db: &Path, account: &str) -> Option<Pending> {
 pub fn remove(db: &Path, account: &str) {
     let _ = std::fs::remove_file(path(db, account));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Root writing the journal of a store that belongs to the service's user (a root shell
+    /// running `token`) leaves it to that user, who must read and remove it.
+    #[test]
+    fn the_journal_belongs_to_the_database_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        std::fs::write(&db, "").unwrap();
+        let me = std::fs::metadata(&db).unwrap();
+        if me.uid() != 0 {
+            // Only root can give a file away; anyone else creates it as the owner already.
+            write(&db, "a", 1, 2, "refresh_token", b"{}");
+            assert_eq!(std::fs::metadata(path(&db, "a")).unwrap().uid(), me.uid());
+            eprintln!("skipped: the ownership change needs root");
+            return;
+        }
+        std::os::unix::fs::chown(&db, Some(4321), Some(4322)).unwrap();
+        write(&db, "a", 1, 2, "refresh_token", b"{\"access_token\":\"x\"}");
+        let journal = std::fs::metadata(path(&db, "a")).unwrap();
+        assert_eq!((journal.uid(), journal.gid()), (4321, 4322));
+        assert_eq!(journal.mode() & 0o777, 0o600);
+        assert_eq!(read(&db, "a").unwrap().generation, 1);
+    }
+}
