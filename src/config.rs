@@ -299,8 +299,9 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Secrets {
     Read,
-    /// For commands that only read the store (`status`, `history`): a secret that is given
-    /// is not read, and holds an empty placeholder; the store's encryption key is not read.
+    /// For commands that only read the store (`status`, `history`): an account's secret that
+    /// is given is not read, and holds an empty placeholder. The store's own encryption key
+    /// is still read: reading an encrypted store needs it.
     Skip,
 }
 
@@ -322,9 +323,6 @@ pub fn load_with(
     let text = String::from_utf8(text)
         .map_err(|_| InputError::new(&file, "the configuration is not valid UTF-8"))?;
     let config = parse_with(&file, &text, database, secrets)?;
-    if secrets == Secrets::Skip {
-        return Ok(config);
-    }
     // The store's encryption key, for every command that opens the store.
     let key = match &config.daemon.encryption_key_file {
         Some(key_file) => Some(crate::store::crypto::read_key_file(key_file).map_err(|m| {
