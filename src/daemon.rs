@@ -422,6 +422,8 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
     }
     let writer = poller.writer.clone();
     let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
+    // Outside the service, which store was written is not obvious: say it.
+    tracing::info!(database = %config.daemon.database.display(), "poll results stored");
     Ok(all_ok)
 }
 

@@ -278,6 +278,15 @@ fn a_missing_optional_seed_fails_nothing() {
     assert!(!text(&out).contains("seed"), "{}", text(&out));
     let out = with_credentials(&config, &creds, &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
+    // It says which store it wrote.
+    assert!(
+        text(&out).contains(&format!(
+            "poll results stored database={}",
+            dir.path().join("state.db").display()
+        )),
+        "{}",
+        text(&out)
+    );
 }
 
 /// A seed that is the account's only way to a first token (grant = "refresh_token", no
