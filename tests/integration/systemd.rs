@@ -72,8 +72,13 @@ exec /lib/systemd/systemd --system --unit=multi-user.target"#;
         // its own PID namespace but shares the host's cgroup hierarchy, and two systemds
         // managing one hierarchy break each other. The lock is held as long as the
         // namespace lives.
+        let lock_dir = if Path::new("/run/lock").is_dir() {
+            "/run/lock"
+        } else {
+            "/tmp"
+        };
         let unshare = Command::new("flock")
-            .arg("/run/lock/oauth-poller-systemd-tests.lock")
+            .arg(format!("{lock_dir}/oauth-poller-systemd-tests.lock"))
             .arg("unshare")
             .args([
                 "-f",
