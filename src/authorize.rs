@@ -426,8 +426,9 @@ async fn finish(
     let stored = lock.commit_token(&row, "obtained", &detail)?;
     tracing::info!(account = %name, generation = stored.generation, "token obtained by authorization");
     let line = format!(
-        "authorized account `{name}`: {expiry}, {refresh} (generation {})",
-        stored.generation
+        "authorized account `{name}`: {expiry}, {refresh} (generation {}, stored in {})",
+        stored.generation,
+        flow.config.daemon.database.display()
     );
     println!("{line}");
     Ok(line)

@@ -215,8 +215,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let config = load(&cli)?;
             let now = crate::store::now();
             for a in &config.accounts {
-                if let Some(seed) = &a.seed_file {
-                    crate::seed::parse_seed_file(seed, now)?;
+                match &a.seed_file {
+                    // A missing seed is not an error (see daemon::prepare_one).
+                    Some(seed) if !seed.exists() => {
+                        if let Some(warning) = daemon::missing_seed_warning(&config, a) {
+                            eprintln!("oauth-poller: warning: {warning}");
+                        }
+                    }
+                    Some(seed) => {
+                        crate::seed::parse_seed_file(seed, now)?;
+                    }
+                    None => {}
                 }
             }
             println!(
@@ -240,7 +249,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let account = account(&config, name)?;
             match crate::tokens::seed_from_file(&config.daemon.database, account, file, *force)? {
                 SeedOutcome::Stored(generation) => {
-                    println!("seeded account `{name}` from {} (generation {generation})", file.display());
+                    println!(
+                        "seeded account `{name}` from {} into {} (generation {generation})",
+                        file.display(),
+                        config.daemon.database.display()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 SeedOutcome::StoreIsNewer => Err(InputError::new(
@@ -358,7 +371,12 @@ fn is_header_value(value: &str) -> bool {
 /// endpoints that have not polled yet. `--database` alone is enough; a configuration that
 /// was asked for (or exists) and fails to load is then a warning, not a silent omission.
 fn inspect_target(cli: &Cli) -> Result<(PathBuf, Option<Config>), Error> {
-    match (load(cli), &cli.database) {
+    // Reading the store needs no secret: a root shell without the service's credentials
+    // inspects it all the same.
+    let path = config::config_path(cli.config.as_deref());
+    let loaded = config::load_with(&path, cli.database.as_deref(), config::Secrets::Skip)
+        .map_err(Error::from);
+    match (loaded, &cli.database) {
         (Ok(c), _) => Ok((c.daemon.database.clone(), Some(c))),
         (Err(e), Some(db)) => {
             let path = config::config_path(cli.config.as_deref());

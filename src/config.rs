@@ -4,6 +4,7 @@
 //! names the file, the line where one is known, and the key. Values of secret keys are
 //! never echoed, not even in a type error.
 
+use crate::credentials::Credentials;
 use crate::error::InputError;
 use crate::units::{bounded_secs, parse_duration, parse_size};
 use secrecy::SecretString;
@@ -26,6 +27,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub database: PathBuf,
+    /// Where `${CREDENTIALS_DIRECTORY}` points (see `crate::credentials`).
+    pub credentials: Credentials,
     pub interval: Duration,
     pub timeout: Duration,
     pub max_body: u64,
@@ -83,6 +86,8 @@ pub struct Account {
     pub auth: AuthKind,
     pub header_scheme: String,
     pub seed_file: Option<PathBuf>,
+    /// The line of `seed_file`, for the message when it is missing and needed.
+    pub seed_file_line: Option<usize>,
     pub refresh_margin: Option<Duration>,
     pub refresh_warning: Duration,
     pub allow_http: bool,
@@ -181,6 +186,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     database: Option<String>,
+    credentials_directory: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     interval: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
@@ -318,15 +324,34 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Whether loading a configuration reads the secrets it refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Read,
+    /// For commands that only read the store (`status`, `history`): an account's secret that
+    /// is given is not read, and holds an empty placeholder. The store's own encryption key
+    /// is still read: reading an encrypted store needs it.
+    Skip,
+}
+
 /// Reads, parses and resolves the configuration (secrets read, paths expanded).
 /// `database` overrides `[daemon] database`.
 pub fn load(path: &Path, database: Option<&Path>) -> Result<Config, InputError> {
+    load_with(path, database, Secrets::Read)
+}
+
+/// [`load`], reading the secrets or not.
+pub fn load_with(
+    path: &Path,
+    database: Option<&Path>,
+    secrets: Secrets,
+) -> Result<Config, InputError> {
     let file = path.display().to_string();
     let text = std::fs::read(path)
         .map_err(|e| InputError::new(&file, format!("cannot read the configuration: {e}")))?;
     let text = String::from_utf8(text)
         .map_err(|_| InputError::new(&file, "the configuration is not valid UTF-8"))?;
-    let config = parse(&file, &text, database)?;
+    let config = parse_with(&file, &text, database, secrets)?;
     // The store's encryption key, for every command that opens the store.
     let key = match &config.daemon.encryption_key_file {
         Some(key_file) => Some(crate::store::crypto::read_key_file(key_file).map_err(|m| {
@@ -346,12 +371,28 @@ pub fn load(path: &Path, database: Option<&Path>) -> Result<Config, InputError> 
 
 /// Parses configuration text; `file` is the name used in errors.
 pub fn parse(file: &str, text: &str, database: Option<&Path>) -> Result<Config, InputError> {
+    parse_with(file, text, database, Secrets::Read)
+}
+
+fn parse_with(
+    file: &str,
+    text: &str,
+    database: Option<&Path>,
+    secrets: Secrets,
+) -> Result<Config, InputError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         file,
         text,
         inline_secret: std::cell::Cell::new(false),
+        credentials: Credentials::resolve(None),
+        secrets,
     };
+    // Resolved first: every other path may name it.
+    if let Some(dir) = &raw.daemon.credentials_directory {
+        let dir = expand_vars(dir).map_err(|m| ctx.err(None, "daemon.credentials_directory", m))?;
+        ctx.credentials = Credentials::resolve(Some(PathBuf::from(dir)));
+    }
     let daemon = ctx.daemon(raw.daemon, database)?;
     let mut accounts: Vec<Account> = Vec::new();
     for spanned in raw.account {
@@ -436,6 +477,8 @@ struct Ctx<'a> {
     text: &'a str,
     /// Set when a secret is written in the file itself.
     inline_secret: std::cell::Cell<bool>,
+    credentials: Credentials,
+    secrets: Secrets,
 }
 
 impl Ctx<'_> {
@@ -445,6 +488,16 @@ impl Ctx<'_> {
             e = e.line(l);
         }
         e
+    }
+
+    /// The line of the first `key =` at or after line `from` (the account's own key).
+    fn key_line_after(&self, from: usize, key: &str) -> Option<usize> {
+        self.text
+            .lines()
+            .enumerate()
+            .skip(from.saturating_sub(1))
+            .find(|(_, l)| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+            .map(|(i, _)| i + 1)
     }
 
     /// The line of the first `key =` whose last path component matches: good enough to point
@@ -504,6 +557,7 @@ impl Ctx<'_> {
         let on_event = raw.on_event.unwrap_or_default();
         Ok(DaemonConfig {
             database,
+            credentials: self.credentials.clone(),
             interval,
             timeout,
             max_body: raw.max_body.unwrap_or(10 * 1024 * 1024),
@@ -664,6 +718,9 @@ impl Ctx<'_> {
             base_url,
             auth,
             header_scheme,
+            seed_file_line: seed_file
+                .as_ref()
+                .and_then(|_| self.key_line_after(line, "seed_file")),
             seed_file,
             refresh_margin: raw.refresh_margin,
             refresh_warning: raw
@@ -762,6 +819,9 @@ impl Ctx<'_> {
             self.inline_secret.set(true);
             return Ok(Some(SecretString::from(v)));
         }
+        if self.secrets == Secrets::Skip && given == 1 {
+            return Ok(Some(SecretString::from(String::new())));
+        }
         if let Some(f) = file {
             let key = format!("{key}_file");
             let path = self.path(&key, &f)?;
@@ -805,10 +865,11 @@ impl Ctx<'_> {
         Ok(None)
     }
 
-    /// Expands `${VAR}` in a path; an unset variable is an error.
+    /// Expands `${VAR}` in a path; an unset variable is an error, except
+    /// `${CREDENTIALS_DIRECTORY}` (see `crate::credentials`).
     fn path(&self, key: &str, value: &str) -> Result<PathBuf, InputError> {
-        expand_vars(value)
-            .map(PathBuf::from)
+        self.credentials
+            .expand(value)
             .map_err(|m| self.err(None, key, m))
     }
 
@@ -878,27 +939,9 @@ fn append_query(url: &mut Url, query: &BTreeMap<String, QueryValue>) {
     url.set_query(Some(&parts.join("&")));
 }
 
-/// Expands `${VAR}`; `$` not followed by `{` is kept as it is.
+/// Expands `${VAR}` from the environment; `$` not followed by `{` is kept as it is.
 pub fn expand_vars(value: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(pos) = rest.find("${") {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unterminated ${{ in `{value}`"))?;
-        let var = &after[..end];
-        if var.is_empty() {
-            return Err(format!("empty ${{}} in `{value}`"));
-        }
-        let v = std::env::var(var)
-            .map_err(|_| format!("environment variable {var} is not set (used in `{value}`)"))?;
-        out.push_str(&v);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    crate::credentials::expand_with(value, |var| std::env::var(var).ok())
 }
 
 /// Secrets and seeds should be readable by the daemon alone; say so when they are not.

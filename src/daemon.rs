@@ -125,6 +125,15 @@ pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Err
     if store.token(&account.name)?.is_some() {
         return Ok(());
     }
+    if !seed.exists() {
+        // A seed is one way to a first token among several (a fallback grant, `authorize`,
+        // `oauth-poller seed` while running): its absence fails nothing. Say so only when
+        // the configuration names no other way.
+        if let Some(warning) = missing_seed_warning(config, account) {
+            tracing::warn!("{warning}");
+        }
+        return Ok(());
+    }
     if let SeedOutcome::Stored(generation) =
         seed_from_file(&config.daemon.database, account, seed, false)?
     {
@@ -139,6 +148,31 @@ pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Err
 /// commit. Abandoned before the answer, the stored refresh token stays the one to use; an
 /// answer received in time is journaled and committed, well within the stop timeout.
 pub const REFRESH_GRACE: Duration = Duration::from_secs(5);
+
+/// When `account`'s seed file does not exist and nothing else in the configuration can
+/// obtain a first token (no fallback `grant`, no `authorize_url`), the message that says
+/// so, naming the file, line and key.
+pub fn missing_seed_warning(config: &Config, account: &config::Account) -> Option<String> {
+    let seed = account.seed_file.as_ref()?;
+    let o = account.oauth2.as_ref()?;
+    if seed.exists() || o.grant != config::FallbackGrant::RefreshToken || o.authorize_url.is_some()
+    {
+        return None;
+    }
+    let mut e = crate::error::InputError::new(
+        config.path.display().to_string(),
+        format!(
+            "the seed file {} does not exist, and account `{}` has no other way to a first token: create it, or run `oauth-poller --config {} seed {} FILE`",
+            seed.display(),
+            account.name,
+            config.path.display(),
+            account.name
+        ),
+    )
+    .key(format!("account[{}].seed_file", account.name));
+    e.line = account.seed_file_line;
+    Some(e.to_string())
+}
 
 /// The endpoint tasks of one configuration.
 struct Running {
@@ -331,6 +365,7 @@ pub fn clone_account(a: &config::Account) -> config::Account {
         auth: a.auth,
         header_scheme: a.header_scheme.clone(),
         seed_file: a.seed_file.clone(),
+        seed_file_line: a.seed_file_line,
         refresh_margin: a.refresh_margin,
         refresh_warning: a.refresh_warning,
         allow_http: a.allow_http,
@@ -427,6 +462,8 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
     }
     let writer = poller.writer.clone();
     let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
+    // Outside the service, which store was written is not obvious: say it.
+    tracing::info!(database = %config.daemon.database.display(), "poll results stored");
     Ok(all_ok)
 }
 

@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod error;

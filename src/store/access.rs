@@ -76,3 +76,17 @@ fn may_use(me: u32, owner: u32) -> bool {
 fn refuse(path: &Path, message: String) -> Error {
     Error::Input(InputError::new(path.display().to_string(), message))
 }
+
+/// Gives `file`, one of the store's own files beside `db` (the refresh journal, a refresh
+/// lock, the daemon's presence lock), the database's owner, as SQLite does for its -wal and
+/// -shm files: root running a command on the service's store must not leave a file the
+/// service cannot open. Only root can change an owner; anyone else creates files as the
+/// owner already (or the store would not be theirs).
+pub fn give_database_owner(db: &Path, file: &std::fs::File) -> std::io::Result<()> {
+    let want = std::fs::metadata(db)?;
+    let have = file.metadata()?;
+    if (have.uid(), have.gid()) != (want.uid(), want.gid()) {
+        std::os::unix::fs::fchown(file, Some(want.uid()), Some(want.gid()))?;
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@
 //! holding `BEGIN IMMEDIATE`, the cross-process write lock), and the poll writer (batched,
 //! `synchronous=NORMAL`: a lost poll row costs nothing, a lost token costs a grant).
 
-mod access;
+pub(crate) mod access;
 mod authorizations;
 pub mod crypto;
 mod keyed;

@@ -41,7 +41,7 @@ pub fn write(db: &Path, account: &str, generation: i64, started: i64, grant: &st
         format!("{MAGIC} {generation} {started} {grant} {}\n", sealed.len()).into_bytes(),
     );
     record.extend_from_slice(sealed.as_bytes());
-    let result = write_new(&path(db, account), &record);
+    let result = write_new(db, &path(db, account), &record);
     if let Err(e) = result {
         tracing::warn!(account, error = %e, "cannot write the refresh journal");
     }
@@ -51,7 +51,7 @@ pub fn write(db: &Path, account: &str, generation: i64, started: i64, grant: &st
 /// is created with `O_CREAT|O_EXCL|O_NOFOLLOW`: a symlink or file planted under that name is
 /// never written through (the open fails, and the refresh commits without a journal). The
 /// directory itself is checked at open ([`super::access`]): nobody else can plant one there.
-fn write_new(target: &Path, record: &[u8]) -> std::io::Result<()> {
+fn write_new(db: &Path, target: &Path, record: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     // A journal already committed, or a leftover (unlinking never follows a link).
     let _ = std::fs::remove_file(target);
@@ -61,7 +61,14 @@ fn write_new(target: &Path, record: &[u8]) -> std::io::Result<()> {
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .mode(0o600)
         .open(target)
-        .and_then(|mut f| f.write_all(record))
+        .and_then(|mut f| {
+            // Root running `token` on the service's store must not leave a journal the
+            // service cannot read or remove.
+            if let Err(e) = super::access::give_database_owner(db, &f) {
+                tracing::warn!(error = %e, "cannot give the refresh journal the database's owner");
+            }
+            f.write_all(record)
+        })
 }
 
 /// The journal of `account`, if there is a complete one.
@@ -107,4 +114,33 @@ fn binding<'a>(account: &'a str, generation: &'a str) -> super::crypto::Binding<
 
 pub fn remove(db: &Path, account: &str) {
     let _ = std::fs::remove_file(path(db, account));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Root writing the journal of a store that belongs to the service's user (a root shell
+    /// running `token`) leaves it to that user, who must read and remove it.
+    #[test]
+    fn the_journal_belongs_to_the_database_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        std::fs::write(&db, "").unwrap();
+        let me = std::fs::metadata(&db).unwrap();
+        if me.uid() != 0 {
+            // Only root can give a file away; anyone else creates it as the owner already.
+            write(&db, "a", 1, 2, "refresh_token", b"{}");
+            assert_eq!(std::fs::metadata(path(&db, "a")).unwrap().uid(), me.uid());
+            eprintln!("skipped: the ownership change needs root");
+            return;
+        }
+        std::os::unix::fs::chown(&db, Some(4321), Some(4322)).unwrap();
+        write(&db, "a", 1, 2, "refresh_token", b"{\"access_token\":\"x\"}");
+        let journal = std::fs::metadata(path(&db, "a")).unwrap();
+        assert_eq!((journal.uid(), journal.gid()), (4321, 4322));
+        assert_eq!(journal.mode() & 0o777, 0o600);
+        assert_eq!(read(&db, "a").unwrap().generation, 1);
+    }
 }

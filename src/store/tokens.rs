@@ -345,11 +345,12 @@ impl Store {
         use std::os::unix::fs::OpenOptionsExt;
         let mut p = db.as_os_str().to_owned();
         p.push(format!("-lock-{account}"));
-        std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .mode(0o600)
             .open(&p)
             .map_err(|e| {
@@ -357,7 +358,12 @@ impl Store {
                     "cannot open the refresh lock {}: {e}",
                     Path::new(&p).display()
                 ))
-            })
+            })?;
+        // Root running `token` must not leave a lock the service cannot open.
+        if let Err(e) = super::access::give_database_owner(db, &file) {
+            tracing::warn!(error = %e, "cannot give the refresh lock the database's owner");
+        }
+        Ok(file)
     }
 }
 

@@ -4,40 +4,76 @@ use crate::util::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Dummy credentials for every `${CREDENTIALS_DIRECTORY}/...` an example names.
-fn credentials() -> tempfile::TempDir {
-    let creds = tempdir();
-    for name in [
+/// The credential names every example's `${CREDENTIALS_DIRECTORY}/...` refers to, and the
+/// seed examples as the optional seeds.
+fn credential_files() -> Vec<(&'static str, String)> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<(&str, String)> = [
         "inode-client-secret",
         "inode-password",
         "inode-api-key",
         "scinote-api-secret",
         "citesphere-client-secret",
         "highq-client-secret",
+    ]
+    .into_iter()
+    .map(|n| (n, "example-secret\n".to_string()))
+    .collect();
+    for (name, example) in [
+        ("inode-seed", "inode-seed.example.ini"),
+        ("highq-seed.ini", "highq-seed.example.ini"),
     ] {
-        write_file(&creds.path().join(name), "example-secret\n");
+        files.push((
+            name,
+            std::fs::read_to_string(examples.join(example)).unwrap(),
+        ));
     }
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::copy(
-        examples.join("inode-seed.example.ini"),
-        creds.path().join("inode-seed"),
-    )
-    .unwrap();
-    std::fs::copy(
-        examples.join("highq-seed.example.ini"),
-        creds.path().join("highq-seed.ini"),
-    )
-    .unwrap();
+    files
+}
+
+/// The service's view: what the shipped unit's `LoadCredential=oauth-poller:DIR` makes of
+/// the files in DIR (`oauth-poller_NAME`).
+fn credentials() -> tempfile::TempDir {
+    let creds = tempdir();
+    for (name, contents) in credential_files() {
+        write_file(
+            &creds.path().join(format!("oauth-poller_{name}")),
+            &contents,
+        );
+    }
     creds
 }
 
 const EXAMPLES: &[&str] = &[
     "inode.toml",
+    "inode-api-key.toml",
     "scinote.toml",
     "bare-token.toml",
     "citesphere.toml",
     "highq.toml",
 ];
+
+/// An example as an operator installs it, with `[daemon] credentials_directory` pointing
+/// at `creds` (the shipped ones use the default, /etc/oauth-poller/credentials).
+fn with_credentials_directory(example: &str, creds: &Path, dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(example),
+    )
+    .unwrap()
+    .replacen(
+        "[daemon]\n",
+        &format!(
+            "[daemon]\ncredentials_directory = \"{}\"\n",
+            creds.display()
+        ),
+        1,
+    );
+    let path = dir.join(example);
+    write_file(&path, &text);
+    path
+}
 
 #[test]
 fn every_vendor_example_passes_check() {
@@ -73,17 +109,42 @@ fn every_vendor_example_passes_check() {
             "check touches nothing"
         );
     }
+}
 
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(examples.join("inode.toml"))
-        .arg("check")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap();
+/// A root shell has no `$CREDENTIALS_DIRECTORY`: `${CREDENTIALS_DIRECTORY}` is then the
+/// directory the unit loads from, under the names the operator gave the files there, and
+/// every example checks the same as in the service.
+#[test]
+fn without_credentials_directory_the_examples_read_the_source_directory() {
+    let dir = tempdir();
+    let source = dir.path().join("credentials");
+    std::fs::create_dir(&source).unwrap();
+    for (name, contents) in credential_files() {
+        write_file(&source.join(name), &contents);
+    }
+    for name in EXAMPLES {
+        let config = with_credentials_directory(name, &source, dir.path());
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "--database",
+                dir.path().join("state.db").to_str().unwrap(),
+                "check",
+            ])
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", text(&out));
+    }
+    // A secret that is not there is named by its path in the source directory.
+    std::fs::remove_file(source.join("inode-password")).unwrap();
+    let config = with_credentials_directory("inode.toml", &source, dir.path());
+    let out = run(Some(&config), &["check"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        text(&out).contains("CREDENTIALS_DIRECTORY"),
+        text(&out).contains(&format!("{}", source.join("inode-password").display()))
+            && text(&out).contains("password_file"),
         "{}",
         text(&out)
     );
@@ -130,7 +191,7 @@ fn authorize_with_the_vendor_examples() {
     let out = authorize("inode.toml", &["inode"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("authorize_url"), "{}", text(&out));
-    let out = authorize("inode.toml", &["inode-key"]);
+    let out = authorize("inode-api-key.toml", &["inode-key"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
@@ -164,4 +225,156 @@ fn simulate_prints_a_configuration_that_passes_check() {
     );
     let out = run(Some(&config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// config/inode.toml as an operator fills it in: base_url and client_id edited, the database
+/// in `dir`, nothing else changed.
+fn inode_example(sim: &Sim, client_id: &str, dir: &Path) -> std::path::PathBuf {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/inode.toml"))
+            .unwrap()
+            .replace("https://inode.smatstraffic.com/api/", &sim.base_url())
+            .replace("YOUR-CLIENT-ID", client_id)
+            .replace(
+                "/var/lib/oauth-poller/state.db",
+                dir.join("state.db").to_str().unwrap(),
+            );
+    let path = dir.join("config.toml");
+    write_file(&path, &text);
+    path
+}
+
+fn with_credentials(config: &Path, creds: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("CREDENTIALS_DIRECTORY", creds)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap()
+}
+
+/// The seed of config/inode.toml is optional (grant = "password"): without the file, `check`
+/// passes without a word about it and `poll-once` obtains a token with the password.
+#[test]
+fn a_missing_optional_seed_fails_nothing() {
+    let opts = oauth_poller::sim::SimOptions::new(oauth_poller::sim::Profile::Inode);
+    let (client_id, secret, password) = (
+        opts.client_id.clone(),
+        opts.client_secret.clone(),
+        opts.password.clone(),
+    );
+    let sim = Sim::start(opts);
+    let dir = tempdir();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    write_file(&creds.join("inode-client-secret"), &secret);
+    write_file(&creds.join("inode-password"), &password);
+    let config = inode_example(&sim, &client_id, dir.path());
+
+    let out = with_credentials(&config, &creds, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("seed"), "{}", text(&out));
+    let out = with_credentials(&config, &creds, &["poll-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // It says which store it wrote.
+    assert!(
+        text(&out).contains(&format!(
+            "poll results stored database={}",
+            dir.path().join("state.db").display()
+        )),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A seed that is the account's only way to a first token (grant = "refresh_token", no
+/// authorize_url): its absence is said with the file, line and key, and still fails
+/// nothing: the token may come from `oauth-poller seed`, after which the same run polls.
+#[test]
+fn a_missing_required_seed_is_named_with_file_line_and_key() {
+    let sim = Sim::start(oauth_poller::sim::SimOptions::new(
+        oauth_poller::sim::Profile::Inode,
+    ));
+    let dir = tempdir();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    write_file(&creds.join("secret"), &sim.sim.options().client_secret);
+    let config = dir.path().join("config.toml");
+    write_file(
+        &config,
+        &format!(
+            "[daemon]\ndatabase = \"{}\"\ninterval = \"1s\"\n\n[[account]]\nname = \"inode\"\nbase_url = \"{}\"\nseed_file = \"${{CREDENTIALS_DIRECTORY}}/inode-seed\"\n\n[account.oauth2]\ntoken_url = \"oauth/token/\"\nclient_id = \"{}\"\nclient_secret_file = \"${{CREDENTIALS_DIRECTORY}}/secret\"\nclient_auth = \"body\"\n\n[[account.endpoint]]\nname = \"links\"\npath = \"v1/links/\"\n",
+            dir.path().join("state.db").display(),
+            sim.base_url(),
+            sim.sim.options().client_id,
+        ),
+    );
+    let want = format!(
+        "{}:8: key `account[inode].seed_file`: the seed file {} does not exist",
+        config.display(),
+        creds.join("inode-seed").display()
+    );
+    let out = with_credentials(&config, &creds, &["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&want), "{}", text(&out));
+
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("CREDENTIALS_DIRECTORY", &creds);
+    let mut d = Daemon::spawn(cmd);
+    d.wait_for(&want, 1, std::time::Duration::from_secs(10));
+    let seed = dir.path().join("token.json");
+    write_file(&seed, &sim.sim.issue_seed());
+    let out = with_credentials(&config, &creds, &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    d.wait_for(
+        "poll account=inode endpoint=links status=200",
+        1,
+        std::time::Duration::from_secs(10),
+    );
+    d.signal(15);
+    assert!(d.wait_exit(std::time::Duration::from_secs(10)).success());
+}
+
+/// `status` and `history` read the store only: they work where no secret is readable (a
+/// shell without the service's credentials), and `seed` says which database it wrote.
+#[test]
+fn status_and_history_need_no_secret_and_seed_names_its_database() {
+    let opts = oauth_poller::sim::SimOptions::new(oauth_poller::sim::Profile::Inode);
+    let (client_id, secret, password) = (
+        opts.client_id.clone(),
+        opts.client_secret.clone(),
+        opts.password.clone(),
+    );
+    let sim = Sim::start(opts);
+    let dir = tempdir();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    write_file(&creds.join("inode-client-secret"), &secret);
+    write_file(&creds.join("inode-password"), &password);
+    let config = inode_example(&sim, &client_id, dir.path());
+    let seed = dir.path().join("token.json");
+    write_file(&seed, &sim.sim.issue_seed());
+    let out = with_credentials(&config, &creds, &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("into {}", dir.path().join("state.db").display())),
+        "{}",
+        text(&out)
+    );
+
+    let empty = dir.path().join("no-credentials");
+    std::fs::create_dir(&empty).unwrap();
+    for args in [&["status"][..], &["history"][..]] {
+        let out = with_credentials(&config, &empty, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("inode"), "{args:?}: {}", text(&out));
+    }
+    // Commands that use the secrets still need them.
+    let out = with_credentials(&config, &empty, &["token", "inode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
