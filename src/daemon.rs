@@ -462,6 +462,9 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
     }
     let writer = poller.writer.clone();
     let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
+    // A timer or cron job driving poll-once must not kill its own `on_change` hooks, as the
+    // end of this runtime would.
+    poller.wait_for_hooks().await;
     // Outside the service, which store was written is not obvious: say it.
     tracing::info!(database = %config.daemon.database.display(), "poll results stored");
     Ok(all_ok)

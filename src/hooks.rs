@@ -57,21 +57,27 @@ pub fn event(e: Event<'_>) {
     tokio::spawn(run(command, env, None, label));
 }
 
-/// Runs an endpoint's `on_change` command with the new body on stdin.
-pub fn changed(command: &[String], account: &str, endpoint: &str, body: Vec<u8>) {
+/// An endpoint's `on_change` command with the new body on stdin, to be spawned by the
+/// caller (who decides how long the process waits for it), or None without a command.
+pub fn changed(
+    command: &[String],
+    account: &str,
+    endpoint: &str,
+    body: Vec<u8>,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
     if command.is_empty() {
-        return;
+        return None;
     }
     let env = vec![
         ("OAUTH_POLLER_ACCOUNT", account.to_string()),
         ("OAUTH_POLLER_ENDPOINT", endpoint.to_string()),
     ];
-    tokio::spawn(run(
+    Some(run(
         command.to_vec(),
         env,
         Some(body),
         format!("on_change {account}/{endpoint}"),
-    ));
+    ))
 }
 
 /// What a hook inherits from the daemon's environment: only these. The rest may hold

@@ -24,6 +24,9 @@ pub struct Poller {
     /// watchdog stops petting systemd when one of them is overdue.
     promises: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
     epoch: Instant,
+    /// `on_change` hooks still running: `poll-once` waits for them before its runtime ends,
+    /// which would kill them (each is bounded by [`crate::hooks::HOOK_TIMEOUT`]).
+    hooks: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 /// How one poll ended, for the schedule and for `poll-once`.
@@ -86,7 +89,21 @@ impl Poller {
             polls_failed: AtomicU64::new(0),
             promises: std::sync::Mutex::new(Vec::new()),
             epoch: Instant::now(),
+            hooks: std::sync::Mutex::new(tokio::task::JoinSet::new()),
         })
+    }
+
+    fn spawn_hook(&self, hook: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        // Finished hooks are reaped here, so that a daemon running for months keeps none.
+        while hooks.try_join_next().is_some() {}
+        hooks.spawn(hook);
+    }
+
+    /// Waits for the `on_change` hooks started so far (each ends within the hook timeout).
+    pub async fn wait_for_hooks(&self) {
+        let mut hooks = std::mem::take(&mut *self.hooks.lock().unwrap_or_else(|e| e.into_inner()));
+        while hooks.join_next().await.is_some() {}
     }
 
     /// Polls once: token, request (one retry after a 401 and a refresh), log line, row.
@@ -161,13 +178,15 @@ impl Poller {
                     };
                     record.body_hash = Some(hash.clone());
                     state.last_hash = Some(hash);
-                    if changed && !endpoint.on_change.is_empty() {
-                        crate::hooks::changed(
+                    if changed {
+                        if let Some(hook) = crate::hooks::changed(
                             &endpoint.on_change,
                             &account.name,
                             &endpoint.name,
                             body.bytes.clone(),
-                        );
+                        ) {
+                            self.spawn_hook(hook);
+                        }
                     }
                     if keep {
                         record.body = Some(body.bytes);

@@ -46,3 +46,32 @@ fn poll_once_reports_a_change_only_when_the_body_changed() {
     let runs = std::fs::read_to_string(&hook_log).unwrap_or_default();
     assert_eq!(runs.lines().count(), 1, "on_change runs: {runs:?}");
 }
+
+/// `poll-once` waits for the `on_change` hooks it started: the end of the process used to
+/// kill a hook that was still running, so a cron job's hook never finished its work.
+#[test]
+fn poll_once_lets_its_on_change_hook_finish() {
+    let s = setup(600, "60s", "refresh_token", "");
+    let done = s.dir.path().join("hook-finished");
+    let cfg = std::fs::read_to_string(&s.config).unwrap().replace(
+        "name = \"links\"\npath = \"v1/links/\"",
+        &format!(
+            "name = \"links\"\npath = \"v1/links/\"\non_change = [\"/bin/sh\", \"-c\", \"cat >/dev/null; sleep 1; echo done > {}\"]",
+            done.display()
+        ),
+    );
+    write_file(&s.config, &cfg);
+    let out = run(Some(&s.config), &["poll-once", "--account", "inode"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("changed=true"),
+        "the first poll is a change: {}",
+        text(&out)
+    );
+    // No waiting here: when poll-once has exited, its hook has finished.
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap_or_default().trim(),
+        "done",
+        "the on_change hook was killed when poll-once exited"
+    );
+}
