@@ -115,13 +115,16 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
     let calls = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let stderr = Arc::new(Mutex::new(String::new()));
+    // The loops' command lines, for the secrets scan: `run` records them per thread.
+    let cmdlines = Arc::new(Mutex::new(String::new()));
     let loops: Vec<_> = (0..LOOPS)
         .map(|_| {
-            let (stop, calls, failures, stderr, config) = (
+            let (stop, calls, failures, stderr, cmdlines, config) = (
                 stop.clone(),
                 calls.clone(),
                 failures.clone(),
                 stderr.clone(),
+                cmdlines.clone(),
                 s.config.clone(),
             );
             std::thread::spawn(move || {
@@ -136,6 +139,7 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
                     // stdout is the token, by design; everything else must be clean.
                     stderr.lock().unwrap().push_str(&err);
                 }
+                cmdlines.lock().unwrap().push_str(&cmdlines_seen());
             })
         })
         .collect();
@@ -212,7 +216,17 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
         valid.contains(&stored.as_deref().unwrap()),
         "{stored:?} not in {valid:?}"
     );
-    crate::secrets::assert_no_secrets("8 token loops", &s.sim, &[&daemon_log, &stderr], &s.db);
+    let cmdlines = cmdlines.lock().unwrap().clone();
+    assert!(
+        cmdlines.contains(" token inode"),
+        "the loops' command lines were recorded"
+    );
+    crate::secrets::assert_no_secrets(
+        "8 token loops",
+        &s.sim,
+        &[&daemon_log, &stderr, &cmdlines],
+        &s.db,
+    );
     eprintln!(
         "{} token calls by {LOOPS} processes, {} refreshes in {elapsed:.1}s, a seed in the middle",
         calls.load(Ordering::Relaxed),
