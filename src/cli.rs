@@ -289,6 +289,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let new_key = crate::store::crypto::read_key_file(new_key_file).map_err(|m| {
                 InputError::new(new_key_file.display().to_string(), m).key("NEW_KEY_FILE")
             })?;
+            // A running daemon would go on writing with the old key.
+            if crate::running::probe(&config.daemon.database) == crate::running::Daemon::Running {
+                return Err(Error::runtime(format!(
+                    "a daemon is running on {}: stop it before rekey (systemctl stop oauth-poller)",
+                    config.daemon.database.display()
+                )));
+            }
             let store = crate::store::Store::open(&config.daemon.database)?;
             let count = store.rekey(&new_key)?;
             println!(

@@ -240,9 +240,28 @@ fn values_are_bound_to_their_generation_plaintext_is_refused_and_rekey_works() {
         "stored in plaintext: {verifier}"
     );
 
-    // rekey: the new key opens the store, the old one no longer does.
+    // rekey: refused while a daemon runs on the store (its writes would use the old key).
     let new_key = s.dir.path().join("store-key-2");
     write_file(&new_key, &"cd".repeat(32));
+    let check_value = || -> String {
+        db(&s.db)
+            .query_row("SELECT check_value FROM store_key", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = check_value();
+    {
+        let d = Daemon::start(&s.config, &[]);
+        d.wait_for(" poll account=inode", 1, std::time::Duration::from_secs(10));
+        let out = run(Some(&s.config), &["rekey", new_key.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("daemon is running"), "{}", text(&out));
+        assert_eq!(
+            check_value(),
+            before,
+            "the key was changed under a running daemon"
+        );
+    }
+    // With the daemon stopped, the new key opens the store, the old one no longer does.
     let out = run(Some(&s.config), &["rekey", new_key.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
