@@ -548,6 +548,9 @@ impl Tokens {
                     grant,
                     generation = stored.generation,
                     expires_in_s = stored.access_expires_at.map(|t| t - started),
+                    // Outside the service (`token`, `poll-once`), which store was written is
+                    // not obvious: say it.
+                    database = %db.display(),
                     "token {}",
                     if event == "refreshed" {
                         "refreshed"

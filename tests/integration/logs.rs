@@ -131,6 +131,11 @@ fn token_refreshed_line_matches_the_poll_lines() {
         .unwrap_or_else(|| panic!("no refresh:\n{log}"));
     assert!(line.contains(" account=inode "), "{line}");
     assert!(line.contains(" expires_in_s=1"), "{line}");
+    // `token` and `poll-once` write the store: the line says which one.
+    assert!(
+        line.contains(&format!(" database={}", s.db.display())),
+        "{line}"
+    );
     assert!(
         !line.contains("commit_us") && !line.contains("expires_in="),
         "{line}"
