@@ -25,7 +25,7 @@ pub fn history(
         items.push((p.started_at, p.id, json!({
             "kind": "poll", "at": p.started_at, "account": p.account, "endpoint": p.endpoint,
             "status": p.status, "duration_ms": p.duration_ms, "bytes": p.bytes, "items": p.items,
-            "changed": p.changed, "error": p.error,
+            "changed": p.changed, "error": p.error, "pages": p.pages, "partial": p.partial,
         })));
     }
     for e in store.events(account, limit)? {
@@ -122,6 +122,13 @@ fn line(v: &serde_json::Value) -> String {
     );
     if let Some(n) = v["items"].as_i64() {
         line.push_str(&format!(" items={n}"));
+    }
+    // A collection of one page (or a row from before pagination) says nothing of pages.
+    if let Some(n) = v["pages"].as_i64().filter(|&n| n > 1) {
+        line.push_str(&format!(" pages={n}"));
+    }
+    if v["partial"].as_bool() == Some(true) {
+        line.push_str(" partial (max_pages reached)");
     }
     if let Some(c) = v["changed"].as_bool() {
         line.push_str(&format!(" changed={c}"));

@@ -507,6 +507,25 @@ fn max_pages_stores_what_was_fetched_as_partial_with_a_warning() {
         "the stored document says where it stops"
     );
     assert_eq!(api.seen().len(), 2, "page 3 is not requested");
+    // `history` says so too, and how many pages it holds.
+    let out = run(Some(&config), &["history"]);
+    let h = text(&out);
+    assert!(
+        h.contains("items=20 pages=2 partial (max_pages reached)"),
+        "{h}"
+    );
+    let out = run(Some(&config), &["history", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let poll = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["kind"] == "poll")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(
+        (poll["pages"].as_i64(), poll["partial"].as_bool()),
+        (Some(2), Some(true))
+    );
 }
 
 #[test]
