@@ -469,7 +469,3 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
     tracing::info!(database = %config.daemon.database.display(), "poll results stored");
     Ok(all_ok)
 }
-
-pub fn database_of(config: &Config) -> &Path {
-    &config.daemon.database
-}

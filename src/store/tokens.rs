@@ -267,24 +267,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Writes a token and an event in one durable transaction.
-    pub fn put_token(
-        &mut self,
-        row: &TokenRow,
-        event: &str,
-        detail: &str,
-    ) -> Result<TokenRow, Error> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| store_err(&path, e))?;
-        let stored = write_token(&tx, row).map_err(|e| store_err(&path, e))?;
-        add_event(&tx, &row.account, event, detail).map_err(|e| store_err(&path, e))?;
-        tx.commit().map_err(|e| store_err(&path, e))?;
-        Ok(stored)
-    }
-
     pub fn event(&self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
         add_event(&self.conn, account, event, detail).map_err(|e| self.err(e))
     }
