@@ -6,7 +6,7 @@
 use crate::lifecycle::setup;
 use crate::secrets::{leaks, secrets_of};
 use crate::util::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -59,24 +59,10 @@ fn serve_one(
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
-        let mut head = String::new();
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; length];
-        let _ = reader.read_exact(&mut body);
-        head.push_str(&String::from_utf8_lossy(&body));
+        let Some(request) = read_request(&mut reader) else {
+            return;
+        };
+        let head = request.text();
         log.lock().unwrap().push(head.clone());
         let answer = respond(&head);
         if stream.write_all(answer.as_bytes()).is_err() {

@@ -4,7 +4,7 @@
 
 use crate::util::*;
 use oauth_poller::sim::{example_config, Profile, SimOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -70,35 +70,14 @@ fn serve(conn: TcpStream, log: &Mutex<Vec<Seen>>, script: &Script) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let Some(request) = read_request(&mut reader) else {
             return;
-        }
-        let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        // A request body (the token endpoint's form) is read, so keep-alive stays in step.
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; length];
-        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
-            return;
-        }
+        };
+        let target = request.target().to_string();
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let before = {
             let mut l = log.lock().unwrap();
             let n = l.iter().filter(|s| s.target == target).count();

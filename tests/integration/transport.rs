@@ -2,7 +2,7 @@
 //! non-loopback hosts, TLS verification, redirects and credentials.
 
 use crate::util::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -28,24 +28,10 @@ impl Mini {
                 let Ok(mut stream) = stream else { continue };
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    head.push_str(&line);
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                head.push_str(&String::from_utf8_lossy(&body));
+                let Some(request) = read_request(&mut reader) else {
+                    continue;
+                };
+                let head = request.text();
                 let answer = respond(&head);
                 log.lock().unwrap().push(head);
                 let _ = stream.write_all(answer.as_bytes());

@@ -496,3 +496,58 @@ pub fn http_post(url: &str) -> String {
     assert!(text.starts_with("HTTP/1.1 2"), "POST {url}: {text}");
     text
 }
+
+/// One HTTP/1.1 request as a test server reads it from its connection.
+pub struct Request {
+    /// The request line and the headers, CRLFs kept.
+    pub head: String,
+    /// As long as `Content-Length` says (read, so that keep-alive stays in step).
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The request target (`/path?query`).
+    pub fn target(&self) -> &str {
+        self.head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("")
+    }
+
+    /// The headers, names and values trimmed.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim(), v.trim()))
+    }
+
+    /// Head and body as one text, for logs and the secrets scan.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.head, String::from_utf8_lossy(&self.body))
+    }
+}
+
+/// Reads the next request of a connection; None when the client closed it.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request { head, body })
+}
