@@ -6,7 +6,7 @@
 use crate::lifecycle::setup;
 use crate::secrets::{leaks, secrets_of};
 use crate::util::*;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -402,33 +402,9 @@ fn a_journal_whose_commit_fails_is_kept_for_the_next_attempt() {
     let out = run(Some(&s.config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
     let generation = query_i64(&s.db, "SELECT generation FROM tokens");
-    let rt = stored_refresh_token(&s.db, "inode").unwrap();
     // The refresh a dead process had made (the simulator also revokes the stored access
     // token, so the next poll gets a 401 and refreshes).
-    let form = format!(
-        "grant_type=refresh_token&refresh_token={rt}&client_id=demo-client&client_secret=demo-client-secret"
-    );
-    let mut c = std::net::TcpStream::connect(s.sim.addr).unwrap();
-    write!(
-        c,
-        "POST /api/oauth/token/ HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-        s.sim.addr,
-        form.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    c.read_to_string(&mut reply).unwrap();
-    let body = reply.split_once("\r\n\r\n").unwrap().1.to_string();
-    let fresh: serde_json::Value = serde_json::from_str(&body).expect(&reply);
-    let journal = PathBuf::from(format!("{}-pending-inode", s.db.display()));
-    write_file(
-        &journal,
-        &format!(
-            "oauth-poller-pending v1 {generation} {} refresh_token {}\n{body}",
-            oauth_poller::store::now(),
-            body.len()
-        ),
-    );
+    let (fresh, journal) = crate::crash::refresh_behind_its_back(&s, generation);
 
     db_conn(&s.db)
         .execute_batch(

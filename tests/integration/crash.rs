@@ -243,14 +243,47 @@ fn humantime_now() -> String {
 /// the revoked refresh token.
 #[test]
 fn an_answer_received_but_not_committed_is_recovered_from_the_journal() {
-    use std::io::{Read, Write};
     let s = crate::lifecycle::setup(600, "1s", "refresh_token", "");
     let out = run(Some(&s.config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
     let generation = query_i64(&s.db, "SELECT generation FROM tokens");
-    let rt = stored_refresh_token(&s.db, "inode").unwrap();
 
     // The refresh the dead process had made.
+    let (fresh, journal) = refresh_behind_its_back(&s, generation);
+
+    let d = Daemon::start(&s.config, &[]);
+    d.wait_for(
+        "committed from the refresh journal",
+        1,
+        Duration::from_secs(10),
+    );
+    let ok = d.count("status=200");
+    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    drop(d);
+    assert_eq!(
+        stored_refresh_token(&s.db, "inode").as_deref(),
+        fresh["refresh_token"].as_str()
+    );
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert!(
+        !std::path::Path::new(&journal).exists(),
+        "the journal is removed"
+    );
+}
+
+/// Refreshes `s`'s account from the test, as a process that then died would have, and leaves
+/// the provider's answer where the daemon journals it (`STATE.db-pending-ACCOUNT`, for
+/// `generation`). Returns the answer and the journal's path.
+pub(crate) fn refresh_behind_its_back(
+    s: &crate::lifecycle::Setup,
+    generation: i64,
+) -> (serde_json::Value, std::path::PathBuf) {
+    use std::io::{Read, Write};
+    let rt = stored_refresh_token(&s.db, "inode").unwrap();
     let form = format!(
         "grant_type=refresh_token&refresh_token={rt}&client_id=demo-client&client_secret=demo-client-secret"
     );
@@ -275,27 +308,5 @@ fn an_answer_received_but_not_committed_is_recovered_from_the_journal() {
             body.len()
         ),
     );
-
-    let d = Daemon::start(&s.config, &[]);
-    d.wait_for(
-        "committed from the refresh journal",
-        1,
-        Duration::from_secs(10),
-    );
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
-    drop(d);
-    assert_eq!(
-        stored_refresh_token(&s.db, "inode").as_deref(),
-        fresh["refresh_token"].as_str()
-    );
-    let stats = s.sim.stats();
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert!(
-        !std::path::Path::new(&journal).exists(),
-        "the journal is removed"
-    );
+    (fresh, journal)
 }
