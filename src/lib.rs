@@ -21,5 +21,6 @@ pub mod running;
 pub mod seed;
 pub mod sim;
 pub mod store;
+pub mod time;
 pub mod tokens;
 pub mod units;

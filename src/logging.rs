@@ -96,7 +96,8 @@ where
 }
 
 /// RFC 3339 UTC with microseconds and a trailing space, e.g. `2026-11-22T19:01:21.123456Z `.
-/// The part up to the seconds is formatted once a second.
+/// The part up to the seconds changes once a second, so it is formatted once a second
+/// (per thread) and copied on the other lines of that second.
 fn write_timestamp(w: &mut impl fmt::Write, t: std::time::SystemTime) -> fmt::Result {
     use std::cell::RefCell;
     thread_local! {
@@ -107,18 +108,9 @@ fn write_timestamp(w: &mut impl fmt::Write, t: std::time::SystemTime) -> fmt::Re
     SECOND.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
-            let (days, rem) = (secs / 86_400, secs % 86_400);
-            let (y, m, day) = civil_from_days(days as i64);
             cached.1.clear();
-            fmt::Write::write_fmt(
-                &mut cached.1,
-                format_args!(
-                    "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.",
-                    rem / 3600,
-                    rem / 60 % 60,
-                    rem % 60
-                ),
-            )?;
+            crate::time::write_utc(&mut cached.1, i64::try_from(secs).unwrap_or(i64::MAX))?;
+            cached.1.push('.');
             cached.0 = secs;
         }
         w.write_str(&cached.1)
@@ -133,19 +125,6 @@ fn write_timestamp(w: &mut impl fmt::Write, t: std::time::SystemTime) -> fmt::Re
     digits[6] = b'Z';
     digits[7] = b' ';
     w.write_str(std::str::from_utf8(&digits).unwrap_or("000000Z "))
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's method).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Writes `message key=value key=value` (logfmt): a string is quoted only when it needs

@@ -74,7 +74,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().ok();
     }
-    parse_rfc3339(s)
+    crate::time::parse_rfc3339(s)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,7 +426,7 @@ impl<'a> Fields<'a> {
         };
         let message = format!(
             "the refresh token expired at {} ({} s ago); obtain a new one",
-            format_time(at),
+            crate::time::format_utc(at),
             now.saturating_sub(at)
         );
         let source = self
@@ -714,107 +714,12 @@ fn top_level_keys(text: &str) -> Vec<(String, usize)> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Numbers and times
+// Numbers
 
 /// `i64::MAX as f64` rounds up to 2^63, hence the exclusive upper bound.
 fn whole_f64(f: f64) -> Option<i64> {
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     (f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; `t`, `z` and a space for `T` as RFC 3339 allows.
-/// Fractions are dropped: the store counts whole seconds.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |from: usize, to: usize| digits(b.get(from..to)?);
-    let sep = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
-    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let mut rest = b.get(19..)?;
-    if let Some(fraction) = rest.strip_prefix(b".") {
-        let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
-        rest = fraction.get(n..).filter(|_| n > 0)?;
-    }
-    let offset = match rest {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let (h, m) = (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let seconds = h * 3600 + m * 60;
-            if *sign == b'-' {
-                -seconds
-            } else {
-                seconds
-            }
-        }
-        _ => return None,
-    };
-    // A leap second (:60) is accepted and lands on the next second.
-    let valid = (1..=12).contains(&month)
-        && (1..=days_in_month(year, month)).contains(&day)
-        && hour <= 23
-        && minute <= 59
-        && second <= 60;
-    valid.then(|| {
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset
-    })
-}
-
-fn digits(bytes: &[u8]) -> Option<i64> {
-    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(bytes.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// RFC 3339 in UTC for messages; Unix seconds outside years 0000-9999.
-fn format_time(t: i64) -> String {
-    const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    const MIN: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
-    if !(MIN..=MAX).contains(&t) {
-        return format!("Unix time {t}");
-    }
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 #[cfg(test)]
@@ -1457,9 +1362,12 @@ user = peter.simpson@highq.com
             -62_167_219_200,
             253_402_300_799,
         ] {
-            assert_eq!(parse_time(&format_time(t)), Some(t), "{t}");
+            assert_eq!(parse_time(&crate::time::format_utc(t)), Some(t), "{t}");
         }
-        assert_eq!(format_time(i64::MIN), format!("Unix time {}", i64::MIN));
+        assert_eq!(
+            crate::time::format_utc(i64::MIN),
+            format!("Unix time {}", i64::MIN)
+        );
     }
 
     #[test]

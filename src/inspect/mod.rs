@@ -50,27 +50,8 @@ pub(crate) fn shell_word(s: &str) -> String {
     }
 }
 
-/// Unix seconds as RFC 3339 UTC (civil-from-days, Howard Hinnant's algorithm).
-pub fn fmt_time(t: i64) -> String {
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
-}
+/// Unix seconds as RFC 3339 UTC; the one conversion the whole program uses.
+pub use crate::time::format_utc as fmt_time;
 
 #[cfg(test)]
 mod tests {
