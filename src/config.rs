@@ -390,7 +390,8 @@ fn parse_with(
     };
     // Resolved first: every other path may name it.
     if let Some(dir) = &raw.daemon.credentials_directory {
-        let dir = expand_vars(dir).map_err(|m| ctx.err(None, "daemon.credentials_directory", m))?;
+        let dir = expand_vars(dir)
+            .map_err(|e| ctx.err(None, "daemon.credentials_directory", e.to_string()))?;
         ctx.credentials = Credentials::resolve(Some(PathBuf::from(dir)));
     }
     let daemon = ctx.daemon(raw.daemon, database)?;
@@ -870,7 +871,7 @@ impl Ctx<'_> {
     fn path(&self, key: &str, value: &str) -> Result<PathBuf, InputError> {
         self.credentials
             .expand(value)
-            .map_err(|m| self.err(None, key, m))
+            .map_err(|e| self.err(None, key, e.to_string()))
     }
 
     /// An absolute URL, or one relative to `base`; `http://` only to loopback or when allowed.
@@ -940,7 +941,7 @@ fn append_query(url: &mut Url, query: &BTreeMap<String, QueryValue>) {
 }
 
 /// Expands `${VAR}` from the environment; `$` not followed by `{` is kept as it is.
-pub fn expand_vars(value: &str) -> Result<String, String> {
+pub fn expand_vars(value: &str) -> Result<String, crate::credentials::ExpandError> {
     crate::credentials::expand_with(value, |var| std::env::var(var).ok())
 }
 

@@ -24,6 +24,18 @@ pub const UNIT_CREDENTIAL_ID: &str = "oauth-poller";
 
 const VAR: &str = "CREDENTIALS_DIRECTORY";
 
+/// A `${VAR}` in a configured value that cannot be expanded. `value` is the value as written
+/// (a path or a directory, never a secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    #[error("unterminated ${{ in `{value}`")]
+    Unterminated { value: String },
+    #[error("empty ${{}} in `{value}`")]
+    Empty { value: String },
+    #[error("environment variable {var} is not set (used in `{value}`)")]
+    Unset { var: String, value: String },
+}
+
 /// Where credentials are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
@@ -51,7 +63,7 @@ impl Credentials {
     /// Expands `${VAR}` in a configured path; `${CREDENTIALS_DIRECTORY}` is [`Self::directory`]
     /// even when the variable is unset, and a path directly under it is a credential name
     /// (see the module comment).
-    pub fn expand(&self, value: &str) -> Result<PathBuf, String> {
+    pub fn expand(&self, value: &str) -> Result<PathBuf, ExpandError> {
         let lookup = |var: &str| {
             if var == VAR {
                 Some(self.directory().to_string_lossy().into_owned())
@@ -79,21 +91,28 @@ impl Credentials {
 }
 
 /// Expands `${VAR}` through `lookup`; `$` not followed by `{` is kept as it is.
-pub fn expand_with(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand_with(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(pos) = rest.find("${") {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unterminated ${{ in `{value}`"))?;
+        let end = after.find('}').ok_or_else(|| ExpandError::Unterminated {
+            value: value.into(),
+        })?;
         let var = &after[..end];
         if var.is_empty() {
-            return Err(format!("empty ${{}} in `{value}`"));
+            return Err(ExpandError::Empty {
+                value: value.into(),
+            });
         }
-        let v = lookup(var)
-            .ok_or_else(|| format!("environment variable {var} is not set (used in `{value}`)"))?;
+        let v = lookup(var).ok_or_else(|| ExpandError::Unset {
+            var: var.into(),
+            value: value.into(),
+        })?;
         out.push_str(&v);
         rest = &after[end + 1..];
     }
@@ -147,10 +166,24 @@ mod tests {
     fn other_variables_come_from_the_environment() {
         let c = Credentials::Source("/c".into());
         let e = c.expand("${OAUTH_POLLER_SURELY_UNSET_VAR}/x").unwrap_err();
-        assert!(
-            e.contains("OAUTH_POLLER_SURELY_UNSET_VAR is not set"),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "environment variable OAUTH_POLLER_SURELY_UNSET_VAR is not set \
+             (used in `${OAUTH_POLLER_SURELY_UNSET_VAR}/x`)"
         );
         assert_eq!(c.expand("/a/$b").unwrap(), Path::new("/a/$b"));
+    }
+
+    #[test]
+    fn malformed_references_are_named() {
+        let none = |_: &str| None;
+        assert_eq!(
+            expand_with("/a/${X", none).unwrap_err().to_string(),
+            "unterminated ${ in `/a/${X`"
+        );
+        assert_eq!(
+            expand_with("/a/${}/b", none).unwrap_err().to_string(),
+            "empty ${} in `/a/${}/b`"
+        );
     }
 }

@@ -26,6 +26,17 @@ pub enum Style {
     Link,
 }
 
+/// Why a page cannot be scanned or joined.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The body is not JSON.
+    #[error(transparent)]
+    NotJson(#[from] serde_json::Error),
+    /// A page of a collection being joined has no item array where its style keeps one.
+    #[error("{}", .style.missing_items())]
+    NoItems { style: Style },
+}
+
 /// What one page says about itself.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Scan {
@@ -37,8 +48,8 @@ pub struct Scan {
 
 /// Scans a page: item count and, unless `mode` is `none`, the next link (`link_header`: the
 /// response's `Link` header, if any). Err: the body is not JSON.
-pub fn scan(body: &[u8], link_header: Option<&str>, mode: Paginate) -> Result<Scan, String> {
-    let top: Top = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub fn scan(body: &[u8], link_header: Option<&str>, mode: Paginate) -> Result<Scan, PageError> {
+    let top: Top = serde_json::from_slice(body)?;
     let header_next = || link_header.and_then(next_from_link_header);
     let drf = || {
         top.results_array
@@ -136,6 +147,17 @@ pub fn next_from_link_header(value: &str) -> Option<String> {
     }
 }
 
+impl Style {
+    /// What a page of this style lacks when it has no item array.
+    fn missing_items(self) -> &'static str {
+        match self {
+            Style::Drf => "no `results` array to join",
+            Style::JsonApi => "no `data` array to join",
+            Style::Link => "no item array to join (a JSON array, or `results` or `data`)",
+        }
+    }
+}
+
 /// A collection being joined from its pages.
 pub struct Collection {
     doc: Value,
@@ -144,19 +166,20 @@ pub struct Collection {
 
 impl Collection {
     /// Starts from the first page, whose next link was found in `style`.
-    pub fn first(body: &[u8], style: Style) -> Result<Collection, String> {
-        let doc: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    pub fn first(body: &[u8], style: Style) -> Result<Collection, PageError> {
+        let doc: Value = serde_json::from_slice(body)?;
         let mut c = Collection { doc, style };
         c.items_mut()?;
         Ok(c)
     }
 
     /// Adds the items of a later page (and, for JSON:API, its `included` resources).
-    pub fn push(&mut self, body: &[u8]) -> Result<(), String> {
-        let mut page: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        let items = match items_of(&mut page, self.style) {
+    pub fn push(&mut self, body: &[u8]) -> Result<(), PageError> {
+        let mut page: Value = serde_json::from_slice(body)?;
+        let style = self.style;
+        let items = match items_of(&mut page, style) {
             Some(items) => std::mem::take(items),
-            None => return Err(self.missing_items()),
+            None => return Err(PageError::NoItems { style }),
         };
         self.items_mut()?.extend(items);
         if self.style == Style::JsonApi {
@@ -198,18 +221,9 @@ impl Collection {
         serde_json::to_vec(&self.doc).unwrap_or_default()
     }
 
-    fn items_mut(&mut self) -> Result<&mut Vec<Value>, String> {
+    fn items_mut(&mut self) -> Result<&mut Vec<Value>, PageError> {
         let style = self.style;
-        let missing = self.missing_items();
-        items_of(&mut self.doc, style).ok_or(missing)
-    }
-
-    fn missing_items(&self) -> String {
-        match self.style {
-            Style::Drf => "no `results` array to join".into(),
-            Style::JsonApi => "no `data` array to join".into(),
-            Style::Link => "no item array to join (a JSON array, or `results` or `data`)".into(),
-        }
+        items_of(&mut self.doc, style).ok_or(PageError::NoItems { style })
     }
 
     /// JSON:API lists a related resource once per document: keep the first of each type + id.
@@ -540,9 +554,26 @@ mod tests {
         assert_eq!(c.finish(None), b"[1,2,3]");
 
         let mut c = Collection::first(b"[1]", Style::Link).unwrap();
-        assert!(c
-            .push(br#"{"other":1}"#)
-            .unwrap_err()
-            .contains("item array"));
+        assert_eq!(
+            c.push(br#"{"other":1}"#).unwrap_err().to_string(),
+            "no item array to join (a JSON array, or `results` or `data`)"
+        );
+        let mut c = Collection::first(br#"{"results":[1]}"#, Style::Drf).unwrap();
+        assert_eq!(
+            c.push(br#"{"data":[2]}"#).unwrap_err().to_string(),
+            "no `results` array to join"
+        );
+        assert_eq!(
+            Collection::first(br#"{"results":[1]}"#, Style::JsonApi)
+                .err()
+                .map(|e| e.to_string()),
+            Some("no `data` array to join".to_owned())
+        );
+        assert_eq!(
+            c.push(b"[3").unwrap_err().to_string(),
+            serde_json::from_slice::<Value>(b"[3")
+                .unwrap_err()
+                .to_string()
+        );
     }
 }

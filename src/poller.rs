@@ -365,13 +365,15 @@ impl Poller {
                         partial: false,
                     })
                 }
-                (None, Some((style, _))) => collection.insert(
-                    Collection::first(&bytes, *style)
-                        .map_err(|m| FetchError::Failed(Some(status), m, None).on_page(page))?,
-                ),
+                (None, Some((style, _))) => {
+                    collection.insert(Collection::first(&bytes, *style).map_err(|e| {
+                        FetchError::Failed(Some(status), e.to_string(), None).on_page(page)
+                    })?)
+                }
                 (Some(c), _) => {
-                    c.push(&bytes)
-                        .map_err(|m| FetchError::Failed(Some(status), m, None).on_page(page))?;
+                    c.push(&bytes).map_err(|e| {
+                        FetchError::Failed(Some(status), e.to_string(), None).on_page(page)
+                    })?;
                     c
                 }
             };
