@@ -3,15 +3,17 @@
 # 100 endpoints polled every second for SECS seconds, the simulator in a separate process.
 #
 #   CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
-#       cargo build --release --target-dir target/prof
+#       cargo build --release --workspace --target-dir target/prof
 #   BIN=target/prof/release/oauth-poller SECS=30 benches/callgrind.sh
+# (the simulator is target/prof/release/oauth-poller-sim, or SIM_BIN=PATH)
 #   callgrind_annotate --inclusive=yes DIR/callgrind.out | less
 set -euo pipefail
 BIN=$(realpath "${BIN:-target/prof/release/oauth-poller}")
+SIM_BIN=$(realpath "${SIM_BIN:-$(dirname "$BIN")/oauth-poller-sim}")
 SECS=${SECS:-30}
 PORT=${PORT:-18555}
 D=$(mktemp -d)
-setsid "$BIN" simulate --profile inode --listen 127.0.0.1:$PORT --access-ttl 86400 --seed-out "$D/seed.json" >/dev/null 2>&1 &
+setsid "$SIM_BIN" --profile inode --listen 127.0.0.1:$PORT --access-ttl 86400 --seed-out "$D/seed.json" >/dev/null 2>&1 &
 SIM=$!
 trap 'kill $SIM 2>/dev/null || true' EXIT
 sleep 1

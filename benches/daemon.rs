@@ -7,7 +7,7 @@
 //! The daemon is the real binary as a process; the simulator serves the API on loopback from
 //! this process, so its CPU is not counted: daemon CPU is utime + stime from /proc.
 
-use oauth_poller::sim::{Profile, SimOptions, Simulator};
+use oauth_poller_sim::{Profile, SimOptions, Simulator};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

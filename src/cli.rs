@@ -123,6 +123,7 @@ pub enum Command {
         json: bool,
     },
     /// Run the daemon against the built-in provider simulator, with short-lived tokens
+    #[cfg(feature = "demo")]
     Demo {
         /// Stop by itself after this many seconds (default: until Ctrl-C)
         #[arg(long, value_name = "SECS")]
@@ -131,8 +132,6 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
-    /// Run the provider simulator alone and print a matching configuration
-    Simulate(crate::sim::SimulateArgs),
 }
 
 /// Runs the command; every error becomes an exit code here and nowhere else.
@@ -185,12 +184,6 @@ fn account<'a>(config: &'a Config, name: &str) -> Result<&'a config::Account, Er
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
-    if let Command::Simulate(args) = cli.command {
-        runtime()?
-            .block_on(crate::sim::simulate_command(args))
-            .map_err(|e| Error::runtime(format!("simulator: {e}")))?;
-        return Ok(ExitCode::SUCCESS);
-    }
     match &cli.command {
         Command::Run => {
             let config = load(&cli)?;
@@ -360,11 +353,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             crate::inspect::history(&db, config.as_ref(), account.as_deref(), *limit, *json)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Command::Demo { seconds, keep } => {
             runtime()?.block_on(crate::demo::run(*seconds, *keep))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Simulate(_) => unreachable!("handled above"),
     }
 }
 

@@ -1,5 +1,6 @@
-//! `demo`: the daemon against the built-in simulator on loopback, with tokens of about
-//! 20 s, so that polls and refreshes show within a minute.
+//! `demo`: the daemon against the simulator (the `oauth-poller-sim` crate) on loopback, with
+//! tokens of about 20 s, so that polls and refreshes show within a minute. Only in builds
+//! with the `demo` feature (the default): the .deb's binary has neither it nor the simulator.
 //!
 //! Its files (configuration, seed, database) go in a new private directory: created
 //! exclusively under an unpredictable name with mode 0700 (tempfile), so nobody else can
@@ -7,7 +8,7 @@
 
 use crate::daemon::{self, Control};
 use crate::error::Error;
-use crate::sim::{example_config, Profile, SimOptions, Simulator};
+use oauth_poller_sim::{example_config, Profile, SimOptions, Simulator};
 use std::time::Duration;
 
 const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(20);

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod hooks;
@@ -19,7 +20,6 @@ pub mod pagination;
 pub mod poller;
 pub mod running;
 pub mod seed;
-pub mod sim;
 pub mod store;
 pub mod time;
 pub mod tokens;

@@ -285,7 +285,7 @@ fn a_local_proxy_never_sees_loopback_traffic() {
 /// storing its rows.
 #[test]
 fn a_hanging_token_request_blocks_neither_seed_nor_other_accounts() {
-    use oauth_poller::sim::{FaultKind, FaultSpec, FaultTarget, Profile, SimOptions};
+    use oauth_poller_sim::{FaultKind, FaultSpec, FaultTarget, Profile, SimOptions};
     let mut opts = SimOptions::new(Profile::Inode);
     opts.access_ttl = Duration::from_secs(1);
     let sim = Sim::start(opts);
@@ -441,7 +441,7 @@ fn a_journal_whose_commit_fails_is_kept_for_the_next_attempt() {
 /// refresh token; an answer that arrives within the grace is committed before exit.
 #[test]
 fn a_stop_during_a_refresh_ends_within_the_stop_timeout() {
-    use oauth_poller::sim::{FaultKind, FaultSpec, FaultTarget};
+    use oauth_poller_sim::{FaultKind, FaultSpec, FaultTarget};
     for (fault, committed) in [
         (FaultSpec::new(FaultTarget::Token, FaultKind::Hang), false),
         (
@@ -515,7 +515,7 @@ fn metric(text: &str, start: &str) -> Option<f64> {
 /// recovers by itself when the API accepts its token again.
 #[test]
 fn an_api_refusing_fresh_tokens_backs_off_instead_of_rotating_every_poll() {
-    use oauth_poller::sim::{FaultSpec, FaultTarget};
+    use oauth_poller_sim::{FaultSpec, FaultTarget};
     let port = free_port();
     let s = setup(
         600,

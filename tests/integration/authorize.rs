@@ -7,7 +7,7 @@ use crate::vendors::{
     approve, free_port, http, listen, listen_for, print_url, root, scinote_config, sim,
     write_config,
 };
-use oauth_poller::sim::{Profile, SimOptions};
+use oauth_poller_sim::{Profile, SimOptions};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -6,7 +6,7 @@
 use crate::lifecycle::sim_config;
 use crate::secrets::assert_no_secrets;
 use crate::util::*;
-use oauth_poller::sim::{FaultKind, FaultSpec, FaultTarget, Profile, SimOptions};
+use oauth_poller_sim::{FaultKind, FaultSpec, FaultTarget, Profile, SimOptions};
 use rand::Rng;
 use std::time::{Duration, Instant};
 

@@ -195,38 +195,6 @@ fn authorize_with_the_vendor_examples() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
-#[test]
-fn simulate_prints_a_configuration_that_passes_check() {
-    let dir = tempdir();
-    let config = dir.path().join("config.toml");
-    let seed = dir.path().join("seed.json");
-    let mut sim = Command::new(bin());
-    sim.args([
-        "simulate",
-        "--profile",
-        "inode",
-        "--listen",
-        "127.0.0.1:0",
-        "--config-out",
-    ])
-    .arg(&config)
-    .arg("--seed-out")
-    .arg(&seed)
-    .arg("--config-database")
-    .arg(dir.path().join("state.db"));
-    let d = Daemon::spawn(sim);
-    d.wait_for("listening", 1, std::time::Duration::from_secs(10));
-    let out = run(Some(&config), &["check"]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out),
-        std::fs::read_to_string(&config).unwrap()
-    );
-    let out = run(Some(&config), &["poll-once"]);
-    assert!(out.status.success(), "{}", text(&out));
-}
-
 /// config/inode.toml as an operator fills it in: base_url and client_id edited, the database
 /// in `dir`, nothing else changed.
 fn inode_example(sim: &Sim, client_id: &str, dir: &Path) -> std::path::PathBuf {
@@ -259,7 +227,7 @@ fn with_credentials(config: &Path, creds: &Path, args: &[&str]) -> std::process:
 /// passes without a word about it and `poll-once` obtains a token with the password.
 #[test]
 fn a_missing_optional_seed_fails_nothing() {
-    let opts = oauth_poller::sim::SimOptions::new(oauth_poller::sim::Profile::Inode);
+    let opts = oauth_poller_sim::SimOptions::new(oauth_poller_sim::Profile::Inode);
     let (client_id, secret, password) = (
         opts.client_id.clone(),
         opts.client_secret.clone(),
@@ -294,8 +262,8 @@ fn a_missing_optional_seed_fails_nothing() {
 /// nothing: the token may come from `oauth-poller seed`, after which the same run polls.
 #[test]
 fn a_missing_required_seed_is_named_with_file_line_and_key() {
-    let sim = Sim::start(oauth_poller::sim::SimOptions::new(
-        oauth_poller::sim::Profile::Inode,
+    let sim = Sim::start(oauth_poller_sim::SimOptions::new(
+        oauth_poller_sim::Profile::Inode,
     ));
     let dir = tempdir();
     let creds = dir.path().join("creds");
@@ -344,7 +312,7 @@ fn a_missing_required_seed_is_named_with_file_line_and_key() {
 /// shell without the service's credentials), and `seed` says which database it wrote.
 #[test]
 fn status_and_history_need_no_secret_and_seed_names_its_database() {
-    let opts = oauth_poller::sim::SimOptions::new(oauth_poller::sim::Profile::Inode);
+    let opts = oauth_poller_sim::SimOptions::new(oauth_poller_sim::Profile::Inode);
     let (client_id, secret, password) = (
         opts.client_id.clone(),
         opts.client_secret.clone(),

@@ -2,7 +2,7 @@
 //! crash and restart, signals and reload, re-authorization, 401 handling, exit codes.
 
 use crate::util::*;
-use oauth_poller::sim::{Profile, SimOptions};
+use oauth_poller_sim::{Profile, SimOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

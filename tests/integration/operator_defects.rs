@@ -314,7 +314,6 @@ fn every_argument_has_help_text() {
         "status",
         "history",
         "demo",
-        "simulate",
     ] {
         let args: Vec<&str> = [sub, "--help"]
             .into_iter()

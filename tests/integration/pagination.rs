@@ -3,7 +3,7 @@
 //! failing page, `max_pages`).
 
 use crate::util::*;
-use oauth_poller::sim::{example_config, Profile, SimOptions};
+use oauth_poller_sim::{example_config, Profile, SimOptions};
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -178,7 +178,7 @@ fn a_failing_token_endpoint_backs_off_and_the_old_token_stays_in_use() {
 
 #[test]
 fn client_credentials_grant_bootstraps_an_account() {
-    let mut opts = oauth_poller::sim::SimOptions::new(oauth_poller::sim::Profile::Inode);
+    let mut opts = oauth_poller_sim::SimOptions::new(oauth_poller_sim::Profile::Inode);
     opts.allow_client_credentials = true;
     let sim = Sim::start(opts);
     let dir = tempdir();

@@ -9,7 +9,7 @@
 //! here cover the cases built to leak (a provider that echoes tokens in its errors).
 
 use crate::util::*;
-use oauth_poller::sim::{Profile, SimOptions};
+use oauth_poller_sim::{Profile, SimOptions};
 use std::path::Path;
 use std::time::Duration;
 
@@ -181,7 +181,7 @@ fn an_echoing_provider_leaks_nothing_at_trace_level() {
     let db = dir.path().join("state.db");
     let seed = dir.path().join("seed.json");
     write_file(&seed, &sim.sim.issue_seed());
-    let mut cfg = oauth_poller::sim::example_config(
+    let mut cfg = oauth_poller_sim::example_config(
         &opts,
         &format!("http://{}", sim.addr),
         db.to_str().unwrap(),

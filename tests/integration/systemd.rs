@@ -1,7 +1,7 @@
 //! Under a real systemd: PID 1 in private namespaces (as root), driving the shipped unit.
 
 use crate::util::*;
-use oauth_poller::sim::{Profile, SimOptions};
+use oauth_poller_sim::{Profile, SimOptions};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -694,8 +694,9 @@ fn the_readme_operator_path_under_a_real_systemd() {
 /// The .deb, installed as README's "Install" says (`apt install ./...deb`) inside the real
 /// systemd (the host is untouched: /usr, /etc and /var/lib are overlays), then configured
 /// and started as README says, and stopped. Its Depends must admit glibc 2.35 (Ubuntu 22.04).
-/// The package is built from the release binary of this test run (`cargo deb --no-build`);
-/// README's `--profile dist` builds the same package from the optimized build.
+/// The package's binary is built as `cargo deb` builds it, without the default `demo` feature
+/// (release profile; README's `--profile dist` builds the same package optimized), and carries
+/// no simulator.
 #[test]
 fn the_deb_installs_with_apt_and_its_unit_starts() {
     use std::os::unix::fs::PermissionsExt;
@@ -720,9 +721,23 @@ fn the_deb_installs_with_apt_and_its_unit_starts() {
     std::fs::create_dir_all(&debian).unwrap();
     std::fs::create_dir(dir.path().join("home")).unwrap();
     std::fs::copy(bin(), dir.path().join("oauth-poller")).unwrap();
+    // Into a target directory of the test's own, so that this run's binary (with `demo`,
+    // which other tests are running) stays as it is; the compiled dependencies come from this
+    // run's target directory (Cargo's build-dir).
+    let package_target = dir.path().join("repo/target");
+    let build_dir = bin().parent().and_then(Path::parent).unwrap().to_path_buf();
+    let out = Command::new(&cargo)
+        .args(["build", "--release", "--locked", "--no-default-features"])
+        .env("CARGO_TARGET_DIR", &package_target)
+        .env("CARGO_BUILD_BUILD_DIR", &build_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo build: {}", text(&out));
     let out = Command::new(&cargo)
         .args(["deb", "--no-build", "--output"])
         .arg(&debian)
+        .env("CARGO_TARGET_DIR", &package_target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
@@ -732,6 +747,24 @@ fn the_deb_installs_with_apt_and_its_unit_starts() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .expect("a .deb");
+    let unpacked = tempdir();
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(unpacked.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dpkg-deb -x: {}", text(&out));
+    let packaged = std::fs::read(unpacked.path().join("usr/bin/oauth-poller")).unwrap();
+    // The simulator's admin routes and one of its log messages (the same check as .ci/run's).
+    for sim_only in ["/_sim/", "sim: fault triggered"] {
+        assert!(
+            !packaged
+                .windows(sim_only.len())
+                .any(|w| w == sim_only.as_bytes()),
+            "the packaged binary carries the simulator: it contains {sim_only:?}"
+        );
+    }
     let out = Command::new("dpkg-deb")
         .args(["-f"])
         .arg(&deb)

@@ -409,7 +409,7 @@ impl Drop for Django {
 
 /// The built-in provider simulator, served in this test process on loopback.
 pub struct Sim {
-    pub sim: oauth_poller::sim::Simulator,
+    pub sim: oauth_poller_sim::Simulator,
     pub addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -421,7 +421,7 @@ type Serving = (
     std::thread::JoinHandle<()>,
 );
 
-fn serve(sim: &oauth_poller::sim::Simulator, addr: std::net::SocketAddr) -> Serving {
+fn serve(sim: &oauth_poller_sim::Simulator, addr: std::net::SocketAddr) -> Serving {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let server = sim.clone();
@@ -446,8 +446,8 @@ fn serve(sim: &oauth_poller::sim::Simulator, addr: std::net::SocketAddr) -> Serv
 }
 
 impl Sim {
-    pub fn start(opts: oauth_poller::sim::SimOptions) -> Sim {
-        let sim = oauth_poller::sim::Simulator::new(opts);
+    pub fn start(opts: oauth_poller_sim::SimOptions) -> Sim {
+        let sim = oauth_poller_sim::Simulator::new(opts);
         let (addr, stop, thread) = serve(&sim, "127.0.0.1:0".parse().unwrap());
         Sim {
             sim,

@@ -6,7 +6,7 @@
 //! redirect).
 
 use crate::util::*;
-use oauth_poller::sim::{Profile, SimOptions};
+use oauth_poller_sim::{Profile, SimOptions};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,12 +1,15 @@
 //! Provider simulator: a fake OAuth2 provider and JSON API on loopback.
 //!
-//! Used by `demo`, `simulate`, the integration tests (fault injection, crash tests) and the
-//! benchmarks. Each [`Profile`] imitates one of the vendor systems the product serves, and is
+//! Used by oauth-poller's `demo`, the `oauth-poller-sim` binary, oauth-poller's integration
+//! tests (fault injection, crash tests) and its benchmark. It does not depend on oauth-poller:
+//! it speaks HTTP, and [`example_config`] writes the configuration as text. Each [`Profile`] imitates one of the vendor systems the product serves, and is
 //! as strict as the real one: it rejects what the real provider would reject.
 //!
 //! Layout: `state` (tokens, codes), `token` (token endpoint), `authorize` (authorization
 //! endpoint), `api` (resource endpoints), `fault` (fault injection), `conn` (the listener
-//! that lets a fault reset or trickle a connection), `admin` (`/_sim/`), `cli` (`simulate`).
+//! that lets a fault reset or trickle a connection), `admin` (`/_sim/`), `oauth_error` (the
+//! error response that `token` answers and `state`'s grants fail with), `cli` (the
+//! `oauth-poller-sim` binary's arguments and command).
 
 mod admin;
 mod api;
@@ -14,6 +17,7 @@ mod authorize;
 mod cli;
 mod conn;
 mod fault;
+mod oauth_error;
 mod profile;
 mod state;
 mod stats;

@@ -1,11 +1,11 @@
-//! The `simulate` command and the configuration that matches a simulator.
+//! The `oauth-poller-sim` command and the configuration that matches a simulator.
 
 use super::{FaultSpec, Profile, SimOptions, Simulator};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Arguments of `oauth-poller simulate`.
+/// Arguments of `oauth-poller-sim`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
     /// Which provider to imitate.
@@ -211,7 +211,7 @@ pub fn example_config(
     s
 }
 
-/// The `simulate` command: runs the simulator, prints the matching configuration and seed to
+/// The `oauth-poller-sim` command: runs the simulator, prints the matching configuration and seed to
 /// stdout (and writes them to `--config-out`/`--seed-out`), serves until Ctrl-C or SIGTERM.
 pub async fn simulate_command(args: SimulateArgs) -> std::io::Result<()> {
     let opts = args.options();
@@ -278,5 +278,22 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Args;
+
+    /// `oauth-poller-sim --help` explains every option (clap's `[default: ...]` alone does not).
+    #[test]
+    fn every_argument_has_help_text() {
+        let cmd = super::SimulateArgs::augment_args(clap::Command::new("oauth-poller-sim"));
+        let missing: Vec<_> = cmd
+            .get_arguments()
+            .filter(|a| a.get_help().is_none())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(missing.is_empty(), "without help text: {missing:?}");
     }
 }

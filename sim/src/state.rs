@@ -1,6 +1,6 @@
 //! Tokens and authorization codes, in memory.
 
-use super::token::OAuthError;
+use super::oauth_error::OAuthError;
 use super::util::{random_token, random_uuid, unix_now};
 use super::{Profile, SimOptions};
 use base64::Engine;
