@@ -200,3 +200,42 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime is part of the value: an event reported from a thread outside it (a
+    /// blocking task, a plain thread) still runs the hook.
+    #[test]
+    fn an_event_from_outside_the_runtime_runs_the_hook() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("event");
+        let hooks = Hooks::new(
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo $OAUTH_POLLER_EVENT > {}", out.display()),
+            ],
+            rt.handle().clone(),
+        );
+        let from_thread = hooks.clone();
+        std::thread::spawn(move || {
+            from_thread.event(Event {
+                kind: EventKind::NeedsReauth,
+                account: "a",
+                endpoint: None,
+                detail: "",
+                failures: None,
+            })
+        })
+        .join()
+        .unwrap();
+        rt.block_on(hooks.wait());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "needs_reauth\n");
+    }
+}
