@@ -20,6 +20,7 @@ use crate::config::{Account, AuthKind, Config, OAuth2};
 use crate::error::{Error, InputError};
 use crate::oauth::{Grant, TokenClient, TokenResponse};
 use crate::store::{now, Pending, Store, TokenRow};
+use crate::tokens::{GrantKind, TokenEvent};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::Rng;
@@ -388,7 +389,7 @@ async fn finish(
             (row_from_response(name, response, started), "code exchanged")
         }
         (None, _, Some(token)) => {
-            let mut row = TokenRow::new(name, "authorization_code", started);
+            let mut row = TokenRow::new(name, GrantKind::AuthorizationCode.as_str(), started);
             row.access_token = Some(SecretString::from(token));
             row.token_type = cb.token_type.or_else(|| Some("Bearer".into()));
             row.scope = cb.scope.or_else(|| flow.oauth.scope.clone());
@@ -423,7 +424,7 @@ async fn finish(
     };
     let detail = format!("authorization_code: {how}; {expiry}; {refresh}");
     let lock = Store::lock(&flow.config.daemon.database)?;
-    let stored = lock.commit_token(&row, "obtained", &detail)?;
+    let stored = lock.commit_token(&row, TokenEvent::Obtained.as_str(), &detail)?;
     tracing::info!(account = %name, generation = stored.generation, "token obtained by authorization");
     let line = format!(
         "authorized account `{name}`: {expiry}, {refresh} (generation {}, stored in {})",
@@ -435,7 +436,7 @@ async fn finish(
 }
 
 fn row_from_response(name: &str, r: TokenResponse, started: i64) -> TokenRow {
-    let mut row = TokenRow::new(name, "authorization_code", started);
+    let mut row = TokenRow::new(name, GrantKind::AuthorizationCode.as_str(), started);
     row.access_token = Some(r.access_token);
     row.token_type = r.token_type.or_else(|| Some("Bearer".into()));
     row.scope = r.scope;

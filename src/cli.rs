@@ -1,15 +1,12 @@
-//! The command line, and the one place each command is dispatched.
+//! The command line, and the one place each command is dispatched (its body is in
+//! [`crate::commands`]).
 
-use crate::config::{self, Config};
-use crate::daemon;
-use crate::error::{Error, InputError};
-use crate::tokens::{SeedOutcome, Tokens};
-use clap::{Parser, Subcommand, ValueEnum};
-use secrecy::ExposeSecret;
+use crate::commands::{self, Paths};
+use crate::error::Error;
+use crate::logging::LogFormat;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,14 +29,6 @@ pub struct Cli {
     pub log_level: String,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// `TIME LEVEL message key=value ...`
-    Text,
-    /// One JSON object per line, numbers as numbers
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,241 +143,38 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// One thread runs every poll: a poll is a few microseconds of work between waits, and
-/// handing tasks between worker threads would cost more (futex wake-ups) than it saves.
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::runtime(format!("cannot start the async runtime: {e}")))
-}
-
-fn load(cli: &Cli) -> Result<Config, Error> {
-    let path = config::config_path(cli.config.as_deref());
-    Ok(config::load(&path, cli.database.as_deref())?)
-}
-
-fn account<'a>(config: &'a Config, name: &str) -> Result<&'a config::Account, Error> {
-    config
-        .accounts
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or_else(|| {
-            InputError::new(
-                config.path.display().to_string(),
-                format!("no account named `{name}`"),
-            )
-            .key("account.name")
-            .into()
-        })
-}
-
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let paths = Paths {
+        config: cli.config.clone(),
+        database: cli.database.clone(),
+    };
     match &cli.command {
-        Command::Run => {
-            let config = load(&cli)?;
-            let source = daemon::Source {
-                config_path: config::config_path(cli.config.as_deref()),
-                database: cli.database.clone(),
-            };
-            let control = daemon::signal_control()?;
-            runtime()?.block_on(daemon::run(config, source, control))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::PollOnce { account } => {
-            let config = load(&cli)?;
-            let ok = runtime()?.block_on(daemon::poll_once(&config, account.as_deref()))?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Command::Check => {
-            let config = load(&cli)?;
-            let now = crate::store::now();
-            for a in &config.accounts {
-                match &a.seed_file {
-                    // A missing seed is not an error (see daemon::prepare_one).
-                    Some(seed) if !seed.exists() => {
-                        if let Some(warning) = daemon::missing_seed_warning(&config, a) {
-                            eprintln!("oauth-poller: warning: {warning}");
-                        }
-                    }
-                    Some(seed) => {
-                        crate::seed::parse_seed_file(seed, now)?;
-                    }
-                    None => {}
-                }
-            }
-            println!(
-                "{}: OK ({} account(s), {} endpoint(s))",
-                config.path.display(),
-                config.accounts.len(),
-                config
-                    .accounts
-                    .iter()
-                    .map(|a| a.endpoints.len())
-                    .sum::<usize>()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Run => commands::run::run(&paths),
+        Command::PollOnce { account } => commands::poll_once::run(&paths, account.as_deref()),
+        Command::Check => commands::check::run(&paths),
         Command::Seed {
-            account: name,
+            account,
             file,
             force,
-        } => {
-            let config = load(&cli)?;
-            let account = account(&config, name)?;
-            match crate::tokens::seed_from_file(&config.daemon.database, account, file, *force)? {
-                SeedOutcome::Stored(generation) => {
-                    println!(
-                        "seeded account `{name}` from {} into {} (generation {generation})",
-                        file.display(),
-                        config.daemon.database.display()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                SeedOutcome::StoreIsNewer => Err(InputError::new(
-                    file.display().to_string(),
-                    format!("the store holds a token for `{name}` obtained after this file was issued; use --force to replace it"),
-                )
-                .into()),
-            }
-        }
+        } => commands::seed::run(&paths, account, file, *force),
         Command::Authorize {
-            account: name,
+            account,
             code,
             listen,
             timeout,
-        } => {
-            let config = load(&cli)?;
-            let account = account(&config, name)?;
-            let stdin_code;
-            let mode = match (code, listen) {
-                (Some(c), _) if c == "-" => {
-                    stdin_code = crate::authorize::read_code(std::io::stdin().lock())?;
-                    crate::authorize::Mode::Code(stdin_code.expose_secret())
-                }
-                (Some(c), _) => crate::authorize::Mode::Code(c),
-                (None, true) => crate::authorize::Mode::Listen(Duration::from_secs(*timeout)),
-                (None, false) => crate::authorize::Mode::Print,
-            };
-            runtime()?.block_on(crate::authorize::run(&config, account, mode))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Rekey { new_key_file } => {
-            let config = load(&cli)?;
-            let new_key = crate::store::crypto::read_key_file(new_key_file).map_err(|m| {
-                InputError::new(new_key_file.display().to_string(), m).key("NEW_KEY_FILE")
-            })?;
-            // A running daemon would go on writing with the old key.
-            if crate::running::probe(&config.daemon.database) == crate::running::Daemon::Running {
-                return Err(Error::runtime(format!(
-                    "a daemon is running on {}: stop it before rekey (systemctl stop oauth-poller)",
-                    config.daemon.database.display()
-                )));
-            }
-            let store = crate::store::Store::open(&config.daemon.database)?;
-            let count = store.rekey(&new_key)?;
-            println!(
-                "re-encrypted {count} stored secret(s) of {} with {}: set daemon.encryption_key_file to it before the next start",
-                config.daemon.database.display(),
-                new_key_file.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Token {
-            account: name,
-            header,
-        } => {
-            let config = load(&cli)?;
-            let account = account(&config, name)?;
-            let accounts = vec![Arc::new(crate::daemon::clone_account(account))];
-            let rt = runtime()?;
-            let access = rt.block_on(async {
-                crate::daemon::prepare_one(&config, &accounts[0])?;
-                let tokens =
-                    Tokens::new(&config.daemon.database, &accounts, config.daemon.timeout)?;
-                tokens
-                    .access(name)
-                    .await
-                    .map_err(|e| Error::runtime(format!("account `{name}`: {e}")))
-            })?;
-            let value = access.authorization.expose_secret();
-            if !is_header_value(value) {
-                // The value came from the provider: printed raw, a CR/LF would smuggle a
-                // header (or a command) into whatever consumes the output. Never print it.
-                return Err(Error::runtime(format!(
-                    "account `{name}`: the stored access token holds characters an HTTP header cannot carry (control or non-ASCII); not printed: re-seed or re-authorize the account"
-                )));
-            }
-            if *header {
-                println!("Authorization: {value}");
-            } else {
-                let token = value
-                    .strip_prefix(&format!("{} ", account.header_scheme))
-                    .filter(|_| !account.header_scheme.is_empty())
-                    .unwrap_or(value);
-                println!("{token}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Status { json } => {
-            let (db, config) = inspect_target(&cli)?;
-            let how = crate::inspect::Invocation::new(config.as_ref(), cli.database.as_deref());
-            let ok = crate::inspect::status(&db, config.as_ref(), &how, *json)?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        } => commands::authorize::run(&paths, account, code.as_deref(), *listen, *timeout),
+        Command::Rekey { new_key_file } => commands::rekey::run(&paths, new_key_file),
+        Command::Token { account, header } => commands::token::run(&paths, account, *header),
+        Command::Status { json } => commands::inspect::status(&paths, *json),
         Command::History {
             account,
             limit,
             json,
-        } => {
-            let (db, config) = inspect_target(&cli)?;
-            crate::inspect::history(&db, config.as_ref(), account.as_deref(), *limit, *json)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => commands::inspect::history(&paths, account.as_deref(), *limit, *json),
         #[cfg(feature = "demo")]
         Command::Demo { seconds, keep } => {
-            runtime()?.block_on(crate::demo::run(*seconds, *keep))?;
+            commands::runtime()?.block_on(crate::demo::run(*seconds, *keep))?;
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// Printable ASCII and spaces only: what an `Authorization` header value may hold without
-/// escaping (no CR, LF or other control characters).
-fn is_header_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-}
-
-/// `status` and `history` read the store; the configuration, when it loads, adds the
-/// endpoints that have not polled yet. `--database` alone is enough; a configuration that
-/// was asked for (or exists) and fails to load is then a warning, not a silent omission.
-fn inspect_target(cli: &Cli) -> Result<(PathBuf, Option<Config>), Error> {
-    // Reading the store needs no secret: a root shell without the service's credentials
-    // inspects it all the same.
-    let path = config::config_path(cli.config.as_deref());
-    let loaded = config::load_with(&path, cli.database.as_deref(), config::Secrets::Skip)
-        .map_err(Error::from);
-    match (loaded, &cli.database) {
-        (Ok(c), _) => Ok((c.daemon.database.clone(), Some(c))),
-        (Err(e), Some(db)) => {
-            let path = config::config_path(cli.config.as_deref());
-            let asked = cli.config.is_some()
-                || std::env::var_os("OAUTH_POLLER_CONFIG").is_some_and(|v| !v.is_empty());
-            if asked || path.exists() {
-                eprintln!(
-                    "oauth-poller: warning: the configuration was not loaded, showing the store alone: {e}"
-                );
-            }
-            Ok((db.clone(), None))
-        }
-        (Err(e), None) => Err(e),
     }
 }

@@ -5,6 +5,8 @@
 
 use crate::config::{self, AuthKind, Config};
 use crate::error::Error;
+use crate::hooks::Hooks;
+use crate::metrics::{AccountReading, Metrics, Readings};
 use crate::poller::{start_offsets, Poller};
 use crate::store::{PollWriter, Store};
 use crate::tokens::{seed_from_file, SeedOutcome, Tokens};
@@ -36,7 +38,17 @@ pub async fn run(
 ) -> Result<(), Error> {
     prepare(&config)?;
     let mut _presence = hold_presence(&config.daemon.database);
-    let mut running = Running::start(&config)?;
+    // Both outlive a reload: counters keep counting, and a hook still running is not killed.
+    let metrics = Arc::new(Metrics::new());
+    let hooks = Hooks::new(
+        config.daemon.on_event.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let context = |config: &Config| Context {
+        hooks: hooks.with_on_event(config.daemon.on_event.clone()),
+        metrics: metrics.clone(),
+    };
+    let mut running = Running::start(&config, context(&config))?;
     notify(&[NotifyState::Ready]);
     tracing::info!(accounts = config.accounts.len(),
         endpoints = config.accounts.iter().map(|a| a.endpoints.len()).sum::<usize>(),
@@ -63,7 +75,7 @@ pub async fn run(
                     }) {
                     Ok(new) => {
                         running.stop().await;
-                        match Running::start(&new) {
+                        match Running::start(&new, context(&new)) {
                             Ok(r) => {
                                 running = r;
                                 if new.daemon.database != config.daemon.database {
@@ -78,7 +90,7 @@ pub async fn run(
                             // E.g. its metrics_listen port is taken: back to the old one.
                             Err(e) => {
                                 tracing::error!(error = %e, "new configuration refused; the old one keeps running");
-                                running = Running::start(&config)?;
+                                running = Running::start(&config, context(&config))?;
                             }
                         }
                     }
@@ -134,7 +146,7 @@ pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Err
         }
         return Ok(());
     }
-    if let SeedOutcome::Stored(generation) =
+    if let SeedOutcome::Stored { generation } =
         seed_from_file(&config.daemon.database, account, seed, false)?
     {
         tracing::info!(account = %account.name, file = %seed.display(), generation, "imported the seed file");
@@ -174,6 +186,26 @@ pub fn missing_seed_warning(config: &Config, account: &config::Account) -> Optio
     Some(e.to_string())
 }
 
+/// What the parts of one configuration share besides the configuration: built by the daemon
+/// (or a command) and passed down.
+pub struct Context {
+    pub hooks: Hooks,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// For a command run once (`poll-once`, `token`): its own hooks and (unread) metrics.
+    pub fn for_command(config: &Config) -> Context {
+        Context {
+            hooks: Hooks::new(
+                config.daemon.on_event.clone(),
+                tokio::runtime::Handle::current(),
+            ),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
 /// The endpoint tasks of one configuration.
 struct Running {
     shutdown: watch::Sender<bool>,
@@ -183,9 +215,8 @@ struct Running {
 }
 
 impl Running {
-    fn start(config: &Config) -> Result<Running, Error> {
-        crate::hooks::set_on_event(config.daemon.on_event.clone());
-        let (poller, accounts) = build(config)?;
+    fn start(config: &Config, context: Context) -> Result<Running, Error> {
+        let (poller, accounts) = build(config, context)?;
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let all: Vec<_> = accounts
@@ -226,8 +257,8 @@ impl Running {
             };
             tasks.spawn(crate::metrics::serve(
                 listener,
-                poller.tokens.clone(),
-                names.clone(),
+                poller.metrics.clone(),
+                readings(poller.tokens.clone(), names.clone()),
                 stopped,
             ));
             tracing::info!(%addr, "serving /metrics and /healthz");
@@ -258,6 +289,21 @@ impl Running {
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
     }
+}
+
+/// What a scrape of `/metrics` or `/healthz` reads of each account.
+fn readings(tokens: Tokens, accounts: Vec<String>) -> Readings {
+    Arc::new(move || {
+        accounts
+            .iter()
+            .map(|name| AccountReading {
+                account: name.clone(),
+                needs_token: tokens.needs_token(name),
+                refusing: tokens.refusing(name),
+                token: tokens.read(name).ok().flatten(),
+            })
+            .collect()
+    })
 }
 
 /// Keeps systemd informed: `WATCHDOG=1` while the schedule keeps its promises (a stuck
@@ -343,18 +389,33 @@ async fn watch_refresh_expiry(
 }
 
 /// The shared parts every poll uses.
-pub fn build(config: &Config) -> Result<(Arc<Poller>, Vec<Arc<config::Account>>), Error> {
+pub fn build(
+    config: &Config,
+    context: Context,
+) -> Result<(Arc<Poller>, Vec<Arc<config::Account>>), Error> {
     let accounts: Vec<Arc<config::Account>> = config
         .accounts
         .iter()
         .map(|a| Arc::new(clone_account(a)))
         .collect();
-    let tokens = Tokens::new(&config.daemon.database, &accounts, config.daemon.timeout)?;
+    let tokens = Tokens::new(
+        &config.daemon.database,
+        &accounts,
+        config.daemon.timeout,
+        context.hooks.clone(),
+        context.metrics.clone(),
+    )?;
     let writer = Arc::new(PollWriter::start(
         &config.daemon.database,
         config.daemon.keep_history,
     )?);
-    let poller = Arc::new(Poller::new(tokens, writer, config.daemon.clone())?);
+    let poller = Arc::new(Poller::new(
+        tokens,
+        writer,
+        config.daemon.clone(),
+        context.hooks,
+        context.metrics,
+    )?);
     Ok((poller, accounts))
 }
 
@@ -432,7 +493,7 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
         }
     }
     prepare(config)?;
-    let (poller, accounts) = build(config)?;
+    let (poller, accounts) = build(config, Context::for_command(config))?;
     let mut set = JoinSet::new();
     for account in accounts
         .into_iter()
@@ -462,9 +523,9 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
     }
     let writer = poller.writer.clone();
     let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
-    // A timer or cron job driving poll-once must not kill its own `on_change` hooks, as the
-    // end of this runtime would.
-    poller.wait_for_hooks().await;
+    // A timer or cron job driving poll-once must not kill its own hooks, as the end of this
+    // runtime would.
+    poller.hooks.wait().await;
     // Outside the service, which store was written is not obvious: say it.
     tracing::info!(database = %config.daemon.database.display(), "poll results stored");
     Ok(all_ok)

@@ -11,9 +11,10 @@
 //! A hook's environment is cleared: besides its `OAUTH_POLLER_*` variables it gets only
 //! `PATH`, `LANG` and `TZ` from the daemon's (see [`INHERITED`]).
 
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
 
 /// How long a hook may run before it is killed.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,63 +22,127 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Consecutive failed polls of one endpoint that make an `endpoint_failing` event.
 pub const FAILING_AFTER: u32 = 3;
 
-static ON_EVENT: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// What `on_event` is told about. The names are an interface (a hook's
+/// `OAUTH_POLLER_EVENT`): they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The account needs a human: a new seed or `authorize`.
+    NeedsReauth,
+    /// A token request failed for good.
+    RefreshFailed,
+    /// The refresh token expires within `refresh_warning`.
+    RefreshTokenExpiring,
+    /// An endpoint failed [`FAILING_AFTER`] polls in a row.
+    EndpointFailing,
+}
 
-/// Sets the `on_event` command (at start and on reload). Empty: no hook.
-pub fn set_on_event(command: Vec<String>) {
-    *ON_EVENT.write().unwrap_or_else(|e| e.into_inner()) = command;
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::NeedsReauth => "needs_reauth",
+            EventKind::RefreshFailed => "refresh_failed",
+            EventKind::RefreshTokenExpiring => "refresh_token_expiring",
+            EventKind::EndpointFailing => "endpoint_failing",
+        }
+    }
 }
 
 pub struct Event<'a> {
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub account: &'a str,
     pub endpoint: Option<&'a str>,
     pub detail: &'a str,
     pub failures: Option<u32>,
 }
 
-/// Runs `on_event` for this event, if one is configured (and only inside the daemon).
-pub fn event(e: Event<'_>) {
-    let command = ON_EVENT.read().unwrap_or_else(|e| e.into_inner()).clone();
-    if command.is_empty() || tokio::runtime::Handle::try_current().is_err() {
-        return;
-    }
-    let mut env = vec![
-        ("OAUTH_POLLER_EVENT", e.kind.to_string()),
-        ("OAUTH_POLLER_ACCOUNT", e.account.to_string()),
-        ("OAUTH_POLLER_DETAIL", e.detail.to_string()),
-    ];
-    if let Some(ep) = e.endpoint {
-        env.push(("OAUTH_POLLER_ENDPOINT", ep.to_string()));
-    }
-    if let Some(n) = e.failures {
-        env.push(("OAUTH_POLLER_FAILURES", n.to_string()));
-    }
-    let label = format!("on_event {}", e.kind);
-    tokio::spawn(run(command, env, None, label));
+/// The configured `on_event` command and the runtime its hooks run on. Built by the daemon
+/// (or a command) and handed to whoever reports events: holding the runtime's handle, it
+/// runs hooks from any thread (a refresh-expiry check runs on a blocking one).
+#[derive(Clone)]
+pub struct Hooks {
+    /// Empty: no hook.
+    on_event: Arc<[String]>,
+    running: Arc<Running>,
 }
 
-/// An endpoint's `on_change` command with the new body on stdin, to be spawned by the
-/// caller (who decides how long the process waits for it), or None without a command.
-pub fn changed(
-    command: &[String],
-    account: &str,
-    endpoint: &str,
-    body: Vec<u8>,
-) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-    if command.is_empty() {
-        return None;
+/// Hooks still running, kept across reloads: a reload must not kill them.
+struct Running {
+    runtime: tokio::runtime::Handle,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Hooks {
+    /// Hooks that run on `runtime`, with `on_event` (empty: none).
+    pub fn new(on_event: Vec<String>, runtime: tokio::runtime::Handle) -> Hooks {
+        Hooks {
+            on_event: on_event.into(),
+            running: Arc::new(Running {
+                runtime,
+                tasks: Mutex::new(JoinSet::new()),
+            }),
+        }
     }
-    let env = vec![
-        ("OAUTH_POLLER_ACCOUNT", account.to_string()),
-        ("OAUTH_POLLER_ENDPOINT", endpoint.to_string()),
-    ];
-    Some(run(
-        command.to_vec(),
-        env,
-        Some(body),
-        format!("on_change {account}/{endpoint}"),
-    ))
+
+    /// The same running hooks with another `on_event` command (a reloaded configuration).
+    pub fn with_on_event(&self, on_event: Vec<String>) -> Hooks {
+        Hooks {
+            on_event: on_event.into(),
+            running: self.running.clone(),
+        }
+    }
+
+    fn spawn(&self, hook: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.running.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Finished hooks are reaped here, so that a daemon running for months keeps none.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn_on(hook, &self.running.runtime);
+    }
+
+    /// Waits for the hooks started so far (each ends within [`HOOK_TIMEOUT`]): `poll-once`
+    /// must not kill them by ending its runtime.
+    pub async fn wait(&self) {
+        let mut tasks =
+            std::mem::take(&mut *self.running.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs `on_event` for this event in the background, if one is configured.
+    pub fn event(&self, e: Event<'_>) {
+        if self.on_event.is_empty() {
+            return;
+        }
+        let mut env = vec![
+            ("OAUTH_POLLER_EVENT", e.kind.as_str().to_string()),
+            ("OAUTH_POLLER_ACCOUNT", e.account.to_string()),
+            ("OAUTH_POLLER_DETAIL", e.detail.to_string()),
+        ];
+        if let Some(ep) = e.endpoint {
+            env.push(("OAUTH_POLLER_ENDPOINT", ep.to_string()));
+        }
+        if let Some(n) = e.failures {
+            env.push(("OAUTH_POLLER_FAILURES", n.to_string()));
+        }
+        let label = format!("on_event {}", e.kind.as_str());
+        self.spawn(run(self.on_event.to_vec(), env, None, label));
+    }
+
+    /// Runs an endpoint's `on_change` command (if any) in the background, with the new body
+    /// on stdin.
+    pub fn changed(&self, command: &[String], account: &str, endpoint: &str, body: Vec<u8>) {
+        if command.is_empty() {
+            return;
+        }
+        let env = vec![
+            ("OAUTH_POLLER_ACCOUNT", account.to_string()),
+            ("OAUTH_POLLER_ENDPOINT", endpoint.to_string()),
+        ];
+        self.spawn(run(
+            command.to_vec(),
+            env,
+            Some(body),
+            format!("on_change {account}/{endpoint}"),
+        ));
+    }
 }
 
 /// What a hook inherits from the daemon's environment: only these. The rest may hold
@@ -133,5 +198,44 @@ async fn run(
             let _ = child.kill().await;
             tracing::warn!(hook = %label, timeout_s = HOOK_TIMEOUT.as_secs(), "hook timed out and was killed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime is part of the value: an event reported from a thread outside it (a
+    /// blocking task, a plain thread) still runs the hook.
+    #[test]
+    fn an_event_from_outside_the_runtime_runs_the_hook() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("event");
+        let hooks = Hooks::new(
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo $OAUTH_POLLER_EVENT > {}", out.display()),
+            ],
+            rt.handle().clone(),
+        );
+        let from_thread = hooks.clone();
+        std::thread::spawn(move || {
+            from_thread.event(Event {
+                kind: EventKind::NeedsReauth,
+                account: "a",
+                endpoint: None,
+                detail: "",
+                failures: None,
+            })
+        })
+        .join()
+        .unwrap();
+        rt.block_on(hooks.wait());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "needs_reauth\n");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod authorize;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod daemon;

@@ -2,7 +2,6 @@
 //! journal stream) `<N>` priority prefixes with no timestamp of our own, since journald
 //! stamps every line itself.
 
-use crate::cli::LogFormat;
 use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -10,6 +9,15 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
+
+/// How log lines are written (`--log-format`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIME LEVEL message key=value ...`
+    Text,
+    /// One JSON object per line, numbers as numbers
+    Json,
+}
 
 pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));

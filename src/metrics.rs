@@ -1,10 +1,10 @@
 //! Opt-in Prometheus metrics and a health check (`[daemon] metrics_listen`).
 //!
-//! Counters live in one process-wide set, updated where things happen (a poll, a refresh);
-//! token expiries are read from the store when scraped, so they are never stale.
+//! Counters live in one [`Metrics`] value that the daemon owns and hands to whoever counts
+//! (a poll, a refresh); token expiries are read from the store when scraped (through the
+//! daemon's [`Readings`]), so they are never stale.
 
-use crate::store::{now, TokenState};
-use crate::tokens::Tokens;
+use crate::store::{now, TokenRow, TokenState};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicI64;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
@@ -54,20 +54,49 @@ fn duration_histogram() -> Histogram {
     ])
 }
 
-/// The process-wide metrics.
-pub fn get() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(|| Metrics {
-        polls: Family::default(),
-        poll_duration: Family::new_with_constructor(duration_histogram),
-        skipped_ticks: Family::default(),
-        last_success: Family::default(),
-        refreshes: Family::default(),
-    })
+/// How a token request ended, for the `refreshes` counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    Ok,
+    TemporaryFailure,
+    PermanentFailure,
+}
+
+impl RefreshOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefreshOutcome::Ok => "ok",
+            RefreshOutcome::TemporaryFailure => "temporary_failure",
+            RefreshOutcome::PermanentFailure => "permanent_failure",
+        }
+    }
+}
+
+/// One account as a scrape sees it, read when scraped.
+pub struct AccountReading {
+    pub account: String,
+    /// Whether the account keeps an OAuth2 token in the store (API-key accounts do not).
+    pub needs_token: bool,
+    /// Whether the API refuses the account's freshly refreshed tokens.
+    pub refusing: bool,
+    /// The stored token; None when there is none or it could not be read.
+    pub token: Option<TokenRow>,
+}
+
+/// Reads every account for a scrape (on a blocking thread: it reads the store). Given by the
+/// daemon, which knows the accounts and their tokens; this module knows neither.
+pub type Readings = Arc<dyn Fn() -> Vec<AccountReading> + Send + Sync>;
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
 }
 
 /// See [`Metrics::endpoint`].
 pub struct EndpointMetrics {
+    /// The set the poll counters are created in.
+    metrics: Arc<Metrics>,
     labels: EndpointLabels,
     /// The poll counters for `1xx` to `5xx`, created at their first use.
     by_class: [OnceLock<Counter>; 5],
@@ -80,7 +109,7 @@ impl EndpointMetrics {
         match status.map(|s| s / 100) {
             Some(c @ 1..=5) => self.by_class[usize::from(c - 1)]
                 .get_or_init(|| {
-                    get()
+                    self.metrics
                         .polls
                         .get_or_create(&PollLabels {
                             account: self.labels.account.clone(),
@@ -90,7 +119,7 @@ impl EndpointMetrics {
                         .clone()
                 })
                 .inc(),
-            _ => get().poll_class(&self.labels, status),
+            _ => self.metrics.poll_class(&self.labels, status),
         };
         self.duration.observe(seconds);
         if ok {
@@ -100,6 +129,16 @@ impl EndpointMetrics {
 }
 
 impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics {
+            polls: Family::default(),
+            poll_duration: Family::new_with_constructor(duration_histogram),
+            skipped_ticks: Family::default(),
+            last_success: Family::default(),
+            refreshes: Family::default(),
+        }
+    }
+
     fn poll_class(&self, labels: &EndpointLabels, status: Option<u16>) -> u64 {
         let class = match status {
             Some(s) => format!("{}xx", s / 100),
@@ -116,7 +155,7 @@ impl Metrics {
 
     /// One endpoint's poll metrics, looked up once: a poll then costs a few atomic adds
     /// instead of label strings built and hashed.
-    pub fn endpoint(&self, account: &str, endpoint: &str) -> EndpointMetrics {
+    pub fn endpoint(self: &Arc<Self>, account: &str, endpoint: &str) -> EndpointMetrics {
         let labels = EndpointLabels {
             account: account.into(),
             endpoint: endpoint.into(),
@@ -125,6 +164,7 @@ impl Metrics {
             duration: self.poll_duration.get_or_create(&labels).clone(),
             last_success: self.last_success.get_or_create(&labels).clone(),
             labels,
+            metrics: self.clone(),
             by_class: Default::default(),
         }
     }
@@ -137,31 +177,31 @@ impl Metrics {
         self.skipped_ticks.get_or_create(&labels).inc_by(ticks);
     }
 
-    pub fn refresh(&self, account: &str, outcome: &str) {
+    pub fn refresh(&self, account: &str, outcome: RefreshOutcome) {
         self.refreshes
             .get_or_create(&RefreshLabels {
                 account: account.into(),
-                outcome: outcome.into(),
+                outcome: outcome.as_str().into(),
             })
             .inc();
     }
 
     /// The text exposition, with token expiries read from the store now.
-    pub fn render(&self, tokens: &Tokens, accounts: &[String]) -> String {
+    pub fn render(&self, accounts: &[AccountReading]) -> String {
         let mut registry = Registry::with_prefix("oauth_poller");
         let access: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let refresh: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let needs_reauth: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let refusing: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let t = now();
-        for name in accounts {
+        for reading in accounts {
             let labels = AccountLabels {
-                account: name.clone(),
+                account: reading.account.clone(),
             };
             refusing
                 .get_or_create(&labels)
-                .set(i64::from(tokens.refusing(name)));
-            if let Ok(Some(row)) = tokens.read(name) {
+                .set(i64::from(reading.refusing));
+            if let Some(row) = &reading.token {
                 if let Some(e) = row.access_expires_at {
                     access.get_or_create(&labels).set(e.saturating_sub(t));
                 }
@@ -226,22 +266,21 @@ impl Metrics {
 /// Serves `/metrics` and `/healthz` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    tokens: Tokens,
-    accounts: Vec<String>,
+    metrics: Arc<Metrics>,
+    read: Readings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     use axum::http::{header, StatusCode};
     use axum::routing::get as route;
-    let state = std::sync::Arc::new((tokens, accounts));
-    let metrics_state = state.clone();
+    let health_read = read.clone();
     let app = axum::Router::new()
         .route(
             "/metrics",
             route(move || {
-                let s = metrics_state.clone();
+                let (metrics, read) = (metrics.clone(), read.clone());
                 async move {
                     // The store is read on a blocking thread, not the runtime's.
-                    let body = tokio::task::spawn_blocking(move || get().render(&s.0, &s.1))
+                    let body = tokio::task::spawn_blocking(move || metrics.render(&read()))
                         .await
                         .unwrap_or_default();
                     (
@@ -257,15 +296,16 @@ pub async fn serve(
         .route(
             "/healthz",
             route(move || {
-                let s = state.clone();
+                let read = health_read.clone();
                 async move {
                     let bad = tokio::task::spawn_blocking(move || {
-                        s.1.iter()
+                        read()
+                            .into_iter()
                             .filter(|a| {
-                                !matches!(s.0.read(a), Ok(Some(r)) if r.state == TokenState::Ok)
-                                    && s.0.needs_token(a)
+                                !matches!(&a.token, Some(r) if r.state == TokenState::Ok)
+                                    && a.needs_token
                             })
-                            .cloned()
+                            .map(|a| a.account)
                             .collect::<Vec<String>>()
                     })
                     .await

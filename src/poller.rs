@@ -24,9 +24,8 @@ pub struct Poller {
     /// watchdog stops petting systemd when one of them is overdue.
     promises: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
     epoch: Instant,
-    /// `on_change` hooks still running: `poll-once` waits for them before its runtime ends,
-    /// which would kill them (each is bounded by [`crate::hooks::HOOK_TIMEOUT`]).
-    hooks: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    pub hooks: crate::hooks::Hooks,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How one poll ended, for the schedule and for `poll-once`.
@@ -62,6 +61,8 @@ impl Poller {
         tokens: Tokens,
         writer: Arc<PollWriter>,
         daemon: DaemonConfig,
+        hooks: crate::hooks::Hooks,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Poller, crate::error::Error> {
         let connect_timeout = daemon.timeout.min(Duration::from_secs(10));
         let http = if crate::http::proxy_in_environment() {
@@ -89,21 +90,9 @@ impl Poller {
             polls_failed: AtomicU64::new(0),
             promises: std::sync::Mutex::new(Vec::new()),
             epoch: Instant::now(),
-            hooks: std::sync::Mutex::new(tokio::task::JoinSet::new()),
+            hooks,
+            metrics,
         })
-    }
-
-    fn spawn_hook(&self, hook: impl std::future::Future<Output = ()> + Send + 'static) {
-        let mut hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
-        // Finished hooks are reaped here, so that a daemon running for months keeps none.
-        while hooks.try_join_next().is_some() {}
-        hooks.spawn(hook);
-    }
-
-    /// Waits for the `on_change` hooks started so far (each ends within the hook timeout).
-    pub async fn wait_for_hooks(&self) {
-        let mut hooks = std::mem::take(&mut *self.hooks.lock().unwrap_or_else(|e| e.into_inner()));
-        while hooks.join_next().await.is_some() {}
     }
 
     /// Polls once: token, request (one retry after a 401 and a refresh), log line, row.
@@ -179,14 +168,12 @@ impl Poller {
                     record.body_hash = Some(hash.clone());
                     state.last_hash = Some(hash);
                     if changed {
-                        if let Some(hook) = crate::hooks::changed(
+                        self.hooks.changed(
                             &endpoint.on_change,
                             &account.name,
                             &endpoint.name,
                             body.bytes.clone(),
-                        ) {
-                            self.spawn_hook(hook);
-                        }
+                        );
                     }
                     if keep {
                         record.body = Some(body.bytes);
@@ -201,8 +188,8 @@ impl Poller {
         } else {
             state.failures += 1;
             if state.failures == crate::hooks::FAILING_AFTER {
-                crate::hooks::event(crate::hooks::Event {
-                    kind: "endpoint_failing",
+                self.hooks.event(crate::hooks::Event {
+                    kind: crate::hooks::EventKind::EndpointFailing,
                     account: &account.name,
                     endpoint: Some(&endpoint.name),
                     detail: record.error.as_deref().unwrap_or(""),
@@ -219,7 +206,7 @@ impl Poller {
         let seconds = clock.elapsed().as_secs_f64();
         state
             .metrics
-            .get_or_insert_with(|| crate::metrics::get().endpoint(&account.name, &endpoint.name))
+            .get_or_insert_with(|| self.metrics.endpoint(&account.name, &endpoint.name))
             .poll(record.status, outcome == Outcome::Ok, seconds);
         self.writer.record(record);
         PollResult {
@@ -591,7 +578,8 @@ impl Poller {
                 let missed = (late.as_nanos() / interval.as_nanos()) as u32 + 1;
                 self.skipped_ticks
                     .fetch_add(missed as u64, Ordering::Relaxed);
-                crate::metrics::get().skipped(&account.name, &endpoint.name, missed as u64);
+                self.metrics
+                    .skipped(&account.name, &endpoint.name, missed as u64);
                 tracing::warn!(account = %account.name, endpoint = %endpoint.name, skipped = missed,
                     "poll took longer than the interval: skipped {missed} tick(s)");
                 next += interval * missed;

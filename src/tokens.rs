@@ -11,7 +11,9 @@
 
 use crate::config::{Account, AuthKind, FallbackGrant};
 use crate::error::{Error, InputError};
-use crate::oauth::{Grant, TokenClient, TokenError};
+use crate::hooks::{EventKind, Hooks};
+use crate::metrics::{Metrics, RefreshOutcome};
+use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
 use crate::seed::SeedToken;
 use crate::store::{now, pending, Store, TokenRow, TokenState};
 use secrecy::{ExposeSecret, SecretString};
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 
 mod backoff;
 mod commit;
+mod kinds;
 
 pub use backoff::backoff_cap;
 use backoff::{Backoff, Refusals, REFUSED_CAP};
@@ -31,6 +34,7 @@ use commit::{
     commit_if_unchanged, decide, describe_new_token, off_thread, row_from_response, Committed,
     Decision,
 };
+pub use kinds::{GrantKind, TokenEvent};
 
 /// What a poll needs to authenticate.
 pub struct Access {
@@ -117,6 +121,32 @@ impl AccountSlot {
     }
 }
 
+/// What [`Tokens::decide_to_ask`] found.
+enum Before<'a> {
+    /// No request: this is the answer.
+    Answered(Result<Access, AccessError>),
+    /// Ask the provider, holding the cross-process refresh lock until the commit.
+    Ask {
+        attempt: Attempt<'a>,
+        lock: std::fs::File,
+    },
+}
+
+/// One request to the token endpoint under way: what the steps after the decision share.
+struct Attempt<'a> {
+    slot: &'a AccountSlot,
+    /// The stored row it starts from (None: no token is stored).
+    row: Option<TokenRow>,
+    /// The row's generation (0 without one): the commit is dropped if it has moved on.
+    generation: i64,
+    /// When the request was sent (Unix time): the new token's expiries count from it.
+    started: i64,
+    /// The same moment on the monotonic clock, for the backoff.
+    clock: Instant,
+    /// The token is known to be rejected (a 401).
+    force: bool,
+}
+
 /// Hands out valid tokens for every configured account, refreshing as needed.
 #[derive(Clone)]
 pub struct Tokens {
@@ -128,6 +158,8 @@ struct Inner {
     store: Mutex<Store>,
     client: TokenClient,
     accounts: HashMap<String, AccountSlot>,
+    hooks: Hooks,
+    metrics: Arc<Metrics>,
     /// Set at shutdown: when token requests still in flight are abandoned.
     abandon_at: watch::Sender<Option<tokio::time::Instant>>,
 }
@@ -137,7 +169,13 @@ struct Inner {
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
 impl Tokens {
-    pub fn new(db: &Path, accounts: &[Arc<Account>], timeout: Duration) -> Result<Tokens, Error> {
+    pub fn new(
+        db: &Path,
+        accounts: &[Arc<Account>],
+        timeout: Duration,
+        hooks: Hooks,
+        metrics: Arc<Metrics>,
+    ) -> Result<Tokens, Error> {
         let store = Store::open(db)?;
         let slots = accounts
             .iter()
@@ -162,6 +200,8 @@ impl Tokens {
                 store: Mutex::new(store),
                 client: TokenClient::new(timeout)?,
                 accounts: slots,
+                hooks,
+                metrics,
                 abandon_at: watch::Sender::new(None),
             }),
         })
@@ -294,8 +334,10 @@ impl Tokens {
         );
         tracing::error!(account = name, "{detail}");
         let (db, name) = (self.inner.db.clone(), name.to_string());
-        let recorded =
-            off_thread(move || Store::lock(&db)?.commit_event(&name, "rejected", &detail)).await;
+        let recorded = off_thread(move || {
+            Store::lock(&db)?.commit_event(&name, TokenEvent::Rejected.as_str(), &detail)
+        })
+        .await;
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "cannot record the API's refusal");
         }
@@ -404,6 +446,8 @@ impl Tokens {
         }
     }
 
+    /// A refresh under the account's flight: decide, ask the provider, commit, report. The
+    /// cross-process lock is held from the decision to the commit.
     async fn refresh_locked(
         &self,
         name: &str,
@@ -411,12 +455,33 @@ impl Tokens {
         force: bool,
     ) -> Result<Access, AccessError> {
         let slot = self.slot(name)?;
-        let account = slot.account.clone();
+        let (attempt, _refresh_lock) = match self.decide_to_ask(slot, seen, force).await? {
+            Before::Answered(result) => return result,
+            Before::Ask { attempt, lock } => (attempt, lock),
+        };
+        let (grant, answer) = self.ask_provider(&attempt).await?;
+        match answer {
+            Ok(response) => self.commit_answer(attempt, grant, response).await,
+            Err(e) if !e.is_permanent() => self.report_temporary_failure(attempt, grant, e).await,
+            Err(e) => self.record_needs_reauth(attempt, grant, e).await,
+        }
+    }
 
+    /// Step 1: whether to ask the provider at all. Not if someone refreshed meanwhile, while
+    /// backing off, or when the store says otherwise (see [`decide`]); else takes the
+    /// cross-process refresh lock and says what the request starts from.
+    async fn decide_to_ask<'a>(
+        &self,
+        slot: &'a AccountSlot,
+        seen: Option<i64>,
+        force: bool,
+    ) -> Result<Before<'a>, AccessError> {
+        let account = &slot.account;
+        let name = account.name.as_str();
         // Someone in this process may have refreshed while we waited for the flight.
         if let Some(row) = self.read_off_thread(name).await? {
-            if moved_on(&account, &row, seen) {
-                return Ok(access_of(&account, &row));
+            if moved_on(account, &row, seen) {
+                return Ok(Before::Answered(Ok(access_of(account, &row))));
             }
         }
         let waiting = slot
@@ -425,54 +490,75 @@ impl Tokens {
             .unwrap_or_else(|e| e.into_inner())
             .waiting();
         if let Some(wait) = waiting {
-            return self.while_backing_off(&account, force, wait).await;
+            return Ok(Before::Answered(
+                self.while_backing_off(account, force, wait).await,
+            ));
         }
 
         // One refresh of the account at a time across processes; the database's write lock
         // is taken only to decide and to commit, never across the request.
-        let _refresh_lock = self.refresh_lock(name).await?;
-        let db = self.inner.db.clone();
+        let lock = self.refresh_lock(name).await?;
         let decision = {
-            let (db, account) = (db.clone(), account.clone());
+            let (db, account) = (self.inner.db.clone(), account.clone());
             off_thread(move || decide(&db, &account, seen, force)).await?
         };
         let row = match decision {
-            Decision::Use(row) => return Ok(access_of(&account, &row)),
-            Decision::NeedsReauth(row) => return Err(needs_reauth_error(&account, &row)),
+            Decision::Use(row) => return Ok(Before::Answered(Ok(access_of(account, &row)))),
+            Decision::NeedsReauth(row) => {
+                return Ok(Before::Answered(Err(needs_reauth_error(account, &row))))
+            }
             Decision::NoRoom(e) => {
                 tracing::error!(account = name, error = %e,
                     "cannot reserve room for a new token in the database: refresh postponed (the old token stays in use while valid)");
-                return self
-                    .while_backing_off(&account, force, Duration::from_secs(1))
+                let waited = self
+                    .while_backing_off(account, force, Duration::from_secs(1))
                     .await;
+                return Ok(Before::Answered(waited));
             }
-            Decision::Request(row) => row,
+            Decision::Request { from } => from,
         };
+        let attempt = Attempt {
+            slot,
+            generation: row.as_ref().map_or(0, |r| r.generation),
+            row,
+            started: now(),
+            clock: Instant::now(),
+            force,
+        };
+        Ok(Before::Ask { attempt, lock })
+    }
 
+    /// Step 2: asks the token endpoint with the refresh token, and after a permanent failure
+    /// with the account's fallback grant, if any. A 2xx answer is journaled as it arrives
+    /// (see [`pending`]), before it is parsed.
+    async fn ask_provider(
+        &self,
+        attempt: &Attempt<'_>,
+    ) -> Result<(GrantKind, Result<TokenResponse, TokenError>), AccessError> {
+        let account = &attempt.slot.account;
+        let name = account.name.as_str();
         let oauth = account
             .oauth2
             .as_ref()
             .ok_or_else(|| Error::runtime("oauth2 account without [account.oauth2]"))?;
-        let started = now();
         // Always tried, whatever the stored refresh expiry says: the local clock may have
         // jumped, and only the provider's `invalid_grant` says a refresh token is dead.
-        let refresh_token = row.as_ref().and_then(|r| r.refresh_token.as_ref());
-        let attempt_started = Instant::now();
-        let generation = row.as_ref().map_or(0, |r| r.generation);
-        let journal = |grant: &'static str| {
-            let db = db.clone();
+        let refresh_token = attempt.row.as_ref().and_then(|r| r.refresh_token.as_ref());
+        let journal = |grant: GrantKind| {
+            let db = self.inner.db.clone();
             let name = name.to_string();
+            let (generation, started) = (attempt.generation, attempt.started);
             move |status: u16, body: &[u8]| {
                 if (200..300).contains(&status) {
-                    pending::write(&db, &name, generation, started, grant, body);
+                    pending::write(&db, &name, generation, started, grant.as_str(), body);
                 }
             }
         };
-        let mut attempt = match refresh_token {
+        let mut answer = match refresh_token {
             Some(rt) => {
                 tracing::debug!(account = name, "token request sent");
                 let grant = Grant::RefreshToken(rt);
-                let mut on_body = journal("refresh_token");
+                let mut on_body = journal(GrantKind::RefreshToken);
                 let request = self.inner.client.request_with(oauth, &grant, &mut on_body);
                 let result = self.unless_abandoned(request).await;
                 tracing::debug!(
@@ -480,12 +566,15 @@ impl Tokens {
                     ok = result.is_ok(),
                     "token response received"
                 );
-                (Grant::RefreshToken(rt).name(), result)
+                (GrantKind::RefreshToken, result)
             }
-            None => ("refresh_token", Err(no_refresh_token(row.as_ref()))),
+            None => (
+                GrantKind::RefreshToken,
+                Err(no_refresh_token(attempt.row.as_ref())),
+            ),
         };
         // A permanent refresh failure falls back to the account's own grant, if any.
-        if let Err(e) = &attempt.1 {
+        if let Err(e) = &answer.1 {
             if e.is_permanent() {
                 let fallback = match oauth.grant {
                     FallbackGrant::Password => Some(Grant::Password),
@@ -493,117 +582,153 @@ impl Tokens {
                     FallbackGrant::RefreshToken => None,
                 };
                 if let Some(grant) = fallback {
+                    let kind = GrantKind::of(&grant);
                     if refresh_token.is_some() {
-                        tracing::warn!(account = name, error = %e, grant = grant.name(),
+                        tracing::warn!(account = name, error = %e, grant = kind.as_str(),
                             "refresh failed permanently; obtaining a new token with the fallback grant");
                     }
-                    let mut on_body = journal(grant.name());
+                    let mut on_body = journal(kind);
                     let request = self.inner.client.request_with(oauth, &grant, &mut on_body);
-                    let result = self.unless_abandoned(request).await;
-                    attempt = (grant.name(), result);
+                    answer = (kind, self.unless_abandoned(request).await);
                 }
             }
         }
+        Ok(answer)
+    }
 
-        match attempt {
-            (grant, Ok(response)) => {
-                // The answer is in the journal: the commit below cannot be lost to a crash,
-                // and it runs in this task, which shutdown waits for.
-                let received = Instant::now();
-                let new_row = row_from_response(&account, row.as_ref(), response, grant, started);
-                let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
-                let committed = {
-                    let (db, name) = (db.clone(), name.to_string());
-                    off_thread(move || {
-                        let committed = commit_if_unchanged(&db, &name, generation, |lock| {
-                            lock.commit_token(&new_row, event, &detail)
-                        });
-                        // Removed only once its content is committed (or superseded): a
-                        // failed commit leaves it for the next attempt.
-                        if committed.is_ok() {
-                            pending::remove(&db, &name);
-                        }
-                        committed
-                    })
-                    .await?
-                };
-                let stored = match committed {
-                    Committed::Stored(stored) => stored,
-                    Committed::Superseded(current) => return self.superseded(&account, current),
-                };
-                crate::metrics::get().refresh(name, "ok");
-                // Answer-to-commit time, the window in which a crash loses a rotated grant:
-                // for the crash test and for debugging, not for the operator's log.
-                tracing::debug!(
-                    account = name,
-                    commit_us = received.elapsed().as_micros() as u64,
-                    "token committed"
-                );
-                slot.backoff
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .reset();
-                tracing::info!(
-                    account = name,
-                    grant,
-                    generation = stored.generation,
-                    expires_in_s = stored.access_expires_at.map(|t| t - started),
-                    // Outside the service (`token`, `poll-once`), which store was written is
-                    // not obvious: say it.
-                    database = %db.display(),
-                    "token {}",
-                    if event == "refreshed" {
-                        "refreshed"
-                    } else {
-                        "obtained"
-                    }
-                );
-                Ok(access_of(&account, &stored))
-            }
-            (grant, Err(e)) if !e.is_permanent() => {
-                crate::metrics::get().refresh(name, "temporary_failure");
-                let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(
-                    e.retry_after,
-                    slot.backoff_cap,
-                    attempt_started,
-                );
-                let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
-                tracing::warn!(account = name, grant, error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
-                let (db, name_owned) = (db.clone(), name.to_string());
-                let recorded = off_thread(move || {
-                    Store::lock(&db)?.commit_event(&name_owned, "refresh_failed", &detail)
-                })
-                .await;
-                if let Err(e) = recorded {
-                    tracing::warn!(account = name, error = %e, "token event not recorded");
+    /// Step 3: commits the provider's answer (unless the row was replaced meanwhile), then
+    /// removes it from the journal and reports it.
+    async fn commit_answer(
+        &self,
+        attempt: Attempt<'_>,
+        grant: GrantKind,
+        response: TokenResponse,
+    ) -> Result<Access, AccessError> {
+        let account = &attempt.slot.account;
+        let name = account.name.as_str();
+        let db = self.inner.db.clone();
+        // The answer is in the journal: the commit below cannot be lost to a crash, and it
+        // runs in this task, which shutdown waits for.
+        let received = Instant::now();
+        let old = attempt.row.as_ref();
+        let new_row = row_from_response(account, old, response, grant, attempt.started);
+        let (event, detail) = describe_new_token(&new_row, old, grant);
+        let committed = {
+            let (db, name, generation) = (db.clone(), name.to_string(), attempt.generation);
+            off_thread(move || {
+                let committed = commit_if_unchanged(&db, &name, generation, |lock| {
+                    lock.commit_token(&new_row, event.as_str(), &detail)
+                });
+                // Removed only once its content is committed (or superseded): a failed
+                // commit leaves it for the next attempt.
+                if committed.is_ok() {
+                    pending::remove(&db, &name);
                 }
-                self.while_backing_off(&account, force, delay).await
-            }
-            (grant, Err(e)) => {
-                crate::metrics::get().refresh(name, "permanent_failure");
-                let fix = fix_command(&account);
-                let detail = format!("{grant}: {e}; the account needs re-authorization: run {fix}");
-                let mut r = row.unwrap_or_else(|| TokenRow::new(name, "seed", started));
-                r.state = TokenState::NeedsReauth;
-                r.state_detail = Some(detail.clone());
-                let committed = {
-                    let (db, name, detail) = (db.clone(), name.to_string(), detail.clone());
-                    off_thread(move || {
-                        commit_if_unchanged(&db, &name, generation, |lock| {
-                            lock.commit_token(&r, "needs_reauth", &detail)
-                        })
-                    })
-                    .await?
-                };
-                if let Committed::Superseded(current) = committed {
-                    return self.superseded(&account, current);
-                }
-                tracing::error!(account = name, grant, error = %e, "token request failed permanently; the account needs re-authorization: run {fix}");
-                hook(name, "refresh_failed", &e.to_string());
-                hook(name, "needs_reauth", &detail);
-                Err(AccessError::NeedsReauth(detail))
-            }
+                committed
+            })
+            .await?
+        };
+        let stored = match committed {
+            Committed::Stored(stored) => stored,
+            Committed::Superseded { current } => return self.superseded(account, current),
+        };
+        self.inner.metrics.refresh(name, RefreshOutcome::Ok);
+        // Answer-to-commit time, the window in which a crash loses a rotated grant: for the
+        // crash test and for debugging, not for the operator's log.
+        tracing::debug!(
+            account = name,
+            commit_us = received.elapsed().as_micros() as u64,
+            "token committed"
+        );
+        attempt
+            .slot
+            .backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reset();
+        tracing::info!(
+            account = name,
+            grant = grant.as_str(),
+            generation = stored.generation,
+            expires_in_s = stored.access_expires_at.map(|t| t - attempt.started),
+            // Outside the service (`token`, `poll-once`), which store was written is not
+            // obvious: say it.
+            database = %db.display(),
+            "token {}",
+            event.as_str()
+        );
+        Ok(access_of(account, &stored))
+    }
+
+    /// Step 3, after a temporary failure: backs off, records the event, and hands out the
+    /// old access token while it lasts.
+    async fn report_temporary_failure(
+        &self,
+        attempt: Attempt<'_>,
+        grant: GrantKind,
+        e: TokenError,
+    ) -> Result<Access, AccessError> {
+        let slot = attempt.slot;
+        let name = slot.account.name.as_str();
+        self.inner
+            .metrics
+            .refresh(name, RefreshOutcome::TemporaryFailure);
+        let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(
+            e.retry_after,
+            slot.backoff_cap,
+            attempt.clock,
+        );
+        let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
+        tracing::warn!(account = name, grant = grant.as_str(), error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
+        let (db, name_owned) = (self.inner.db.clone(), name.to_string());
+        let recorded = off_thread(move || {
+            Store::lock(&db)?.commit_event(&name_owned, TokenEvent::RefreshFailed.as_str(), &detail)
+        })
+        .await;
+        if let Err(e) = recorded {
+            tracing::warn!(account = name, error = %e, "token event not recorded");
         }
+        self.while_backing_off(&slot.account, attempt.force, delay)
+            .await
+    }
+
+    /// Step 3, after a permanent failure: the account needs a human. Stored (unless the row
+    /// was replaced meanwhile), logged, and told to `on_event`.
+    async fn record_needs_reauth(
+        &self,
+        attempt: Attempt<'_>,
+        grant: GrantKind,
+        e: TokenError,
+    ) -> Result<Access, AccessError> {
+        let account = &attempt.slot.account;
+        let name = account.name.as_str();
+        self.inner
+            .metrics
+            .refresh(name, RefreshOutcome::PermanentFailure);
+        let fix = fix_command(account);
+        let detail = format!("{grant}: {e}; the account needs re-authorization: run {fix}");
+        let mut r = attempt
+            .row
+            .unwrap_or_else(|| TokenRow::new(name, "seed", attempt.started));
+        r.state = TokenState::NeedsReauth;
+        r.state_detail = Some(detail.clone());
+        let committed = {
+            let (db, name, detail) = (self.inner.db.clone(), name.to_string(), detail.clone());
+            let generation = attempt.generation;
+            off_thread(move || {
+                commit_if_unchanged(&db, &name, generation, |lock| {
+                    lock.commit_token(&r, TokenEvent::NeedsReauth.as_str(), &detail)
+                })
+            })
+            .await?
+        };
+        if let Committed::Superseded { current } = committed {
+            return self.superseded(account, current);
+        }
+        tracing::error!(account = name, grant = grant.as_str(), error = %e, "token request failed permanently; the account needs re-authorization: run {fix}");
+        self.hook(name, EventKind::RefreshFailed, &e.to_string());
+        self.hook(name, EventKind::NeedsReauth, &detail);
+        Err(AccessError::NeedsReauth(detail))
     }
 
     /// The stored token was replaced while the provider was asked: use the new one.
@@ -666,23 +791,23 @@ impl Tokens {
             "the refresh token expires in {left}: re-authorize before then ({})",
             fix_command(&slot.account)
         );
-        hook(
+        self.hook(
             name,
-            "refresh_token_expiring",
+            EventKind::RefreshTokenExpiring,
             &format!("the refresh token expires in {left}"),
         );
         let _ = self.with_store(|s| s.mark_refresh_warned(name, t));
     }
-}
 
-fn hook(account: &str, kind: &str, detail: &str) {
-    crate::hooks::event(crate::hooks::Event {
-        kind,
-        account,
-        endpoint: None,
-        detail,
-        failures: None,
-    });
+    fn hook(&self, account: &str, kind: EventKind, detail: &str) {
+        self.inner.hooks.event(crate::hooks::Event {
+            kind,
+            account,
+            endpoint: None,
+            detail,
+            failures: None,
+        });
+    }
 }
 
 /// Is the stored access token good to use now?
@@ -758,7 +883,9 @@ pub fn fix_command(account: &Account) -> String {
 /// What `seed` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SeedOutcome {
-    Stored(i64),
+    Stored {
+        generation: i64,
+    },
     /// The store holds a newer token; nothing changed.
     StoreIsNewer,
 }
@@ -799,8 +926,10 @@ pub fn store_seed(
         },
         seed.user.map(|u| format!(", user {u}")).unwrap_or_default(),
     );
-    let stored = lock.commit_token(&row, "seeded", &detail)?;
-    Ok(SeedOutcome::Stored(stored.generation))
+    let stored = lock.commit_token(&row, TokenEvent::Seeded.as_str(), &detail)?;
+    Ok(SeedOutcome::Stored {
+        generation: stored.generation,
+    })
 }
 
 /// Reads and stores a seed file for `account`; bad files are input errors (exit 2).

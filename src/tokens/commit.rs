@@ -2,7 +2,7 @@
 //! on a blocking thread: deciding whether to ask the provider (committing a journal a
 //! crashed process left), and committing what the provider answered.
 
-use super::{moved_on, usable};
+use super::{moved_on, usable, GrantKind, TokenEvent};
 use crate::config::Account;
 use crate::error::Error;
 use crate::oauth::TokenResponse;
@@ -18,8 +18,11 @@ pub(super) enum Decision {
     NeedsReauth(TokenRow),
     /// Too little room in the database to commit an answer.
     NoRoom(Error),
-    /// Ask the token endpoint, starting from this row (None: no token is stored).
-    Request(Option<TokenRow>),
+    /// Ask the token endpoint.
+    Request {
+        /// The row the request starts from (None: no token is stored).
+        from: Option<TokenRow>,
+    },
 }
 
 /// What committing an outcome found.
@@ -27,7 +30,9 @@ pub(super) enum Committed {
     Stored(TokenRow),
     /// The row was replaced while the provider was asked (`seed --force`, `authorize`): the
     /// operator's token stays, and this outcome is dropped.
-    Superseded(Option<TokenRow>),
+    Superseded {
+        current: Option<TokenRow>,
+    },
 }
 
 /// Runs synchronous store work on a blocking thread.
@@ -61,18 +66,13 @@ pub(super) fn decide(
             pending::remove(db, name);
             return decide_on(lock, account, row, seen, force);
         };
-        let grant: &'static str = match p.grant.as_str() {
-            "password" => "password",
-            "client_credentials" => "client_credentials",
-            "authorization_code" => "authorization_code",
-            _ => "refresh_token",
-        };
+        let grant = GrantKind::from_journal(&p.grant);
         let new_row = row_from_response(account, row.as_ref(), response, grant, p.started);
         let (event, detail) = describe_new_token(&new_row, row.as_ref(), grant);
         let detail = format!("{detail}; recovered from the refresh journal");
         // The journal goes only once what it holds is committed: a failed commit (a full
         // disk) leaves it for the next attempt.
-        let stored = lock.commit_token(&new_row, event, &detail)?;
+        let stored = lock.commit_token(&new_row, event.as_str(), &detail)?;
         pending::remove(db, name);
         tracing::warn!(account = %name, generation = stored.generation,
             "a refresh answered before the last crash was committed from the refresh journal");
@@ -106,7 +106,7 @@ fn decide_on(
         return Ok(Decision::NoRoom(e));
     }
     lock.release();
-    Ok(Decision::Request(row))
+    Ok(Decision::Request { from: row })
 }
 
 /// Under the database's write lock: `write` the outcome of a refresh that started from
@@ -121,7 +121,7 @@ pub(super) fn commit_if_unchanged(
     let current = lock.token(name)?;
     if current.as_ref().map_or(0, |r| r.generation) != generation {
         lock.release();
-        return Ok(Committed::Superseded(current));
+        return Ok(Committed::Superseded { current });
     }
     write(lock).map(Committed::Stored)
 }
@@ -130,10 +130,10 @@ pub(super) fn row_from_response(
     account: &Account,
     old: Option<&TokenRow>,
     r: TokenResponse,
-    grant: &str,
+    grant: GrantKind,
     started: i64,
 ) -> TokenRow {
-    let mut row = TokenRow::new(&account.name, grant, started);
+    let mut row = TokenRow::new(&account.name, grant.as_str(), started);
     let rotated = r.refresh_token.is_some();
     row.access_token = Some(r.access_token);
     row.token_type = r.token_type.or_else(|| Some("Bearer".into()));
@@ -147,7 +147,7 @@ pub(super) fn row_from_response(
             row.refresh_expires_at = r.refresh_expires_in.map(|e| started.saturating_add(e));
         }
         // No new refresh token: the old one stays good (RFC 6749 6).
-        None if grant == "refresh_token" => {
+        None if grant == GrantKind::RefreshToken => {
             row.refresh_token = old.and_then(|o| o.refresh_token.clone());
             row.refresh_expires_at = old.and_then(|o| o.refresh_expires_at);
         }
@@ -165,8 +165,8 @@ pub(super) fn row_from_response(
 pub(super) fn describe_new_token(
     new: &TokenRow,
     old: Option<&TokenRow>,
-    grant: &str,
-) -> (&'static str, String) {
+    grant: GrantKind,
+) -> (TokenEvent, String) {
     let expiry = match new.access_expires_at {
         Some(t) => format!(
             "access token valid for {}s",
@@ -182,10 +182,10 @@ pub(super) fn describe_new_token(
         (Some(_), _) => "new refresh token",
         (None, _) => "no refresh token",
     };
-    let event = if grant == "refresh_token" {
-        "refreshed"
+    let event = if grant == GrantKind::RefreshToken {
+        TokenEvent::Refreshed
     } else {
-        "obtained"
+        TokenEvent::Obtained
     };
     (event, format!("{grant}: {expiry}; {rotation}"))
 }

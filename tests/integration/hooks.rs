@@ -146,3 +146,37 @@ fn hooks_get_a_cleared_environment_without_the_daemons_secrets() {
     let log = d.log();
     crate::secrets::assert_no_secrets("hook environment", &s.sim, &[&log, &text], &s.db);
 }
+
+/// A command run once (`token`) whose refresh finds the grant revoked starts `on_event`; the
+/// command waits for it (each hook ends within its timeout) instead of killing it as it exits.
+#[test]
+fn a_command_run_once_lets_its_on_event_hooks_finish() {
+    let s = setup(2, "60s", "refresh_token", "");
+    let events = s.dir.path().join("events.log");
+    // Slow on purpose: the hook is still running when the command has its answer.
+    let on_event = format!(
+        r#"on_event = ["/bin/sh", "-c", "sleep 0.5; echo $OAUTH_POLLER_EVENT >> {}"]"#,
+        events.display()
+    );
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    write_file(
+        &s.config,
+        &cfg.replace("[daemon]\n", &format!("[daemon]\n{on_event}\n")),
+    );
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert!(out.status.success(), "{}", text(&out));
+    http_post(&format!("http://{}/_sim/revoke", s.sim.addr));
+    // The access token expires; the refresh then finds the grant revoked.
+    std::thread::sleep(Duration::from_secs(3));
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let written = std::fs::read_to_string(&events).unwrap_or_default();
+    // Both run at once: in either order.
+    let mut kinds: Vec<&str> = written.lines().collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["needs_reauth", "refresh_failed"],
+        "both hooks ran to their end before the command exited: {written:?}"
+    );
+}
