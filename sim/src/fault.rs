@@ -1,7 +1,9 @@
-//! Fault injection: what `/_sim/fault`, `SimOptions::faults` and `simulate --fault` set up.
+//! Fault injection: what `/_sim/fault`, `SimOptions::faults` and `oauth-poller-sim --fault`
+//! set up.
 //!
-//! Textual form (`simulate --fault`): `TARGET:KIND[,key=value...]`, e.g. `token:503,count=3`,
-//! `api:429,retry_after=5`, `api:hang`, `token:reset,process=true`, `api:trickle,trickle_ms=200`.
+//! Textual form (`oauth-poller-sim --fault`): `TARGET:KIND[,key=value...]`, e.g.
+//! `token:503,count=3`, `api:429,retry_after=5`, `api:hang`, `token:reset,process=true`,
+//! `api:trickle,trickle_ms=200`.
 //! The same keys work as query parameters or JSON fields of `POST /_sim/fault`.
 
 use super::{ConnInfo, Route, Simulator};
