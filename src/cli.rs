@@ -247,7 +247,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let config = load(&cli)?;
             let account = account(&config, name)?;
-            match crate::tokens::seed_from_file(&config.daemon.database, account, file, *force)? {
+            match crate::tokens::seed_from_file(&config.store(), account, file, *force)? {
                 SeedOutcome::Stored(generation) => {
                     println!(
                         "seeded account `{name}` from {} into {} (generation {generation})",
@@ -286,8 +286,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Rekey { new_key_file } => {
             let config = load(&cli)?;
-            let new_key = crate::store::crypto::read_key_file(new_key_file).map_err(|m| {
-                InputError::new(new_key_file.display().to_string(), m).key("NEW_KEY_FILE")
+            let new_key = crate::store::StoreKey::read_file(new_key_file).map_err(|m| {
+                InputError::new(new_key_file.display().to_string(), m.to_string())
+                    .key("NEW_KEY_FILE")
             })?;
             // A running daemon would go on writing with the old key.
             if crate::running::probe(&config.daemon.database) == crate::running::Daemon::Running {
@@ -296,7 +297,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     config.daemon.database.display()
                 )));
             }
-            let store = crate::store::Store::open(&config.daemon.database)?;
+            let store = config.store().open()?;
             let count = store.rekey(&new_key)?;
             println!(
                 "re-encrypted {count} stored secret(s) of {} with {}: set daemon.encryption_key_file to it before the next start",
@@ -315,8 +316,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let rt = runtime()?;
             let access = rt.block_on(async {
                 crate::daemon::prepare_one(&config, &accounts[0])?;
-                let tokens =
-                    Tokens::new(&config.daemon.database, &accounts, config.daemon.timeout)?;
+                let tokens = Tokens::new(&config.store(), &accounts, config.daemon.timeout)?;
                 tokens
                     .access(name)
                     .await

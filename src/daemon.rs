@@ -6,7 +6,7 @@
 use crate::config::{self, AuthKind, Config};
 use crate::error::Error;
 use crate::poller::{start_offsets, Poller};
-use crate::store::{PollWriter, Store};
+use crate::store::PollWriter;
 use crate::tokens::{seed_from_file, SeedOutcome, Tokens};
 use sd_notify::NotifyState;
 use std::path::{Path, PathBuf};
@@ -114,7 +114,7 @@ pub fn prepare(config: &Config) -> Result<(), Error> {
 
 /// [`prepare`] for one account.
 pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Error> {
-    let store = Store::open(&config.daemon.database)?;
+    let store = config.store().open()?;
     let Some(seed) = account
         .seed_file
         .as_ref()
@@ -134,8 +134,7 @@ pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Err
         }
         return Ok(());
     }
-    if let SeedOutcome::Stored(generation) =
-        seed_from_file(&config.daemon.database, account, seed, false)?
+    if let SeedOutcome::Stored(generation) = seed_from_file(&config.store(), account, seed, false)?
     {
         tracing::info!(account = %account.name, file = %seed.display(), generation, "imported the seed file");
     }
@@ -349,9 +348,9 @@ pub fn build(config: &Config) -> Result<(Arc<Poller>, Vec<Arc<config::Account>>)
         .iter()
         .map(|a| Arc::new(clone_account(a)))
         .collect();
-    let tokens = Tokens::new(&config.daemon.database, &accounts, config.daemon.timeout)?;
+    let tokens = Tokens::new(&config.store(), &accounts, config.daemon.timeout)?;
     let writer = Arc::new(PollWriter::start(
-        &config.daemon.database,
+        &config.store(),
         config.daemon.keep_history,
     )?);
     let poller = Arc::new(Poller::new(tokens, writer, config.daemon.clone())?);

@@ -4,11 +4,12 @@
 //! reference, seed file, usage): exit 2, and it always names the file and, where it
 //! applies, the line and the key. Everything else is a runtime failure: exit 1.
 
-use std::fmt;
 use std::process::ExitCode;
 
 /// Bad input: names the file, and the line and key where they apply. Never holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Shown as `FILE[:LINE][: key `KEY`]: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}{}: {message}", at_line(.line), at_key(.key))]
 pub struct InputError {
     pub file: String,
     pub line: Option<usize>,
@@ -37,20 +38,15 @@ impl InputError {
     }
 }
 
-impl fmt::Display for InputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, ": key `{key}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
+fn at_line(line: &Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
 }
 
-impl std::error::Error for InputError {}
+fn at_key(key: &Option<String>) -> String {
+    key.as_ref()
+        .map(|k| format!(": key `{k}`"))
+        .unwrap_or_default()
+}
 
 /// Whether retrying can help. The retry policy depends on nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +64,9 @@ pub enum Error {
     /// A runtime failure with a message safe to log (never a secret).
     #[error("{0}")]
     Runtime(String),
-    #[error("database {path}: {source}")]
-    Store {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
+    /// A database operation failed (a runtime failure: exit 1).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Error {

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod hooks;
 pub mod http;
 pub mod inspect;

@@ -13,10 +13,10 @@ use crate::config::{Account, AuthKind, FallbackGrant};
 use crate::error::{Error, InputError};
 use crate::oauth::{Grant, TokenClient, TokenError};
 use crate::seed::SeedToken;
-use crate::store::{now, pending, Store, TokenRow, TokenState};
+use crate::store::{now, pending, Handle, Store, TokenRow, TokenState};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -124,7 +124,7 @@ pub struct Tokens {
 }
 
 struct Inner {
-    db: PathBuf,
+    db: Handle,
     store: Mutex<Store>,
     client: TokenClient,
     accounts: HashMap<String, AccountSlot>,
@@ -137,8 +137,8 @@ struct Inner {
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
 impl Tokens {
-    pub fn new(db: &Path, accounts: &[Arc<Account>], timeout: Duration) -> Result<Tokens, Error> {
-        let store = Store::open(db)?;
+    pub fn new(db: &Handle, accounts: &[Arc<Account>], timeout: Duration) -> Result<Tokens, Error> {
+        let store = db.open()?;
         let slots = accounts
             .iter()
             .map(|a| {
@@ -158,7 +158,7 @@ impl Tokens {
             .collect();
         Ok(Tokens {
             inner: Arc::new(Inner {
-                db: db.to_path_buf(),
+                db: db.clone(),
                 store: Mutex::new(store),
                 client: TokenClient::new(timeout)?,
                 accounts: slots,
@@ -550,7 +550,7 @@ impl Tokens {
                     expires_in_s = stored.access_expires_at.map(|t| t - started),
                     // Outside the service (`token`, `poll-once`), which store was written is
                     // not obvious: say it.
-                    database = %db.display(),
+                    database = %db.path().display(),
                     "token {}",
                     if event == "refreshed" {
                         "refreshed"
@@ -766,7 +766,7 @@ pub enum SeedOutcome {
 /// Stores a seed token (in one durable transaction under the write lock). Refuses to
 /// replace a stored token obtained after the seed was issued unless `force`.
 pub fn store_seed(
-    db: &Path,
+    db: &Handle,
     account: &str,
     seed: SeedToken,
     force: bool,
@@ -805,7 +805,7 @@ pub fn store_seed(
 
 /// Reads and stores a seed file for `account`; bad files are input errors (exit 2).
 pub fn seed_from_file(
-    db: &Path,
+    db: &Handle,
     account: &Account,
     file: &Path,
     force: bool,
@@ -823,6 +823,6 @@ pub fn seed_from_file(
     }
     // Only a file that parsed creates (or migrates) the store: a rejected seed leaves no
     // empty database behind.
-    Store::open(db)?;
+    db.open()?;
     store_seed(db, &account.name, seed, force)
 }
