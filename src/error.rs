@@ -66,7 +66,7 @@ pub enum Error {
     Runtime(String),
     /// A database operation failed (a runtime failure: exit 1).
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::store::error::StoreError),
 }
 
 impl Error {

@@ -308,4 +308,31 @@ mod tests {
         assert!(none.contains("encryption_key_file"), "{none}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// The key belongs to the opened store: two stores with different keys in one process
+    /// each read back what they wrote, and each key opens only its own store.
+    #[test]
+    fn two_stores_in_one_process_keep_their_own_keys() {
+        use crate::store::TokenRow;
+        use secrecy::{ExposeSecret, SecretString};
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("one.db"), dir.path().join("two.db"));
+        let (k1, k2) = (StoreKey::from_bytes([1; 32]), StoreKey::from_bytes([2; 32]));
+        let a = Store::open(&one, Some(&k1)).unwrap();
+        let b = Store::open(&two, Some(&k2)).unwrap();
+        for (store, value) in [(&a, "AT-one"), (&b, "AT-two")] {
+            let mut row = TokenRow::new("acct", "seed", 0);
+            row.access_token = Some(SecretString::from(value));
+            Store::lock(store.handle())
+                .unwrap()
+                .commit_token(&row, "seeded", "")
+                .unwrap();
+        }
+        for (store, value) in [(&a, "AT-one"), (&b, "AT-two")] {
+            let row = store.token("acct").unwrap().unwrap();
+            assert_eq!(row.access_token.unwrap().expose_secret(), value);
+        }
+        assert!(Store::open(&one, Some(&k2)).is_err());
+        assert!(Store::open(&two, Some(&k1)).is_err());
+    }
 }

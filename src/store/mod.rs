@@ -33,7 +33,7 @@
 pub(crate) mod access;
 mod authorizations;
 pub mod crypto;
-mod error;
+pub mod error;
 mod keyed;
 mod migrate;
 pub mod pending;
