@@ -57,13 +57,13 @@ pub async fn run(
                 ]);
                 match config::load(&source.config_path, source.database.as_deref())
                     .map_err(Error::from)
-                    .and_then(|c| {
-                        prepare(&c)?;
-                        Ok(c)
-                    }) {
+                {
                     Ok(new) => {
+                        // The new configuration's store (and its key) is opened only once
+                        // the old one has stopped writing: a refresh in flight must not
+                        // commit with the old key into a store the new key has converted.
                         running.stop().await;
-                        match Running::start(&new) {
+                        match prepare(&new).and_then(|()| Running::start(&new)) {
                             Ok(r) => {
                                 running = r;
                                 if new.daemon.database != config.daemon.database {
@@ -75,7 +75,8 @@ pub async fn run(
                                     "configuration reloaded"
                                 );
                             }
-                            // E.g. its metrics_listen port is taken: back to the old one.
+                            // E.g. its key does not open the store, or its metrics_listen
+                            // port is taken: back to the old one.
                             Err(e) => {
                                 tracing::error!(error = %e, "new configuration refused; the old one keeps running");
                                 running = Running::start(&config)?;
