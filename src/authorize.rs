@@ -264,7 +264,7 @@ fn authorization_url(flow: &Flow<'_>, p: &Pending) -> Url {
 
 /// `authorize ACCOUNT`: the URL on stdout, what to do next on stderr.
 fn print(flow: &Flow<'_>) -> Result<(), Error> {
-    let store = Store::open(&flow.config.daemon.database)?;
+    let store = flow.config.store().open()?;
     let pending = new_pending(flow);
     store.put_pending(&flow.account.name, &pending)?;
     let url = authorization_url(flow, &pending);
@@ -301,7 +301,7 @@ fn print(flow: &Flow<'_>) -> Result<(), Error> {
 async fn redeem(flow: &Flow<'_>, pasted: &str) -> Result<(), Error> {
     let name = &flow.account.name;
     let callback = Callback::from_pasted(pasted);
-    let store = Store::open(&flow.config.daemon.database)?;
+    let store = flow.config.store().open()?;
     let pending = store.pending(name, callback.state.as_deref())?;
     let pending = match pending {
         Some(p) => p,
@@ -423,7 +423,7 @@ async fn finish(
         (None, _) => "no refresh token".into(),
     };
     let detail = format!("authorization_code: {how}; {expiry}; {refresh}");
-    let lock = Store::lock(&flow.config.daemon.database)?;
+    let lock = Store::lock(&flow.config.store())?;
     let stored = lock.commit_token(&row, TokenEvent::Obtained.as_str(), &detail)?;
     tracing::info!(account = %name, generation = stored.generation, "token obtained by authorization");
     let line = format!(
@@ -528,7 +528,7 @@ async fn listen(flow: &Flow<'_>, timeout: Duration) -> Result<(), Error> {
     let name = &flow.account.name;
     let listeners = bind_all(name, &loopback.addrs).await?;
     // Opens (and migrates) the store before the browser is sent anywhere.
-    Store::open(&flow.config.daemon.database)?;
+    flow.config.store().open()?;
     let pending = new_pending(flow);
     let url = authorization_url(flow, &pending);
     println!("{url}");

@@ -6,6 +6,7 @@
 
 use crate::credentials::Credentials;
 use crate::error::InputError;
+use crate::store::{self, StoreKey};
 use crate::units::{bounded_secs, parse_duration, parse_size};
 use secrecy::SecretString;
 use serde::de::{self, Deserializer};
@@ -22,6 +23,17 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: DaemonConfig,
     pub accounts: Vec<Account>,
+    /// The store's key, read from `daemon.encryption_key_file` by [`load`] (none when the key
+    /// is not configured, or the text was only parsed). Nothing uses it until a store is
+    /// opened with it.
+    pub store_key: Option<StoreKey>,
+}
+
+impl Config {
+    /// The configured store and its key, to open it with.
+    pub fn store(&self) -> store::Handle {
+        store::Handle::new(&self.daemon.database, self.store_key.as_ref())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -351,10 +363,10 @@ pub fn load_with(
         .map_err(|e| InputError::new(&file, format!("cannot read the configuration: {e}")))?;
     let text = String::from_utf8(text)
         .map_err(|_| InputError::new(&file, "the configuration is not valid UTF-8"))?;
-    let config = parse_with(&file, &text, database, secrets)?;
+    let mut config = parse_with(&file, &text, database, secrets)?;
     // The store's encryption key, for every command that opens the store.
-    let key = match &config.daemon.encryption_key_file {
-        Some(key_file) => Some(crate::store::crypto::read_key_file(key_file).map_err(|m| {
+    config.store_key = match &config.daemon.encryption_key_file {
+        Some(key_file) => Some(StoreKey::read_file(key_file).map_err(|m| {
             let mut e = InputError::new(&file, format!("{}: {m}", key_file.display()))
                 .key("daemon.encryption_key_file");
             e.line = text
@@ -365,7 +377,6 @@ pub fn load_with(
         })?),
         None => None,
     };
-    crate::store::crypto::install(key);
     Ok(config)
 }
 
@@ -414,12 +425,13 @@ fn parse_with(
     }
     if ctx.inline_secret.get() {
         // The file itself is then a secret file.
-        warn_if_readable_by_others(Path::new(file));
+        crate::files::warn_if_readable_by_others(Path::new(file));
     }
     Ok(Config {
         path: PathBuf::from(file),
         daemon,
         accounts,
+        store_key: None,
     })
 }
 
@@ -837,7 +849,7 @@ impl Ctx<'_> {
                     ),
                 )
             })?;
-            warn_if_readable_by_others(&path);
+            crate::files::warn_if_readable_by_others(&path);
             if value.ends_with('\n') {
                 value.pop();
                 if value.ends_with('\r') {
@@ -943,16 +955,6 @@ fn append_query(url: &mut Url, query: &BTreeMap<String, QueryValue>) {
 /// Expands `${VAR}` from the environment; `$` not followed by `{` is kept as it is.
 pub fn expand_vars(value: &str) -> Result<String, crate::credentials::ExpandError> {
     crate::credentials::expand_with(value, |var| std::env::var(var).ok())
-}
-
-/// Secrets and seeds should be readable by the daemon alone; say so when they are not.
-pub fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o004 != 0 {
-            tracing::warn!(file = %path.display(), "file holding a secret is readable by other users: chmod o-r");
-        }
-    }
 }
 
 #[cfg(test)]

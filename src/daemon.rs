@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::hooks::Hooks;
 use crate::metrics::{AccountReading, Metrics, Readings};
 use crate::poller::{start_offsets, Poller};
-use crate::store::{PollWriter, Store};
+use crate::store::PollWriter;
 use crate::tokens::{seed_from_file, SeedOutcome, Tokens};
 use sd_notify::NotifyState;
 use std::path::{Path, PathBuf};
@@ -69,13 +69,13 @@ pub async fn run(
                 ]);
                 match config::load(&source.config_path, source.database.as_deref())
                     .map_err(Error::from)
-                    .and_then(|c| {
-                        prepare(&c)?;
-                        Ok(c)
-                    }) {
+                {
                     Ok(new) => {
+                        // The new configuration's store (and its key) is opened only once
+                        // the old one has stopped writing: a refresh in flight must not
+                        // commit with the old key into a store the new key has converted.
                         running.stop().await;
-                        match Running::start(&new, context(&new)) {
+                        match prepare(&new).and_then(|()| Running::start(&new, context(&new))) {
                             Ok(r) => {
                                 running = r;
                                 if new.daemon.database != config.daemon.database {
@@ -87,7 +87,8 @@ pub async fn run(
                                     "configuration reloaded"
                                 );
                             }
-                            // E.g. its metrics_listen port is taken: back to the old one.
+                            // E.g. its key does not open the store, or its metrics_listen
+                            // port is taken: back to the old one.
                             Err(e) => {
                                 tracing::error!(error = %e, "new configuration refused; the old one keeps running");
                                 running = Running::start(&config, context(&config))?;
@@ -126,7 +127,7 @@ pub fn prepare(config: &Config) -> Result<(), Error> {
 
 /// [`prepare`] for one account.
 pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Error> {
-    let store = Store::open(&config.daemon.database)?;
+    let store = config.store().open()?;
     let Some(seed) = account
         .seed_file
         .as_ref()
@@ -147,7 +148,7 @@ pub fn prepare_one(config: &Config, account: &config::Account) -> Result<(), Err
         return Ok(());
     }
     if let SeedOutcome::Stored { generation } =
-        seed_from_file(&config.daemon.database, account, seed, false)?
+        seed_from_file(&config.store(), account, seed, false)?
     {
         tracing::info!(account = %account.name, file = %seed.display(), generation, "imported the seed file");
     }
@@ -399,14 +400,14 @@ pub fn build(
         .map(|a| Arc::new(clone_account(a)))
         .collect();
     let tokens = Tokens::new(
-        &config.daemon.database,
+        &config.store(),
         &accounts,
         config.daemon.timeout,
         context.hooks.clone(),
         context.metrics.clone(),
     )?;
     let writer = Arc::new(PollWriter::start(
-        &config.daemon.database,
+        &config.store(),
         config.daemon.keep_history,
     )?);
     let poller = Arc::new(Poller::new(

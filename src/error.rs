@@ -62,12 +62,9 @@ pub enum Error {
     /// A runtime failure with a message safe to log (never a secret).
     #[error("{0}")]
     Runtime(String),
-    #[error("database {path}: {source}")]
-    Store {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
+    /// A database operation failed (a runtime failure: exit 1).
+    #[error(transparent)]
+    Store(#[from] crate::store::error::StoreError),
 }
 
 impl Error {

@@ -11,6 +11,7 @@ pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod hooks;
 pub mod http;
 pub mod inspect;

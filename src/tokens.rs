@@ -15,10 +15,10 @@ use crate::hooks::{EventKind, Hooks};
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
 use crate::seed::SeedToken;
-use crate::store::{now, pending, Store, TokenRow, TokenState};
+use crate::store::{now, pending, Handle, Store, TokenRow, TokenState};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -154,7 +154,7 @@ pub struct Tokens {
 }
 
 struct Inner {
-    db: PathBuf,
+    db: Handle,
     store: Mutex<Store>,
     client: TokenClient,
     accounts: HashMap<String, AccountSlot>,
@@ -170,13 +170,13 @@ const LOCK_POLL: Duration = Duration::from_millis(50);
 
 impl Tokens {
     pub fn new(
-        db: &Path,
+        db: &Handle,
         accounts: &[Arc<Account>],
         timeout: Duration,
         hooks: Hooks,
         metrics: Arc<Metrics>,
     ) -> Result<Tokens, Error> {
-        let store = Store::open(db)?;
+        let store = db.open()?;
         let slots = accounts
             .iter()
             .map(|a| {
@@ -196,7 +196,7 @@ impl Tokens {
             .collect();
         Ok(Tokens {
             inner: Arc::new(Inner {
-                db: db.to_path_buf(),
+                db: db.clone(),
                 store: Mutex::new(store),
                 client: TokenClient::new(timeout)?,
                 accounts: slots,
@@ -653,7 +653,7 @@ impl Tokens {
             expires_in_s = stored.access_expires_at.map(|t| t - attempt.started),
             // Outside the service (`token`, `poll-once`), which store was written is not
             // obvious: say it.
-            database = %db.display(),
+            database = %db.path().display(),
             "token {}",
             event.as_str()
         );
@@ -893,7 +893,7 @@ pub enum SeedOutcome {
 /// Stores a seed token (in one durable transaction under the write lock). Refuses to
 /// replace a stored token obtained after the seed was issued unless `force`.
 pub fn store_seed(
-    db: &Path,
+    db: &Handle,
     account: &str,
     seed: SeedToken,
     force: bool,
@@ -934,7 +934,7 @@ pub fn store_seed(
 
 /// Reads and stores a seed file for `account`; bad files are input errors (exit 2).
 pub fn seed_from_file(
-    db: &Path,
+    db: &Handle,
     account: &Account,
     file: &Path,
     force: bool,
@@ -952,6 +952,6 @@ pub fn seed_from_file(
     }
     // Only a file that parsed creates (or migrates) the store: a rejected seed leaves no
     // empty database behind.
-    Store::open(db)?;
+    db.open()?;
     store_seed(db, &account.name, seed, force)
 }

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 pub fn run(paths: &Paths, new_key_file: &Path) -> Result<ExitCode, Error> {
     let config = paths.load()?;
-    let new_key = crate::store::crypto::read_key_file(new_key_file)
-        .map_err(|m| InputError::new(new_key_file.display().to_string(), m).key("NEW_KEY_FILE"))?;
+    let new_key = crate::store::StoreKey::read_file(new_key_file).map_err(|m| {
+        InputError::new(new_key_file.display().to_string(), m.to_string()).key("NEW_KEY_FILE")
+    })?;
     // A running daemon would go on writing with the old key.
     if crate::running::probe(&config.daemon.database) == crate::running::Daemon::Running {
         return Err(Error::runtime(format!(
@@ -16,7 +17,7 @@ pub fn run(paths: &Paths, new_key_file: &Path) -> Result<ExitCode, Error> {
             config.daemon.database.display()
         )));
     }
-    let store = crate::store::Store::open(&config.daemon.database)?;
+    let store = config.store().open()?;
     let count = store.rekey(&new_key)?;
     println!(
         "re-encrypted {count} stored secret(s) of {} with {}: set daemon.encryption_key_file to it before the next start",

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub fn run(paths: &Paths, name: &str, file: &Path, force: bool) -> Result<ExitCode, Error> {
     let config = paths.load()?;
     let account = super::account(&config, name)?;
-    match crate::tokens::seed_from_file(&config.daemon.database, account, file, force)? {
+    match crate::tokens::seed_from_file(&config.store(), account, file, force)? {
         SeedOutcome::Stored { generation } => {
             println!(
                 "seeded account `{name}` from {} into {} (generation {generation})",

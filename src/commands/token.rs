@@ -16,7 +16,7 @@ pub fn run(paths: &Paths, name: &str, header: bool) -> Result<ExitCode, Error> {
         let context = crate::daemon::Context::for_command(&config);
         let hooks = context.hooks.clone();
         let tokens = Tokens::new(
-            &config.daemon.database,
+            &config.store(),
             &accounts,
             config.daemon.timeout,
             context.hooks,

@@ -16,7 +16,7 @@ pub fn history(
     limit: usize,
     as_json: bool,
 ) -> Result<(), Error> {
-    let store = Store::open_existing(db)?;
+    let store = Store::open_existing(db, config.and_then(|c| c.store_key.as_ref()))?;
     if let Some(name) = account {
         check_account(&store, db, config, name)?;
     }

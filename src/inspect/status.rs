@@ -5,10 +5,34 @@ use super::{fmt_time, Invocation};
 use crate::config::{Account, AuthKind, Config, FallbackGrant};
 use crate::error::Error;
 use crate::running::{self, Daemon};
+use crate::store::TokenState;
 use crate::store::{now, Store};
 use crate::units::human;
+use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
+
+/// An account's state as `status` shows it (`state` in `--json`, an interface: the names
+/// are fixed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum AccountState {
+    /// A usable grant is stored (or the account needs none: an API key).
+    Ok,
+    /// The provider refused the grant: a human must re-authorize.
+    NeedsReauth,
+    /// Nothing is stored for the account yet.
+    NoToken,
+}
+
+impl From<TokenState> for AccountState {
+    fn from(state: TokenState) -> AccountState {
+        match state {
+            TokenState::Ok => AccountState::Ok,
+            TokenState::NeedsReauth => AccountState::NeedsReauth,
+        }
+    }
+}
 
 /// Prints per-account state; returns false when an account has no usable grant (no token,
 /// or it needs re-authorization).
@@ -18,7 +42,7 @@ pub fn status(
     how: &Invocation,
     as_json: bool,
 ) -> Result<bool, Error> {
-    let store = Store::open_existing(db)?;
+    let store = Store::open_existing(db, config.and_then(|c| c.store_key.as_ref()))?;
     let daemon = running::probe(db);
     let t = now();
     let rows = store.tokens()?;
@@ -37,11 +61,11 @@ pub fn status(
         let account_cfg = config.and_then(|c| c.accounts.iter().find(|a| &a.name == name));
         let is_api_key = account_cfg.is_some_and(|a| a.auth == AuthKind::ApiKey);
         let state = match row {
-            Some(r) => r.state.as_str(),
-            None if is_api_key => "ok",
-            None => "no_token",
+            Some(r) => AccountState::from(r.state),
+            None if is_api_key => AccountState::Ok,
+            None => AccountState::NoToken,
         };
-        if state != "ok" {
+        if state != AccountState::Ok {
             all_ok = false;
         }
         let mut endpoint_names: Vec<String> = account_cfg
@@ -121,8 +145,13 @@ pub fn status(
 }
 
 /// What to do about an account without a usable token, for its grant.
-fn hint(state: &str, account: Option<&Account>, name: &str, how: &Invocation) -> Option<String> {
-    if state == "ok" {
+fn hint(
+    state: AccountState,
+    account: Option<&Account>,
+    name: &str,
+    how: &Invocation,
+) -> Option<String> {
+    if state == AccountState::Ok {
         return None;
     }
     let seed = how.command(&format!("seed {name} FILE"));
@@ -152,7 +181,7 @@ fn hint(state: &str, account: Option<&Account>, name: &str, how: &Invocation) ->
     }
     ways.push(format!("`{seed}`"));
     let mut text = format!("run {}", ways.join(" or "));
-    if let (Some(file), "no_token") = (&account.seed_file, state) {
+    if let (Some(file), AccountState::NoToken) = (&account.seed_file, state) {
         text.push_str(&format!(
             "; the daemon imports seed_file {} when it starts",
             file.display()
@@ -263,4 +292,21 @@ fn endpoint_summary(e: &serde_json::Value, t: i64) -> String {
         line.push_str(&format!(": {err}"));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccountState;
+
+    /// `state` in `status --json` is read by scripts: the names stay as they were.
+    #[test]
+    fn account_states_keep_their_json_names() {
+        for (state, name) in [
+            (AccountState::Ok, "\"ok\""),
+            (AccountState::NeedsReauth, "\"needs_reauth\""),
+            (AccountState::NoToken, "\"no_token\""),
+        ] {
+            assert_eq!(serde_json::to_string(&state).unwrap(), name);
+        }
+    }
 }

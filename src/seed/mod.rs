@@ -38,7 +38,7 @@ pub struct SeedToken {
 /// Reads and validates a seed file. `now` is used to refuse an already-expired refresh token.
 /// A seed file holds tokens: one readable by other users is warned about.
 pub fn parse_seed_file(path: &Path, now: i64) -> Result<SeedToken, InputError> {
-    crate::config::warn_if_readable_by_others(path);
+    crate::files::warn_if_readable_by_others(path);
     let name = path.display().to_string();
     let (bytes, mtime) = read_seed(path, now).map_err(|msg| InputError::new(&name, msg))?;
     parse_seed_bytes(&name, &bytes, mtime, now)

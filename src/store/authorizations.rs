@@ -47,7 +47,7 @@ impl Store {
                     p.state,
                     p.code_verifier
                         .as_ref()
-                        .map(|v| super::crypto::seal(verifier(account, &p.state), v.expose_secret())),
+                        .map(|v| super::crypto::seal(self.key(), verifier(account, &p.state), v.expose_secret())),
                     p.redirect_uri,
                     p.created_at
                 ],
@@ -70,15 +70,14 @@ impl Store {
                     let code_verifier = match r.get::<_, Option<String>>(1)? {
                         None => None,
                         Some(stored) => Some(SecretString::from(
-                            super::crypto::open(verifier(account, &state), stored).map_err(
-                                |m| {
+                            super::crypto::open(self.key(), verifier(account, &state), stored)
+                                .map_err(|m| {
                                     rusqlite::Error::FromSqlConversionFailure(
                                         1,
                                         rusqlite::types::Type::Text,
-                                        m.into(),
+                                        Box::new(m),
                                     )
-                                },
-                            )?,
+                                })?,
                         )),
                     };
                     Ok(Pending {

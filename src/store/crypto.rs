@@ -5,14 +5,16 @@
 //! generation's value restored, does not decrypt. Tokens, the PKCE verifier of a pending
 //! authorization and the refresh journal are sealed.
 //!
-//! The key is process-wide: loading the configuration installs it (or removes it).
+//! The key belongs to the opened store ([`super::Store`] holds it, and every connection or
+//! journal it hands out uses it): two stores open in one process may have different keys,
+//! and reading a new configuration changes no key until a store is opened with it.
 
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::Rng;
+use std::fmt;
 use std::path::Path;
-use std::sync::RwLock;
 use zeroize::Zeroizing;
 
 /// The current form: bound to account, column and row (see [`Binding`]).
@@ -21,52 +23,80 @@ pub const PREFIX: &str = "enc:v2:";
 pub const PREFIX_V1: &str = "enc:v1:";
 const NONCE: usize = 24;
 
-static KEY: RwLock<Option<Zeroizing<[u8; 32]>>> = RwLock::new(None);
+/// The store's 32-byte key, wiped from memory when dropped. `Debug` never shows it.
+#[derive(Clone)]
+pub struct StoreKey(Zeroizing<[u8; 32]>);
 
-/// Installs the key (or none) that the store uses from now on.
-pub fn install(key: Option<Zeroizing<[u8; 32]>>) {
-    *KEY.write().unwrap_or_else(|e| e.into_inner()) = key;
-}
-
-pub fn enabled() -> bool {
-    KEY.read().unwrap_or_else(|e| e.into_inner()).is_some()
-}
-
-/// Reads a key file: 32 raw bytes, 64 hex digits, or base64 of 32 bytes (a trailing newline
-/// is ignored). The error never shows the file's contents.
-pub fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, String> {
-    crate::config::warn_if_readable_by_others(path);
-    let raw =
-        Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read the key file: {e}"))?);
-    let mut key = Zeroizing::new([0u8; 32]);
-    if raw.len() == 32 {
-        key.copy_from_slice(&raw);
-        return Ok(key);
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreKey(..)")
     }
-    let text = std::str::from_utf8(&raw)
-        .map_err(|_| "the key file must hold 32 bytes (raw, 64 hex digits or base64)".to_string())?
-        .trim();
-    // Hex is decoded byte-wise: slicing the text by byte offsets would panic (and print the
-    // key) on a multi-byte character.
-    let decoded: Option<Zeroizing<Vec<u8>>> = if text.len() == 64 {
-        text.as_bytes()
-            .chunks(2)
-            .map(|pair| Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?))
-            .collect::<Option<Vec<u8>>>()
-            .map(Zeroizing::new)
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok()
-            .map(Zeroizing::new)
-    };
-    match decoded {
-        Some(d) if d.len() == 32 => {
-            key.copy_from_slice(&d);
-            Ok(key)
+}
+
+impl StoreKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> StoreKey {
+        StoreKey(Zeroizing::new(bytes))
+    }
+
+    fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Reads a key file: 32 raw bytes, 64 hex digits, or base64 of 32 bytes (a trailing
+    /// newline is ignored). The error never shows the file's contents.
+    pub fn read_file(path: &Path) -> Result<StoreKey, KeyFileError> {
+        crate::files::warn_if_readable_by_others(path);
+        let raw = Zeroizing::new(std::fs::read(path).map_err(KeyFileError::Read)?);
+        let mut key = Zeroizing::new([0u8; 32]);
+        if raw.len() == 32 {
+            key.copy_from_slice(&raw);
+            return Ok(StoreKey(key));
         }
-        _ => Err("the key file must hold 32 bytes (raw, 64 hex digits or base64)".into()),
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| KeyFileError::Malformed)?
+            .trim();
+        // Hex is decoded byte-wise: slicing the text by byte offsets would panic (and print
+        // the key) on a multi-byte character.
+        let decoded: Option<Zeroizing<Vec<u8>>> = if text.len() == 64 {
+            text.as_bytes()
+                .chunks(2)
+                .map(|pair| Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?))
+                .collect::<Option<Vec<u8>>>()
+                .map(Zeroizing::new)
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()
+                .map(Zeroizing::new)
+        };
+        match decoded {
+            Some(d) if d.len() == 32 => {
+                key.copy_from_slice(&d);
+                Ok(StoreKey(key))
+            }
+            _ => Err(KeyFileError::Malformed),
+        }
     }
+}
+
+/// Why a key file was refused. Never holds any of its contents.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("cannot read the key file: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("the key file must hold 32 bytes (raw, 64 hex digits or base64)")]
+    Malformed,
+}
+
+/// Why a stored value could not be read back. Names the account and column, never the value.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    #[error("account `{account}`: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key")]
+    NoKey { account: String },
+    #[error("account `{account}`: the stored {column} is not sealed for this row (plaintext, or the older format) although the store is encrypted: refused; seed or authorize the account again")]
+    NotSealed { account: String, column: String },
+    #[error("account `{account}`: cannot decrypt the stored {column}: wrong encryption key (or the value was copied from another account, column or generation)")]
+    WrongKey { account: String, column: String },
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
@@ -94,24 +124,24 @@ impl Binding<'_> {
     }
 }
 
-/// The stored form of a secret: encrypted when a key is installed, else the value itself.
-pub fn seal(at: Binding<'_>, plain: &str) -> String {
-    let guard = KEY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(key) = guard.as_ref() else {
-        return plain.to_string();
-    };
-    seal_with(key, at, plain)
+/// The stored form of a secret: encrypted under the store's key, or the value itself when
+/// the store has none.
+pub fn seal(key: Option<&StoreKey>, at: Binding<'_>, plain: &str) -> String {
+    match key {
+        Some(key) => seal_with(key, at, plain),
+        None => plain.to_string(),
+    }
 }
 
-pub fn seal_with(key: &[u8; 32], at: Binding<'_>, plain: &str) -> String {
-    format!("{PREFIX}{}", encrypt(key, &at.aad(), plain))
+pub fn seal_with(key: &StoreKey, at: Binding<'_>, plain: &str) -> String {
+    format!("{PREFIX}{}", encrypt(key.bytes(), &at.aad(), plain))
 }
 
 /// A value of the older `enc:v1:` form, as the stores of earlier versions hold.
 #[cfg(test)]
-pub(crate) fn seal_v1(key: &[u8; 32], account: &str, column: &str, plain: &str) -> String {
+pub(crate) fn seal_v1(key: &StoreKey, account: &str, column: &str, plain: &str) -> String {
     let aad = format!("oauth-poller:v1:{account}:{column}").into_bytes();
-    format!("{PREFIX_V1}{}", encrypt(key, &aad, plain))
+    format!("{PREFIX_V1}{}", encrypt(key.bytes(), &aad, plain))
 }
 
 /// base64(nonce || ciphertext) under a fresh random nonce.
@@ -138,40 +168,40 @@ fn encrypt(key: &[u8; 32], aad: &[u8], plain: &str) -> String {
 /// `enc:v1:` form (not bound to a generation) are refused, since the store converted them
 /// when it was first opened with the key ([`super::keyed`]), and one found later was put
 /// there by someone else.
-pub fn open(at: Binding<'_>, stored: String) -> Result<String, String> {
-    let guard = KEY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(key) = guard.as_ref() else {
+pub fn open(
+    key: Option<&StoreKey>,
+    at: Binding<'_>,
+    stored: String,
+) -> Result<String, UnsealError> {
+    let Some(key) = key else {
         if stored.starts_with(PREFIX) || stored.starts_with(PREFIX_V1) {
-            return Err(format!(
-                "account `{}`: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key",
-                at.account
-            ));
+            return Err(UnsealError::NoKey {
+                account: at.account.to_string(),
+            });
         }
         return Ok(stored);
     };
     if !stored.starts_with(PREFIX) {
-        return Err(format!(
-            "account `{}`: the stored {} is not sealed for this row (plaintext, or the older format) although the store is encrypted: refused; seed or authorize the account again",
-            at.account, at.column
-        ));
+        return Err(UnsealError::NotSealed {
+            account: at.account.to_string(),
+            column: at.column.to_string(),
+        });
     }
     open_with(key, at, &stored)
 }
 
-pub fn open_with(key: &[u8; 32], at: Binding<'_>, stored: &str) -> Result<String, String> {
+pub fn open_with(key: &StoreKey, at: Binding<'_>, stored: &str) -> Result<String, UnsealError> {
     let body = stored.strip_prefix(PREFIX).unwrap_or(stored);
-    decrypt(key, &at.aad(), body).ok_or_else(|| {
-        format!(
-            "account `{}`: cannot decrypt the stored {}: wrong encryption key (or the value was copied from another account, column or generation)",
-            at.account, at.column
-        )
+    decrypt(key.bytes(), &at.aad(), body).ok_or_else(|| UnsealError::WrongKey {
+        account: at.account.to_string(),
+        column: at.column.to_string(),
     })
 }
 
 /// A value of the older `enc:v1:` form (bound to account and column only), to convert it.
-pub fn open_v1(key: &[u8; 32], account: &str, column: &str, stored: &str) -> Option<String> {
+pub fn open_v1(key: &StoreKey, account: &str, column: &str, stored: &str) -> Option<String> {
     let aad = format!("oauth-poller:v1:{account}:{column}").into_bytes();
-    decrypt(key, &aad, stored.strip_prefix(PREFIX_V1)?)
+    decrypt(key.bytes(), &aad, stored.strip_prefix(PREFIX_V1)?)
 }
 
 fn decrypt(key: &[u8; 32], aad: &[u8], body: &str) -> Option<String> {
@@ -196,11 +226,6 @@ fn decrypt(key: &[u8; 32], aad: &[u8], body: &str) -> Option<String> {
     String::from_utf8(plain.to_vec()).ok()
 }
 
-/// The installed key, for the store's own conversions (first start with a key, `rekey`).
-pub fn installed() -> Option<Zeroizing<[u8; 32]>> {
-    KEY.read().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +240,7 @@ mod tests {
 
     #[test]
     fn sealed_values_are_bound_to_key_account_column_and_generation() {
-        let key = [7u8; 32];
+        let key = StoreKey::from_bytes([7u8; 32]);
         let here = at("inode", "refresh_token", "7");
         let s = seal_with(&key, here, "RT-secret-value");
         assert!(s.starts_with(PREFIX) && !s.contains("RT-secret-value"));
@@ -228,7 +253,10 @@ mod tests {
         ] {
             assert!(open_with(&key, other, &s).is_err(), "{other:?}");
         }
-        assert!(open_with(&[8u8; 32], here, &s).is_err(), "key bound");
+        assert!(
+            open_with(&StoreKey::from_bytes([8u8; 32]), here, &s).is_err(),
+            "key bound"
+        );
         let mut tampered = s.clone();
         tampered.pop();
         tampered.push('A');
@@ -240,7 +268,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("oauth-poller-key-{}", std::process::id()));
         // 64 bytes; the two-byte character straddles the first pair of hex digits.
         std::fs::write(&dir, format!("aé{}", "a".repeat(61))).unwrap();
-        let e = read_key_file(&dir).unwrap_err();
+        let e = StoreKey::read_file(&dir).unwrap_err().to_string();
         let _ = std::fs::remove_file(&dir);
         assert!(!e.contains("aaaa"), "{e}");
     }

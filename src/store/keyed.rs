@@ -8,7 +8,7 @@
 //! without a key is an error instead of writing plaintext beside ciphertext. [`Store::rekey`]
 //! re-seals everything with a new key.
 
-use super::crypto::{self, Binding};
+use super::crypto::{self, Binding, StoreKey};
 use super::{pending, Store};
 use crate::error::Error;
 use rusqlite::{params, OptionalExtension};
@@ -21,17 +21,17 @@ const CHECK: Binding<'static> = Binding {
     instance: "1",
 };
 
-/// Settles the store for the installed key (or none): see the module documentation.
+/// Settles the store for the key it was opened with (or none): see the module documentation.
 pub(crate) fn settle(store: &Store) -> Result<(), Error> {
-    settle_with(store, crypto::installed().as_deref())
+    settle_with(store, store.key())
 }
 
-fn settle_with(store: &Store, key: Option<&[u8; 32]>) -> Result<(), Error> {
+fn settle_with(store: &Store, key: Option<&StoreKey>) -> Result<(), Error> {
     match (key, check_value(store)?) {
         (None, None) => Ok(()),
         (None, Some(_)) => Err(Error::runtime(format!(
             "database {}: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key",
-            store.path.display()
+            store.path().display()
         ))),
         (Some(key), Some(check)) => verify(store, key, &check),
         (Some(key), None) => seal_all(store, key),
@@ -60,12 +60,12 @@ fn check_value(store: &Store) -> Result<Option<String>, Error> {
         .map_err(|e| store.err(e))
 }
 
-fn verify(store: &Store, key: &[u8; 32], check: &str) -> Result<(), Error> {
+fn verify(store: &Store, key: &StoreKey, check: &str) -> Result<(), Error> {
     match crypto::open_with(key, CHECK, check) {
         Ok(text) if text == CHECK_TEXT => Ok(()),
         _ => Err(Error::runtime(format!(
             "database {}: cannot decrypt the store: wrong encryption key (daemon.encryption_key_file is not the key the store was encrypted with)",
-            store.path.display()
+            store.path().display()
         ))),
     }
 }
@@ -155,7 +155,7 @@ fn in_transaction(store: &Store, work: impl FnOnce() -> Result<(), Error>) -> Re
     result
 }
 
-fn put_check(store: &Store, key: &[u8; 32]) -> Result<(), Error> {
+fn put_check(store: &Store, key: &StoreKey) -> Result<(), Error> {
     store
         .conn
         .execute(
@@ -167,7 +167,7 @@ fn put_check(store: &Store, key: &[u8; 32]) -> Result<(), Error> {
 }
 
 /// The first open with a key: seal every secret, then mark the store encrypted.
-fn seal_all(store: &Store, key: &[u8; 32]) -> Result<(), Error> {
+fn seal_all(store: &Store, key: &StoreKey) -> Result<(), Error> {
     let mut sealed = 0;
     in_transaction(store, || {
         // Another process may have done it while this one waited for the lock.
@@ -183,7 +183,8 @@ fn seal_all(store: &Store, key: &[u8; 32]) -> Result<(), Error> {
                     ))
                 })?
             } else if s.value.starts_with(crypto::PREFIX) {
-                crypto::open_with(key, s.at(), &s.value).map_err(Error::runtime)?;
+                crypto::open_with(key, s.at(), &s.value)
+                    .map_err(|e| Error::runtime(e.to_string()))?;
                 continue;
             } else {
                 s.value.to_string()
@@ -199,28 +200,30 @@ fn seal_all(store: &Store, key: &[u8; 32]) -> Result<(), Error> {
 }
 
 impl Store {
-    /// Re-seals every secret of the store with `new_key` (from the installed key, or from
-    /// plaintext) in one transaction, and records the new key's check value. Refused while a
-    /// refresh journal waits to be committed: it is sealed with the current key.
-    pub fn rekey(&self, new_key: &[u8; 32]) -> Result<usize, Error> {
+    /// Re-seals every secret of the store with `new_key` (from the key the store was opened
+    /// with, or from plaintext) in one transaction, and records the new key's check value.
+    /// Refused while a refresh journal waits to be committed: it is sealed with the current
+    /// key.
+    pub fn rekey(&self, new_key: &StoreKey) -> Result<usize, Error> {
         let mut count = 0;
         in_transaction(self, || {
             let secrets = stored_secrets(self)?;
             for s in &secrets {
-                if pending::path(&self.path, &s.account)
+                if pending::path(self.path(), &s.account)
                     .symlink_metadata()
                     .is_ok()
                 {
                     return Err(Error::runtime(format!(
                         "account `{}`: a refresh journal is waiting to be committed ({}): run `oauth-poller poll-once` first, then rekey",
                         s.account,
-                        pending::path(&self.path, &s.account).display()
+                        pending::path(self.path(), &s.account).display()
                     )));
                 }
             }
             for s in &secrets {
                 let plain = Zeroizing::new(
-                    crypto::open(s.at(), s.value.to_string()).map_err(Error::runtime)?,
+                    crypto::open(self.key(), s.at(), s.value.to_string())
+                        .map_err(|e| Error::runtime(e.to_string()))?,
                 );
                 update(self, s, &crypto::seal_with(new_key, s.at(), &plain))?;
                 count += 1;
@@ -247,8 +250,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("oauth-poller-keyed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::DirBuilder::new().create(&dir).unwrap();
-        let store = Store::open(&dir.join("state.db")).unwrap();
-        let key = [9u8; 32];
+        let store = Store::open(&dir.join("state.db"), None).unwrap();
+        let key = StoreKey::from_bytes([9u8; 32]);
         store
             .conn
             .execute(
@@ -266,7 +269,7 @@ mod tests {
             )
             .unwrap();
         assert!(
-            settle_with(&store, Some(&[1u8; 32])).is_err(),
+            settle_with(&store, Some(&StoreKey::from_bytes([1u8; 32]))).is_err(),
             "a v1 value under another key"
         );
         settle_with(&store, Some(&key)).unwrap();
@@ -297,12 +300,39 @@ mod tests {
             assert_eq!(crypto::open_with(&key, binding, &stored).unwrap(), want);
         }
         settle_with(&store, Some(&key)).unwrap();
-        let wrong = settle_with(&store, Some(&[1u8; 32]))
+        let wrong = settle_with(&store, Some(&StoreKey::from_bytes([1u8; 32])))
             .unwrap_err()
             .to_string();
         assert!(wrong.contains("wrong encryption key"), "{wrong}");
         let none = settle_with(&store, None).unwrap_err().to_string();
         assert!(none.contains("encryption_key_file"), "{none}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The key belongs to the opened store: two stores with different keys in one process
+    /// each read back what they wrote, and each key opens only its own store.
+    #[test]
+    fn two_stores_in_one_process_keep_their_own_keys() {
+        use crate::store::TokenRow;
+        use secrecy::{ExposeSecret, SecretString};
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("one.db"), dir.path().join("two.db"));
+        let (k1, k2) = (StoreKey::from_bytes([1; 32]), StoreKey::from_bytes([2; 32]));
+        let a = Store::open(&one, Some(&k1)).unwrap();
+        let b = Store::open(&two, Some(&k2)).unwrap();
+        for (store, value) in [(&a, "AT-one"), (&b, "AT-two")] {
+            let mut row = TokenRow::new("acct", "seed", 0);
+            row.access_token = Some(SecretString::from(value));
+            Store::lock(store.handle())
+                .unwrap()
+                .commit_token(&row, "seeded", "")
+                .unwrap();
+        }
+        for (store, value) in [(&a, "AT-one"), (&b, "AT-two")] {
+            let row = store.token("acct").unwrap().unwrap();
+            assert_eq!(row.access_token.unwrap().expose_secret(), value);
+        }
+        assert!(Store::open(&one, Some(&k2)).is_err());
+        assert!(Store::open(&two, Some(&k1)).is_err());
     }
 }

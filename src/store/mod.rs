@@ -1,13 +1,39 @@
-//! The SQLite store: tokens, token events and polls.
+//! The store: tokens, token events, polls, pending authorizations and the refresh journal,
+//! behind the one interface the rest of the crate uses. No SQLite type or SQL leaves this
+//! module; the crate sees [`Store`], [`Handle`], [`RefreshLock`], [`PollWriter`], the row
+//! types and [`StoreError`].
 //!
-//! Each purpose gets its own connection: token reads and writes (`synchronous=FULL`, so a
-//! rotated refresh token is on disk before it is used), refresh locks (a fresh connection
-//! holding `BEGIN IMMEDIATE`, the cross-process write lock), and the poll writer (batched,
-//! `synchronous=NORMAL`: a lost poll row costs nothing, a lost token costs a grant).
+//! SQLite is the one backend today. Each purpose gets its own connection: token reads and
+//! writes (`synchronous=FULL`, so a rotated refresh token is on disk before it is used),
+//! refresh locks (a fresh connection holding `BEGIN IMMEDIATE`, the cross-process write
+//! lock), and the poll writer (batched, `synchronous=NORMAL`: a lost poll row costs nothing,
+//! a lost token costs a grant).
+//!
+//! The store is opened with its key ([`crypto::StoreKey`], from the configuration): every
+//! secret it writes is sealed with that key and every secret it reads opened with it. A
+//! [`Handle`] (where the store is, and its key) is what the parts that open their own
+//! connection or file are given.
+//!
+//! A second backend (PostgreSQL) provides the same interface, with the same guarantees:
+//! - [`Handle::open`] / [`Handle::open_existing`]: migrate (or check) the schema, refuse a
+//!   newer one as bad input, settle the encryption state ([`keyed`]).
+//! - Tokens: [`Store::token`], [`Store::tokens`], [`Store::event`], [`Store::events`],
+//!   [`Store::mark_refresh_warned`]; [`Store::rekey`].
+//! - [`Store::lock`]: a [`RefreshLock`], the write lock under which a refresh is decided and
+//!   its answer committed (durably, before the token is used), held for milliseconds.
+//! - [`Store::refresh_lock_file`]: what serializes one account's refreshes across processes
+//!   while the provider is asked (an advisory lock there, a `flock` here).
+//! - The refresh journal ([`pending`]): the provider's answer kept, before it is parsed, until
+//!   it is committed, so a crash between the two spends no refresh token.
+//! - Polls: [`PollWriter`] (batched writes off the async runtime), [`Store::polls`],
+//!   [`Store::endpoint_summary`], [`Store::endpoints_of`], [`Store::last_body_hash`].
+//! - Pending authorizations: [`Store::put_pending`], [`Store::pending`],
+//!   [`Store::clear_pending`].
 
 pub(crate) mod access;
 mod authorizations;
 pub mod crypto;
+pub mod error;
 mod keyed;
 mod migrate;
 pub mod pending;
@@ -15,6 +41,8 @@ mod polls;
 mod tokens;
 
 pub use authorizations::{Pending, PENDING_TTL};
+pub use crypto::StoreKey;
+pub use error::StoreError;
 pub use polls::{PollRecord, PollRow, PollWriter};
 pub use tokens::{EventRow, RefreshLock, TokenRow, TokenState};
 
@@ -30,14 +58,33 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Environment variable: the most pages the database may grow to (`PRAGMA max_page_count`).
 pub const MAX_PAGES_ENV: &str = "OAUTH_POLLER_MAX_DB_PAGES";
 
-pub struct Store {
+/// Where a store is and the key it is opened with: cheap to clone, for the parts that open
+/// their own connection or file (refresh locks, the poll writer, the refresh journal).
+#[derive(Debug, Clone)]
+pub struct Handle {
     path: PathBuf,
-    conn: Connection,
+    key: Option<StoreKey>,
 }
 
-impl Store {
+impl Handle {
+    pub fn new(path: &Path, key: Option<&StoreKey>) -> Handle {
+        Handle {
+            path: path.to_path_buf(),
+            key: key.cloned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn key(&self) -> Option<&StoreKey> {
+        self.key.as_ref()
+    }
+
     /// Opens (creating with mode 0600 if needed) and migrates the database.
-    pub fn open(path: &Path) -> Result<Store, Error> {
+    pub fn open(&self) -> Result<Store, Error> {
+        let path = self.path();
         access::check(path)?;
         if path.exists() {
             migrate::refuse_newer(path)?;
@@ -45,7 +92,7 @@ impl Store {
         create_private(path)?;
         let conn = connect(path, true)?;
         let store = Store {
-            path: path.to_path_buf(),
+            at: self.clone(),
             conn,
         };
         migrate::migrate(&store.conn).map_err(|e| store.err(e))?;
@@ -56,7 +103,8 @@ impl Store {
     }
 
     /// Opens an existing database without creating or migrating it (for `status`, `history`).
-    pub fn open_existing(path: &Path) -> Result<Store, Error> {
+    pub fn open_existing(&self) -> Result<Store, Error> {
+        let path = self.path();
         if !path.exists() {
             return Err(Error::runtime(format!(
                 "no database at {}: start the daemon or seed an account first",
@@ -67,27 +115,54 @@ impl Store {
         migrate::refuse_newer(path)?;
         let conn = connect(path, true)?;
         let store = Store {
-            path: path.to_path_buf(),
+            at: self.clone(),
             conn,
         };
         migrate::check_version(&store.conn).map_err(|e| store.err(e))?;
         keyed::settle(&store)?;
         Ok(store)
     }
+}
+
+/// An open store: its connection for token reads and writes, and its key.
+pub struct Store {
+    at: Handle,
+    conn: Connection,
+}
+
+impl Store {
+    /// [`Handle::open`] for the database at `path`, with `key` (none: the store holds
+    /// plaintext, and an encrypted store is refused).
+    pub fn open(path: &Path, key: Option<&StoreKey>) -> Result<Store, Error> {
+        Handle::new(path, key).open()
+    }
+
+    /// [`Handle::open_existing`] for the database at `path`, with `key`.
+    pub fn open_existing(path: &Path, key: Option<&StoreKey>) -> Result<Store, Error> {
+        Handle::new(path, key).open_existing()
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.at
+    }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.at.path()
+    }
+
+    pub(crate) fn key(&self) -> Option<&StoreKey> {
+        self.at.key()
     }
 
     pub(crate) fn err(&self, source: rusqlite::Error) -> Error {
-        store_err(&self.path, source)
+        store_err(self.path(), source)
     }
 
     /// The `-wal` and `-shm` files hold token values too: same mode as the database.
     fn restrict_sidecars(&self) {
         use std::os::unix::fs::PermissionsExt;
         for suffix in ["-wal", "-shm"] {
-            let mut p = self.path.clone().into_os_string();
+            let mut p = self.path().as_os_str().to_owned();
             p.push(suffix);
             let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
         }
@@ -95,10 +170,7 @@ impl Store {
 }
 
 pub(crate) fn store_err(path: &Path, source: rusqlite::Error) -> Error {
-    Error::Store {
-        path: path.display().to_string(),
-        source,
-    }
+    Error::Store(StoreError::new(path, source))
 }
 
 /// A connection with the store's settings. `durable`: fsync every commit.

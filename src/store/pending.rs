@@ -9,6 +9,7 @@
 //! No fsync: this guards against a killed process (the page cache survives), the SQLite
 //! commit that follows guards against power loss.
 
+use super::Handle;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -29,14 +30,19 @@ pub fn path(db: &Path, account: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Writes the answer (sealed when the store is encrypted). Best-effort: a failure is logged
-/// and the commit proceeds as before.
-pub fn write(db: &Path, account: &str, generation: i64, started: i64, grant: &str, body: &[u8]) {
+/// Writes the answer (sealed with the store's key when it has one). Best-effort: a failure
+/// is logged and the commit proceeds as before.
+pub fn write(at: &Handle, account: &str, generation: i64, started: i64, grant: &str, body: &[u8]) {
+    let db = at.path();
     let Ok(text) = std::str::from_utf8(body) else {
         return;
     };
     let instance = generation.to_string();
-    let sealed = Zeroizing::new(super::crypto::seal(binding(account, &instance), text));
+    let sealed = Zeroizing::new(super::crypto::seal(
+        at.key(),
+        binding(account, &instance),
+        text,
+    ));
     let mut record = Zeroizing::new(
         format!("{MAGIC} {generation} {started} {grant} {}\n", sealed.len()).into_bytes(),
     );
@@ -71,9 +77,9 @@ fn write_new(db: &Path, target: &Path, record: &[u8]) -> std::io::Result<()> {
         })
 }
 
-/// The journal of `account`, if there is a complete one.
-pub fn read(db: &Path, account: &str) -> Option<Pending> {
-    let raw = Zeroizing::new(std::fs::read(path(db, account)).ok()?);
+/// The journal of `account`, if there is a complete one (sealed with the store's key).
+pub fn read(at: &Handle, account: &str) -> Option<Pending> {
+    let raw = Zeroizing::new(std::fs::read(path(at.path(), account)).ok()?);
     let newline = raw.iter().position(|&b| b == b'\n')?;
     let head = std::str::from_utf8(&raw[..newline]).ok()?;
     let rest = head
@@ -90,6 +96,7 @@ pub fn read(db: &Path, account: &str) -> Option<Pending> {
     let generation: i64 = generation.parse().ok()?;
     let instance = generation.to_string();
     let body = super::crypto::open(
+        at.key(),
         binding(account, &instance),
         String::from_utf8(sealed.to_vec()).ok()?,
     )
@@ -112,8 +119,8 @@ fn binding<'a>(account: &'a str, generation: &'a str) -> super::crypto::Binding<
     }
 }
 
-pub fn remove(db: &Path, account: &str) {
-    let _ = std::fs::remove_file(path(db, account));
+pub fn remove(at: &Handle, account: &str) {
+    let _ = std::fs::remove_file(path(at.path(), account));
 }
 
 #[cfg(test)]
@@ -128,19 +135,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("state.db");
         std::fs::write(&db, "").unwrap();
+        let at = Handle::new(&db, None);
         let me = std::fs::metadata(&db).unwrap();
         if me.uid() != 0 {
             // Only root can give a file away; anyone else creates it as the owner already.
-            write(&db, "a", 1, 2, "refresh_token", b"{}");
+            write(&at, "a", 1, 2, "refresh_token", b"{}");
             assert_eq!(std::fs::metadata(path(&db, "a")).unwrap().uid(), me.uid());
             eprintln!("skipped: the ownership change needs root");
             return;
         }
         std::os::unix::fs::chown(&db, Some(4321), Some(4322)).unwrap();
-        write(&db, "a", 1, 2, "refresh_token", b"{\"access_token\":\"x\"}");
+        write(&at, "a", 1, 2, "refresh_token", b"{\"access_token\":\"x\"}");
         let journal = std::fs::metadata(path(&db, "a")).unwrap();
         assert_eq!((journal.uid(), journal.gid()), (4321, 4322));
         assert_eq!(journal.mode() & 0o777, 0o600);
-        assert_eq!(read(&db, "a").unwrap().generation, 1);
+        assert_eq!(read(&at, "a").unwrap().generation, 1);
     }
 }

@@ -1,10 +1,10 @@
 //! The `polls` table: a writer thread that batches inserts, and the queries behind
 //! `status` and `history`.
 
-use super::{connect, now, Store};
+use super::{connect, now, Handle, Store};
 use crate::error::Error;
 use rusqlite::{params, Connection};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -78,7 +78,8 @@ pub struct PollWriter {
 }
 
 impl PollWriter {
-    pub fn start(path: &Path, keep_history: Duration) -> Result<PollWriter, Error> {
+    pub fn start(at: &Handle, keep_history: Duration) -> Result<PollWriter, Error> {
+        let path = at.path();
         let conn = connect(path, false)?;
         let shared = Arc::new(Shared::default());
         let path = path.to_path_buf();

@@ -1,10 +1,11 @@
 //! The `tokens` and `token_events` tables, and the cross-process refresh lock.
 
-use super::{connect, now, store_err, Store};
+use super::crypto::{self, Binding, StoreKey};
+use super::{connect, now, store_err, Handle, Store};
 use crate::error::Error;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use secrecy::{ExposeSecret, SecretString};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenState {
@@ -13,10 +14,19 @@ pub enum TokenState {
 }
 
 impl TokenState {
+    /// The stored form (the `tokens.state` column).
     pub fn as_str(self) -> &'static str {
         match self {
             TokenState::Ok => "ok",
             TokenState::NeedsReauth => "needs_reauth",
+        }
+    }
+
+    /// The stored form read back; anything but `needs_reauth` is `Ok`, as it always was.
+    fn from_stored(stored: &str) -> TokenState {
+        match stored {
+            "needs_reauth" => TokenState::NeedsReauth,
+            _ => TokenState::Ok,
         }
     }
 }
@@ -75,15 +85,16 @@ const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, s
      access_expires_at, refresh_expires_at, obtained_at, obtained_by, generation, state, \
      state_detail, last_refresh_at, refresh_warned_at";
 
-fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+fn token_from_row(key: Option<&StoreKey>, r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     let account: String = r.get(0)?;
     let generation: i64 = r.get(9)?;
     let instance = generation.to_string();
     let secret = |i: usize, column: &str| -> rusqlite::Result<Option<SecretString>> {
         match r.get::<_, Option<String>>(i)? {
             None => Ok(None),
-            Some(stored) => super::crypto::open(
-                super::crypto::Binding {
+            Some(stored) => crypto::open(
+                key,
+                Binding {
                     account: &account,
                     column,
                     instance: &instance,
@@ -92,7 +103,11 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
             )
             .map(|v| Some(SecretString::from(v)))
             .map_err(|m| {
-                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, m.into())
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(m),
+                )
             }),
         }
     };
@@ -107,11 +122,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
         obtained_at: r.get(7)?,
         obtained_by: r.get(8)?,
         generation,
-        state: if state == "needs_reauth" {
-            TokenState::NeedsReauth
-        } else {
-            TokenState::Ok
-        },
+        state: TokenState::from_stored(&state),
         state_detail: r.get(11)?,
         last_refresh_at: r.get(12)?,
         refresh_warned_at: r.get(13)?,
@@ -119,16 +130,24 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     })
 }
 
-fn read_token(conn: &Connection, account: &str) -> rusqlite::Result<Option<TokenRow>> {
+fn read_token(
+    conn: &Connection,
+    key: Option<&StoreKey>,
+    account: &str,
+) -> rusqlite::Result<Option<TokenRow>> {
     conn.prepare_cached(&format!(
         "SELECT {TOKEN_COLUMNS} FROM tokens WHERE account = ?1"
     ))?
-    .query_row([account], token_from_row)
+    .query_row([account], |r| token_from_row(key, r))
     .optional()
 }
 
 /// Replaces the account's row; `generation` becomes the stored one + 1. Returns the new row.
-fn write_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<TokenRow> {
+fn write_token(
+    conn: &Connection,
+    key: Option<&StoreKey>,
+    row: &TokenRow,
+) -> rusqlite::Result<TokenRow> {
     let generation: i64 = conn.query_row(
         "SELECT COALESCE(MAX(generation), 0) + 1 FROM tokens WHERE account = ?1",
         [&row.account],
@@ -137,8 +156,9 @@ fn write_token(conn: &Connection, row: &TokenRow) -> rusqlite::Result<TokenRow> 
     let instance = generation.to_string();
     let expose = |s: &Option<SecretString>, column: &str| {
         s.as_ref().map(|s| {
-            super::crypto::seal(
-                super::crypto::Binding {
+            crypto::seal(
+                key,
+                Binding {
                     account: &row.account,
                     column,
                     instance: &instance,
@@ -181,7 +201,7 @@ fn add_event(conn: &Connection, account: &str, event: &str, detail: &str) -> rus
 }
 
 /// Is this SQLite's "database or disk is full" (a full disk, or `max_page_count` reached)?
-pub fn is_full(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_full(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
@@ -250,7 +270,7 @@ pub(crate) fn top_up_reserve(conn: &Connection) {
 
 impl Store {
     pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
-        read_token(&self.conn, account).map_err(|e| self.err(e))
+        read_token(&self.conn, self.key(), account).map_err(|e| self.err(e))
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenRow>, Error> {
@@ -261,7 +281,7 @@ impl Store {
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], token_from_row)
+            .query_map([], |r| token_from_row(self.key(), r))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.err(e))?;
         Ok(rows)
@@ -307,13 +327,14 @@ impl Store {
     }
 
     /// Takes the database write lock (blocking up to the busy timeout) to decide or to
-    /// commit. Held for milliseconds: never across a request to the provider.
-    pub fn lock(path: &Path) -> Result<RefreshLock, Error> {
-        let conn = connect(path, true)?;
+    /// commit, on a connection of its own. Held for milliseconds: never across a request to
+    /// the provider.
+    pub fn lock(at: &Handle) -> Result<RefreshLock, Error> {
+        let conn = connect(at.path(), true)?;
         conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| store_err(path, e))?;
+            .map_err(|e| store_err(at.path(), e))?;
         Ok(RefreshLock {
-            path: path.to_path_buf(),
+            at: at.clone(),
             conn,
             open: true,
         })
@@ -323,8 +344,9 @@ impl Store {
     /// across processes: `{database}-lock-{account}`. The lock, unlike SQLite's, may be held
     /// across the request to the provider: nobody else needs it to read or write the store,
     /// and the kernel releases it when its holder dies.
-    pub fn refresh_lock_file(db: &Path, account: &str) -> Result<std::fs::File, Error> {
+    pub fn refresh_lock_file(at: &Handle, account: &str) -> Result<std::fs::File, Error> {
         use std::os::unix::fs::OpenOptionsExt;
+        let db = at.path();
         let mut p = db.as_os_str().to_owned();
         p.push(format!("-lock-{account}"));
         let file = std::fs::OpenOptions::new()
@@ -352,21 +374,21 @@ impl Store {
 /// The database write lock (`BEGIN IMMEDIATE`), held while a refresh is decided or its
 /// answer committed. Dropped uncommitted, it rolls back.
 pub struct RefreshLock {
-    path: PathBuf,
+    at: Handle,
     conn: Connection,
     open: bool,
 }
 
 impl RefreshLock {
     pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
-        read_token(&self.conn, account).map_err(|e| store_err(&self.path, e))
+        read_token(&self.conn, self.at.key(), account).map_err(|e| store_err(self.at.path(), e))
     }
 
     /// Before a refresh is requested: makes sure the reserve holds room for committing the
     /// answer (refilling it if it can). When the database is full this fails and the
     /// refresh is not attempted: nothing is lost. The refill is kept by [`Self::release`].
     pub fn ensure_room(&self) -> Result<(), Error> {
-        refill_reserve(&self.conn).map_err(|e| store_err(&self.path, e))?;
+        refill_reserve(&self.conn).map_err(|e| store_err(self.at.path(), e))?;
         let held: i64 = self
             .conn
             .query_row(
@@ -374,11 +396,11 @@ impl RefreshLock {
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| store_err(&self.path, e))?;
+            .map_err(|e| store_err(self.at.path(), e))?;
         if held < RESERVE_NEEDED {
             return Err(Error::runtime(format!(
                 "database {}: too little room left to commit a new token ({held} of {RESERVE_NEEDED} bytes reserved)",
-                self.path.display()
+                self.at.path().display()
             )));
         }
         Ok(())
@@ -392,9 +414,9 @@ impl RefreshLock {
         event: &str,
         detail: &str,
     ) -> Result<TokenRow, Error> {
-        let err = |e| store_err(&self.path, e);
+        let err = |e| store_err(self.at.path(), e);
         self.conn.execute("DELETE FROM reserve", []).map_err(err)?;
-        let stored = write_token(&self.conn, row).map_err(err)?;
+        let stored = write_token(&self.conn, self.at.key(), row).map_err(err)?;
         add_event(&self.conn, &row.account, event, detail).map_err(err)?;
         self.conn.execute_batch("COMMIT").map_err(err)?;
         self.open = false;

@@ -6,9 +6,9 @@ use super::{moved_on, usable, GrantKind, TokenEvent};
 use crate::config::Account;
 use crate::error::Error;
 use crate::oauth::TokenResponse;
+use crate::store::Handle;
 use crate::store::{now, pending, RefreshLock, Store, TokenRow, TokenState};
 use secrecy::ExposeSecret;
-use std::path::Path;
 
 /// What the store said before asking the provider.
 pub(super) enum Decision {
@@ -47,7 +47,7 @@ pub(super) async fn off_thread<T: Send + 'static>(
 /// Under the database's write lock (for milliseconds): commits an answer a crashed process
 /// left in the refresh journal, or says whether to ask the provider at all.
 pub(super) fn decide(
-    db: &Path,
+    db: &Handle,
     account: &Account,
     seen: Option<i64>,
     force: bool,
@@ -112,7 +112,7 @@ fn decide_on(
 /// Under the database's write lock: `write` the outcome of a refresh that started from
 /// `generation`, unless the row was replaced meanwhile.
 pub(super) fn commit_if_unchanged(
-    db: &Path,
+    db: &Handle,
     name: &str,
     generation: i64,
     write: impl FnOnce(RefreshLock) -> Result<TokenRow, Error>,

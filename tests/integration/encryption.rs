@@ -290,3 +290,63 @@ fn values_are_bound_to_their_generation_plaintext_is_refused_and_rekey_works() {
     assert!(!bytes.windows(live.len()).any(|w| w == live.as_bytes()));
     crate::secrets::assert_no_secrets("rekey", &s.sim, &[&text(&out)], &s.db);
 }
+
+/// A reload whose configuration names another key file is refused (that key does not open
+/// the store), and the running daemon goes on with the key its store was opened with:
+/// refreshes commit, and the store still opens with the original key afterwards. Reading
+/// the new configuration must not switch any key by itself.
+#[test]
+fn a_refused_reload_with_another_key_keeps_the_store_on_its_own_key() {
+    let s = setup(3, "1s", "refresh_token", "");
+    let key = s.dir.path().join("store-key");
+    write_file(&key, &"ab".repeat(32));
+    let other = s.dir.path().join("other-key");
+    write_file(&other, &"cd".repeat(32));
+    let plain_config = std::fs::read_to_string(&s.config).unwrap();
+    with_key(&s.config, &key);
+    let keyed_config = std::fs::read_to_string(&s.config).unwrap();
+    // 0 until the daemon has created the store (which this must not create first).
+    let generation = || {
+        if !s.db.exists() {
+            return 0;
+        }
+        db(&s.db)
+            .query_row("SELECT COALESCE(MAX(generation), 0) FROM tokens", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0i64)
+    };
+    let wait_generation = |at_least: i64, d: &Daemon| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while generation() < at_least {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no refresh committed past generation {}: {}",
+                generation(),
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut d = Daemon::start(&s.config, &[]);
+    wait_generation(2, &d);
+
+    write_file(&s.config, &plain_config);
+    with_key(&s.config, &other);
+    d.signal(SIGHUP);
+    d.wait_for("new configuration refused", 1, Duration::from_secs(10));
+    let refused_at = generation();
+    wait_generation(refused_at + 2, &d);
+    // The refusal says why; nothing after it fails to read the store.
+    assert_eq!(d.count("cannot decrypt"), 1, "{}", d.log());
+    d.signal(SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(10)).success(),
+        "{}",
+        d.log()
+    );
+
+    write_file(&s.config, &keyed_config);
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
