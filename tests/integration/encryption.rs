@@ -290,3 +290,75 @@ fn values_are_bound_to_their_generation_plaintext_is_refused_and_rekey_works() {
     assert!(!bytes.windows(live.len()).any(|w| w == live.as_bytes()));
     crate::secrets::assert_no_secrets("rekey", &s.sim, &[&text(&out)], &s.db);
 }
+
+/// Issue 14: loading a configuration must not switch the store's key by itself. A reload
+/// whose new configuration names another key file (and asks for a metrics port that is
+/// taken) is refused; the daemon goes on with the old configuration, so it must go on
+/// reading and writing its tokens with the old key.
+#[test]
+fn a_refused_reload_keeps_the_old_encryption_key() {
+    let s = setup(3, "1s", "refresh_token", "");
+    let key = s.dir.path().join("store-key");
+    write_file(&key, &"ab".repeat(32));
+    with_key(&s.config, &key);
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    let mut d = Daemon::start(&s.config, &[]);
+    // 0 until the daemon has created the store (which it creates private: not opened here
+    // before that).
+    let generation = || {
+        if !s.db.exists() {
+            return 0;
+        }
+        db(&s.db)
+            .query_row(
+                "SELECT generation FROM tokens WHERE account = 'inode'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+    };
+    let wait_generation = |above: i64, d: &Daemon| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while generation() <= above {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no refresh committed beyond generation {above}: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_generation(1, &d);
+
+    // Another key file, and a metrics port that is taken: the reload is refused.
+    let other_key = s.dir.path().join("other-key");
+    write_file(&other_key, &"cd".repeat(32));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let refused = good
+        .replace(&key.display().to_string(), &other_key.display().to_string())
+        .replacen(
+            "[daemon]\n",
+            &format!("[daemon]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
+            1,
+        );
+    write_file(&s.config, &refused);
+    d.signal(SIGHUP);
+    d.wait_for("new configuration refused", 1, Duration::from_secs(10));
+
+    // The old configuration keeps running with the old key: refreshes are committed...
+    let after = generation();
+    wait_generation(after + 1, &d);
+    d.signal(SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(10)).success(),
+        "{}",
+        d.log()
+    );
+    assert!(!d.log().contains("cannot decrypt"), "{}", d.log());
+    drop(taken);
+    // ... and what was written opens with the old key.
+    write_file(&s.config, &good);
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
