@@ -551,3 +551,113 @@ pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     reader.read_exact(&mut body).ok()?;
     Some(Request { head, body })
 }
+
+/// Something a test needs from the machine beyond the binary and loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Root: namespaces, mounts, files owned by others.
+    Root,
+    /// systemd as PID 1 in private namespaces: root, /lib/systemd/systemd, unshare, nsenter.
+    Systemd,
+    /// The real iNode software: Django, DRF and django-oauth-toolkit for python3.
+    Django,
+    /// The real SciNote token endpoint: Ruby with Rails, Doorkeeper, Puma and SQLite.
+    Doorkeeper,
+    /// `cargo deb`, to build the package.
+    CargoDeb,
+    /// An IPv6 loopback address (::1) to listen on.
+    Ipv6Loopback,
+    /// `script` (util-linux), to give a process a terminal.
+    Script,
+}
+
+impl Need {
+    /// None when the machine has it, else why not and how to get it.
+    fn missing(self) -> Option<String> {
+        let runs = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let root = || {
+            Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        };
+        match self {
+            Need::Root if !root() => Some("needs root".into()),
+            Need::Systemd if !root() => {
+                Some("runs systemd as PID 1 in private namespaces and needs root".into())
+            }
+            Need::Systemd if !Path::new("/lib/systemd/systemd").exists() => {
+                Some("no /lib/systemd/systemd (apt-get install systemd)".into())
+            }
+            Need::Systemd
+                if !runs("nsenter", &["--version"]) || !runs("unshare", &["--version"]) =>
+            {
+                Some("no nsenter or unshare (apt-get install util-linux)".into())
+            }
+            Need::Django
+                if !runs(
+                    "python3",
+                    &["-c", "import django, rest_framework, oauth2_provider"],
+                ) =>
+            {
+                Some(
+                    "python3 cannot import django, rest_framework and oauth2_provider \
+                     (pip install -r tests/django_inode/requirements.txt)"
+                        .into(),
+                )
+            }
+            Need::Doorkeeper
+                if !runs(
+                    "ruby",
+                    &[
+                        "-e",
+                        "require 'rails'; require 'doorkeeper'; require 'puma'; require 'sqlite3'",
+                    ],
+                ) =>
+            {
+                Some(
+                    "ruby cannot load rails, doorkeeper, puma and sqlite3 \
+                     (apt-get install ruby-doorkeeper ruby-rails puma ruby-sqlite3)"
+                        .into(),
+                )
+            }
+            Need::CargoDeb => {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                (!runs(&cargo, &["deb", "--version"]))
+                    .then(|| "cargo-deb is not installed (cargo install cargo-deb)".into())
+            }
+            Need::Ipv6Loopback if std::net::TcpListener::bind("[::1]:0").is_err() => {
+                Some("no IPv6 loopback on this machine".into())
+            }
+            Need::Script if !runs("script", &["--version"]) => {
+                Some("no `script` (util-linux) to give the process a terminal".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether CI runs this: there a test that would skip fails instead, so that a CI machine
+/// missing a piece cannot pass by testing less.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// True when the machine has `need`. Otherwise prints `skipped: <why>` and returns false
+/// (the test then returns), or, under CI, panics with the reason (.ci/run installs it all).
+pub fn require(need: Need) -> bool {
+    let Some(why) = need.missing() else {
+        return true;
+    };
+    assert!(!in_ci(), "CI=true but {need:?} is missing: {why}");
+    eprintln!("skipped: {why}");
+    false
+}
