@@ -3,6 +3,7 @@
 //! absurd `expires_in` values, a local proxy, a hanging token endpoint while an operator
 //! seeds, a journal whose commit fails, and a stop during a refresh.
 
+use crate::config_builder::{Account, Config, Endpoint};
 use crate::lifecycle::setup;
 use crate::secrets::{leaks, secrets_of};
 use crate::util::*;
@@ -89,32 +90,19 @@ fn scripted_config(dir: &Path, server: &Scripted, seed: &str, interval: &str) ->
     let config = dir.join("config.toml");
     write_file(
         &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-interval = "{interval}"
-timeout = "3s"
-
-[[account]]
-name = "a"
-base_url = "{base}"
-seed_file = "{seed}"
-refresh_margin = "1s"
-
-[account.oauth2]
-token_url = "{base}token"
-client_id = "id"
-client_secret = "SECRET-client-0123456789"
-
-[[account.endpoint]]
-name = "things"
-path = "things"
-"#,
-            db = dir.join("state.db").display(),
-            base = server.url(),
-            seed = seed_file.display(),
-        ),
+        &Config::new(&dir.join("state.db"))
+            .daemon("interval", interval)
+            .daemon("timeout", "3s")
+            .account(
+                Account::new("a", &server.url())
+                    .seed_file(&seed_file)
+                    .set("refresh_margin", "1s")
+                    .oauth2("token_url", format!("{}token", server.url()))
+                    .oauth2("client_id", "id")
+                    .oauth2("client_secret", "SECRET-client-0123456789")
+                    .endpoint(Endpoint::new("things", "things")),
+            )
+            .toml(),
     );
     config
 }
@@ -297,46 +285,25 @@ fn a_hanging_token_request_blocks_neither_seed_nor_other_accounts() {
     let config = dir.path().join("config.toml");
     write_file(
         &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-interval = "1s"
-timeout = "100s"
-
-[[account]]
-name = "inode"
-base_url = "{base}"
-seed_file = "{seed}"
-refresh_margin = "1s"
-
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "demo-client"
-client_secret = "demo-client-secret"
-client_auth = "body"
-
-[[account.endpoint]]
-name = "links"
-path = "v1/links/"
-
-[[account]]
-name = "other"
-base_url = "{other}"
-auth = "api_key"
-
-[account.api_key]
-key = "SECRET-api-key-0123456789"
-
-[[account.endpoint]]
-name = "things"
-path = "things"
-"#,
-            db = db.display(),
-            base = sim.base_url(),
-            seed = seed.display(),
-            other = api.url(),
-        ),
+        &Config::new(&db)
+            .daemon("interval", "1s")
+            .daemon("timeout", "100s")
+            .account(
+                Account::new("inode", &sim.base_url())
+                    .seed_file(&seed)
+                    .set("refresh_margin", "1s")
+                    .oauth2("token_url", "oauth/token/")
+                    .oauth2("client_id", "demo-client")
+                    .oauth2("client_secret", "demo-client-secret")
+                    .oauth2("client_auth", "body")
+                    .endpoint(Endpoint::new("links", "v1/links/")),
+            )
+            .account(
+                Account::new("other", &api.url())
+                    .api_key("SECRET-api-key-0123456789")
+                    .endpoint(Endpoint::new("things", "things")),
+            )
+            .toml(),
     );
     sim.sim
         .add_fault(FaultSpec::new(FaultTarget::Token, FaultKind::Hang));

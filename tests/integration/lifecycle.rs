@@ -1,6 +1,7 @@
 //! The daemon against the built-in simulator (inode profile, strict rotation): demo,
 //! crash and restart, signals and reload, re-authorization, 401 handling, exit codes.
 
+use crate::config_builder::{Account, Config, Endpoint};
 use crate::util::*;
 use oauth_poller::sim::{Profile, SimOptions};
 use std::path::{Path, PathBuf};
@@ -44,44 +45,18 @@ pub fn sim_config(
     grant: &str,
     extra_daemon: &str,
 ) -> String {
-    format!(
-        r#"
-[daemon]
-database = "{db}"
-interval = "{interval}"
-timeout = "5s"
-{extra_daemon}
-
-[[account]]
-name = "inode"
-base_url = "{base}"
-seed_file = "{seed}"
-refresh_margin = "1s"
-
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "demo-client"
-client_secret = "demo-client-secret"
-client_auth = "body"
-scope = "sync"
-grant = "{grant}"
-username = "owner"
-password = "demo-password"
-
-[[account.endpoint]]
-name = "links"
-path = "v1/links/"
-query = {{ no_pagination = "" }}
-
-[[account.endpoint]]
-name = "devices"
-path = "v1/devices/"
-query = {{ no_pagination = "" }}
-"#,
-        db = db.display(),
-        base = sim.base_url(),
-        seed = seed.display(),
-    )
+    Config::new(db)
+        .daemon("interval", interval)
+        .daemon("timeout", "5s")
+        .daemon_toml(extra_daemon)
+        .account(
+            Account::inode(&sim.base_url())
+                .seed_file(seed)
+                .oauth2("grant", grant)
+                .endpoint(Endpoint::inode_links())
+                .endpoint(Endpoint::inode_devices()),
+        )
+        .toml()
 }
 
 fn outcome(sim: &Sim, key: &str) -> i64 {
