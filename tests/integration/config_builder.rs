@@ -21,6 +21,13 @@ impl Config {
         Config::default().daemon("database", path(db))
     }
 
+    /// `[daemon]` with the database, the poll interval and the request timeout.
+    pub fn polling(db: &Path, interval: &str, timeout: &str) -> Config {
+        Config::new(db)
+            .daemon("interval", interval)
+            .daemon("timeout", timeout)
+    }
+
     /// A `[daemon]` key.
     pub fn daemon(mut self, key: &str, value: impl Into<Value>) -> Config {
         self.daemon.insert(key.into(), value.into());
@@ -215,6 +222,13 @@ impl Endpoint {
     pub fn inode_devices() -> Endpoint {
         Endpoint::new("devices", "v1/devices/").query("no_pagination", "")
     }
+}
+
+/// The `[daemon] database` a configuration file names.
+pub fn database(config: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(config).expect("read the configuration");
+    let t: Table = text.parse().expect("the configuration is TOML");
+    PathBuf::from(t["daemon"]["database"].as_str().expect("[daemon] database"))
 }
 
 /// A path as a TOML string.

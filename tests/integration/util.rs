@@ -188,6 +188,63 @@ impl Daemon {
         );
     }
 
+    /// Waits until the store at `db` holds `n` token events `event` ("refreshed",
+    /// "obtained") for any account: what happened, whatever the log says about it.
+    pub fn wait_events(&self, db: &Path, event: &str, n: i64, timeout: Duration) {
+        self.wait_store(db, timeout, &format!("{n} x {event:?} events"), |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM token_events WHERE event = ?1",
+                [event],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|have| have >= n)
+        });
+    }
+
+    /// Waits until `sql` (one number) on the store at `db` reaches `n`.
+    pub fn wait_count(&self, db: &Path, sql: &str, n: i64, timeout: Duration) {
+        self.wait_store(db, timeout, &format!("{sql} >= {n}"), |c| {
+            c.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|have| have >= n)
+        });
+    }
+
+    /// Waits until the store at `db` holds `n` poll rows matching `filter` (see [`Polls`]).
+    pub fn wait_polls(&self, db: &Path, filter: Polls, n: i64, timeout: Duration) {
+        self.wait_store(db, timeout, &format!("{n} polls {filter:?}"), |c| {
+            filter.count_in(c).map(|have| have >= n)
+        });
+    }
+
+    fn wait_store(
+        &self,
+        db: &Path,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&rusqlite::Connection) -> rusqlite::Result<bool>,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            // Until the daemon has created the store (and its tables) there is nothing yet.
+            if read_only(db).is_some_and(|c| done(&c).unwrap_or(false)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what} in {}; log:\n{}",
+            db.display(),
+            self.log()
+        );
+    }
+
+    /// A graceful stop that must succeed (exit 0); panics with the log otherwise.
+    pub fn stop(&mut self) {
+        self.signal(SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{status}: {}", self.log());
+    }
+
     pub fn signal(&self, sig: i32) {
         let rc = unsafe_kill(self.child.id() as i32, sig);
         assert_eq!(rc, 0, "kill({sig}) failed");
@@ -303,6 +360,68 @@ pub fn db(path: &Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(path).expect("open db");
     c.busy_timeout(Duration::from_secs(30)).unwrap();
     c
+}
+
+/// The store opened read-only, as a second process would read it while the daemon runs;
+/// None while it does not exist yet.
+pub fn read_only(path: &Path) -> Option<rusqlite::Connection> {
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()?;
+    c.busy_timeout(Duration::from_secs(5)).ok()?;
+    Some(c)
+}
+
+/// Which poll rows to count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Polls<'a> {
+    pub account: Option<&'a str>,
+    pub endpoint: Option<&'a str>,
+    pub status: Option<i64>,
+}
+
+impl Polls<'_> {
+    /// Every poll.
+    pub fn all() -> Polls<'static> {
+        Polls::default()
+    }
+
+    /// Polls answered 200.
+    pub fn ok() -> Polls<'static> {
+        Polls {
+            status: Some(200),
+            ..Polls::default()
+        }
+    }
+
+    fn count_in(&self, c: &rusqlite::Connection) -> rusqlite::Result<i64> {
+        c.query_row(
+            "SELECT COUNT(*) FROM polls WHERE (?1 IS NULL OR account = ?1) \
+             AND (?2 IS NULL OR endpoint = ?2) AND (?3 IS NULL OR status = ?3)",
+            rusqlite::params![self.account, self.endpoint, self.status],
+            |r| r.get(0),
+        )
+    }
+
+    /// How many the store at `db` holds now (0 before it exists).
+    pub fn count(&self, db: &Path) -> i64 {
+        read_only(db)
+            .and_then(|c| self.count_in(&c).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// How many token events `event` ("refreshed", "obtained") the store at `db` holds now.
+pub fn events(db: &Path, event: &str) -> i64 {
+    read_only(db)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM token_events WHERE event = ?1",
+                [event],
+                |r| r.get(0),
+            )
+            .ok()
+        })
+        .unwrap_or(0)
 }
 
 pub fn query_i64(path: &Path, sql: &str) -> i64 {
