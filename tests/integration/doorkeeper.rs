@@ -6,7 +6,10 @@
 use crate::authorize::run_with_stdin;
 use crate::config_builder::{path, Account, Config, Endpoint};
 use crate::util::*;
-use crate::vendors::{assert_polls_ok, form_inputs, location, write_config, Browser};
+use crate::vendors::{
+    assert_polls_ok, form_inputs, location, run_daemon_through_refreshes_within, write_config,
+    Browser,
+};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,9 +83,7 @@ fn config(dk: &Doorkeeper, dir: &Path) -> PathBuf {
     write_file(&secret, &format!("{}\n", dk.get("client_secret")));
     write_config(
         dir,
-        &Config::new(&dir.join("state.db"))
-            .daemon("interval", "1s")
-            .daemon("timeout", "10s")
+        &Config::polling(&dir.join("state.db"), "1s", "10s")
             .account(
                 Account::new("scinote", &dk.get("base_url"))
                     .set("refresh_margin", "1s")
@@ -195,17 +196,7 @@ fn scinote_doorkeeper_oob_bootstrap_and_three_refreshes() {
     assert!(text(&out).contains("authorized account `scinote`"));
     secrets.push(code);
 
-    let mut d = Daemon::start(&config, &[]);
-    d.wait_for("token refreshed", 3, Duration::from_secs(90));
-    let polls = d.count(" poll account=");
-    d.wait_for(" poll account=", polls + 2, Duration::from_secs(20));
-    d.signal(SIGTERM);
-    assert!(
-        d.wait_exit(Duration::from_secs(10)).success(),
-        "{}",
-        d.log()
-    );
-    let log = d.log();
+    let log = run_daemon_through_refreshes_within(&config, 3, Duration::from_secs(90));
     assert_polls_ok(&db, "scinote", 6);
 
     let dk_db = crate::util::db(&dk.database());

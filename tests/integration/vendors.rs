@@ -297,17 +297,23 @@ impl Listening {
 }
 
 /// Runs the daemon until it has refreshed `n` times and polled after that.
-pub(crate) fn run_daemon_through_refreshes(config: &Path, n: usize) -> String {
+pub(crate) fn run_daemon_through_refreshes(config: &Path, n: i64) -> String {
+    run_daemon_through_refreshes_within(config, n, Duration::from_secs(60))
+}
+
+/// The same, for providers slower to start: `n` refreshes within `timeout`. It watches the
+/// store, not the log: the refresh events committed and the poll rows written.
+pub(crate) fn run_daemon_through_refreshes_within(
+    config: &Path,
+    n: i64,
+    timeout: Duration,
+) -> String {
+    let db = crate::config_builder::database(config);
     let mut d = Daemon::start(config, &[]);
-    d.wait_for("token refreshed", n, Duration::from_secs(60));
-    let polls = d.count(" poll account=");
-    d.wait_for(" poll account=", polls + 2, Duration::from_secs(20));
-    d.signal(SIGTERM);
-    assert!(
-        d.wait_exit(Duration::from_secs(10)).success(),
-        "{}",
-        d.log()
-    );
+    d.wait_events(&db, "refreshed", n, timeout);
+    let polls = Polls::all().count(&db);
+    d.wait_polls(&db, Polls::all(), polls + 2, Duration::from_secs(20));
+    d.stop();
     d.log()
 }
 
@@ -361,9 +367,7 @@ pub(crate) fn scinote_config(sim: &Sim, dir: &Path, seed: Option<&Path>) -> Path
     if let Some(seed) = seed {
         account = account.seed_file(seed);
     }
-    Config::new(&dir.join("state.db"))
-        .daemon("interval", "1s")
-        .daemon("timeout", "5s")
+    Config::polling(&dir.join("state.db"), "1s", "5s")
         .account(account)
         .write(&dir.join("config.toml"))
 }
@@ -470,9 +474,7 @@ fn bare_token_listen_then_401_needs_reauth_and_reauthorize() {
     let port = free_port();
     let config = write_config(
         dir.path(),
-        &Config::new(&dir.path().join("state.db"))
-            .daemon("interval", "1s")
-            .daemon("timeout", "5s")
+        &Config::polling(&dir.path().join("state.db"), "1s", "5s")
             .account(
                 Account::new("bare-token", &format!("{}/", root(&sim)))
                     .set("header_scheme", "")
@@ -525,7 +527,7 @@ fn bare_token_listen_then_401_needs_reauth_and_reauthorize() {
         );
         authorize();
     }
-    d.wait_for(" poll account=bare-token", 10, Duration::from_secs(15));
+    d.wait_polls(&db, Polls::all(), 10, Duration::from_secs(15));
     drop(d);
     let detail: String = crate::util::db(&db)
         .query_row(
@@ -617,9 +619,7 @@ fn citesphere_authorize_query_token_requests_default_margin() {
     let dir = tempdir();
     let config = write_config(
         dir.path(),
-        &Config::new(&dir.path().join("state.db"))
-            .daemon("interval", "1s")
-            .daemon("timeout", "5s")
+        &Config::polling(&dir.path().join("state.db"), "1s", "5s")
             .account(
                 Account::new("citesphere", &format!("{}/api/", root(&sim)))
                     .oauth2("token_url", "v1/oauth/token")
@@ -713,9 +713,7 @@ fn highq_ini_seed_refresh_expiry_in_status() {
     );
     let config = write_config(
         dir.path(),
-        &Config::new(&dir.path().join("state.db"))
-            .daemon("interval", "1s")
-            .daemon("timeout", "5s")
+        &Config::polling(&dir.path().join("state.db"), "1s", "5s")
             .account(
                 Account::highq(&root(&sim))
                     .seed_file(&ini)
@@ -763,9 +761,7 @@ fn inode_api_key_and_password_grant() {
     let dir = tempdir();
     let config = write_config(
         dir.path(),
-        &Config::new(&dir.path().join("state.db"))
-            .daemon("interval", "1s")
-            .daemon("timeout", "5s")
+        &Config::polling(&dir.path().join("state.db"), "1s", "5s")
             .account(Account::inode(&sim.base_url()).endpoint(Endpoint::inode_links()))
             .account(
                 Account::inode_key(&sim.base_url(), "demo-api-key")
@@ -795,9 +791,7 @@ fn django_authorize_listen_pkce_then_two_refreshes() {
     write_file(&secret, &format!("{}\n", dj.get("authcode_client_secret")));
     let config = write_config(
         dir.path(),
-        &Config::new(&dir.path().join("state.db"))
-            .daemon("interval", "1s")
-            .daemon("timeout", "10s")
+        &Config::polling(&dir.path().join("state.db"), "1s", "10s")
             .account(
                 Account::new("inode", &dj.get("base_url"))
                     .set("refresh_margin", "1s")
