@@ -114,11 +114,16 @@ fn sigkill_at_random_moments_loses_no_grant() {
         last_kill = killed_at;
     }
     // One last start: the grant still works after all that.
+    let (refreshed, ok) = (events(&db_path, "refreshed"), Polls::ok().count(&db_path));
     let mut d = Daemon::start(&config, &["--log-level", "trace"]);
-    d.wait_for("token refreshed", 1, Duration::from_secs(15));
-    d.wait_for("status=200", 2, Duration::from_secs(10));
-    d.signal(SIGTERM);
-    assert!(d.wait_exit(Duration::from_secs(10)).success());
+    d.wait_events(
+        &db_path,
+        "refreshed",
+        refreshed + 1,
+        Duration::from_secs(15),
+    );
+    d.wait_polls(&db_path, Polls::ok(), ok + 2, Duration::from_secs(10));
+    d.stop();
     logs.push(d.log());
     let elapsed = started.elapsed();
 
@@ -208,9 +213,9 @@ fn a_rotation_whose_answer_is_lost_needs_the_fallback_grant() {
         write_file(&config, &sim_config(&sim, &db_path, &seed, "1s", grant, ""));
         let d = Daemon::start(&config, &[]);
         if grant == "password" {
-            d.wait_for("token obtained", 1, Duration::from_secs(15));
-            let ok = d.count("status=200");
-            d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+            d.wait_events(&db_path, "obtained", 1, Duration::from_secs(15));
+            let ok = Polls::ok().count(&db_path);
+            d.wait_polls(&db_path, Polls::ok(), ok + 2, Duration::from_secs(5));
         } else {
             d.wait_for(
                 "needs re-authorization: run `oauth-poller seed inode FILE`",
@@ -257,8 +262,8 @@ fn an_answer_received_but_not_committed_is_recovered_from_the_journal() {
         1,
         Duration::from_secs(10),
     );
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(5));
     drop(d);
     assert_eq!(
         stored_refresh_token(&s.db, "inode").as_deref(),
