@@ -90,9 +90,7 @@ fn scripted_config(dir: &Path, server: &Scripted, seed: &str, interval: &str) ->
     let config = dir.join("config.toml");
     write_file(
         &config,
-        &Config::new(&dir.join("state.db"))
-            .daemon("interval", interval)
-            .daemon("timeout", "3s")
+        &Config::polling(&dir.join("state.db"), interval, "3s")
             .account(
                 Account::new("a", &server.url())
                     .seed_file(&seed_file)
@@ -218,7 +216,8 @@ fn absurd_expires_in_values_do_not_refresh_on_every_poll() {
             "1s",
         );
         let d = Daemon::start(&config, &[]);
-        d.wait_for(" poll account=a", 5, Duration::from_secs(15));
+        let db = dir.path().join("state.db");
+        d.wait_polls(&db, Polls::all(), 5, Duration::from_secs(15));
         drop(d);
         assert_eq!(
             server.count("POST /token"),
@@ -285,9 +284,7 @@ fn a_hanging_token_request_blocks_neither_seed_nor_other_accounts() {
     let config = dir.path().join("config.toml");
     write_file(
         &config,
-        &Config::new(&db)
-            .daemon("interval", "1s")
-            .daemon("timeout", "100s")
+        &Config::polling(&db, "1s", "100s")
             .account(
                 Account::new("inode", &sim.base_url())
                     .seed_file(&seed)
@@ -343,21 +340,11 @@ fn a_hanging_token_request_blocks_neither_seed_nor_other_accounts() {
     assert!(status.success(), "{}", text(&out));
 
     // The other account's polls go on, and their rows reach the database.
-    let polls = d.count(" poll account=other");
-    d.wait_for(" poll account=other", polls + 3, Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = query_i64(&db, "SELECT COUNT(*) FROM polls WHERE account = 'other'");
-        if rows >= rows_before + 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the other account's rows stopped at {rows} (from {rows_before}); log:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let other = Polls {
+        account: Some("other"),
+        ..Polls::all()
+    };
+    d.wait_polls(&db, other, rows_before + 3, Duration::from_secs(10));
     assert!(!d.log().contains("database is locked"), "{}", d.log());
 }
 
@@ -532,8 +519,8 @@ fn an_api_refusing_fresh_tokens_backs_off_instead_of_rotating_every_poll() {
         1,
         Duration::from_secs(10),
     );
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(10));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(10));
     let metrics = http_get(&format!("http://127.0.0.1:{port}/metrics"));
     assert_eq!(
         metric(

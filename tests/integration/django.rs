@@ -24,9 +24,7 @@ pub(crate) fn inode_account(dj: &Django, dir: &Path) -> Account {
 }
 
 fn config(dj: &Django, dir: &Path, interval: &str) -> PathBuf {
-    Config::new(&dir.join("state.db"))
-        .daemon("interval", interval)
-        .daemon("timeout", "10s")
+    Config::polling(&dir.join("state.db"), interval, "10s")
         .account(
             inode_account(dj, dir)
                 .endpoint(Endpoint::inode_links())
@@ -52,7 +50,7 @@ fn password_grant_and_rotation_over_five_expiries() {
     let config = config(&dj, dir.path(), "1s");
     let db = dir.path().join("state.db");
     let daemon = Daemon::start(&config, &[]);
-    daemon.wait_for("token obtained", 1, Duration::from_secs(20));
+    daemon.wait_events(&db, "obtained", 1, Duration::from_secs(20));
 
     let deadline = Instant::now() + Duration::from_secs(TTL * 6 + 2);
     let mut samples = 0;

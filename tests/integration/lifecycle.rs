@@ -45,9 +45,7 @@ pub fn sim_config(
     grant: &str,
     extra_daemon: &str,
 ) -> String {
-    Config::new(db)
-        .daemon("interval", interval)
-        .daemon("timeout", "5s")
+    Config::polling(db, interval, "5s")
         .daemon_toml(extra_daemon)
         .account(
             Account::inode(&sim.base_url())
@@ -182,9 +180,10 @@ fn demo_keep_leaves_the_directory_and_says_where() {
 fn sigkill_and_restart_continue_from_the_store() {
     let s = setup(3, "1s", "refresh_token", "");
     for round in 0..3 {
+        let (refreshed, polls) = (events(&s.db, "refreshed"), Polls::all().count(&s.db));
         let mut d = Daemon::start(&s.config, &[]);
-        d.wait_for("token refreshed", 1, Duration::from_secs(15));
-        d.wait_for(" poll account=", 4, Duration::from_secs(10));
+        d.wait_events(&s.db, "refreshed", refreshed + 1, Duration::from_secs(15));
+        d.wait_polls(&s.db, Polls::all(), polls + 4, Duration::from_secs(10));
         d.signal(SIGKILL);
         d.wait_exit(Duration::from_secs(5));
         if round > 0 {
@@ -316,12 +315,12 @@ fn revoked_grant_needs_reauth_and_a_new_seed_resumes_by_itself() {
 fn a_401_refreshes_once_and_retries_once() {
     let s = setup(600, "1s", "refresh_token", "");
     let d = Daemon::start(&s.config, &[]);
-    d.wait_for(" poll account=inode", 2, Duration::from_secs(10));
+    d.wait_polls(&s.db, Polls::all(), 2, Duration::from_secs(10));
     // The server forgets the access token before its stated expiry.
     http_post(&format!("http://{}/_sim/expire?what=access", s.sim.addr));
-    d.wait_for("token refreshed", 1, Duration::from_secs(10));
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    d.wait_events(&s.db, "refreshed", 1, Duration::from_secs(10));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(5));
     drop(d);
     assert_eq!(
         s.sim.stats()["refreshes"],
@@ -365,15 +364,15 @@ fn password_grant_bootstraps_without_a_seed_and_recovers_a_revoked_grant() {
         .join("\n");
     write_file(&s.config, &cfg);
     let d = Daemon::start(&s.config, &[]);
-    d.wait_for("token obtained", 1, Duration::from_secs(10));
+    d.wait_events(&s.db, "obtained", 1, Duration::from_secs(10));
     http_post(&format!("http://{}/_sim/revoke", s.sim.addr));
     d.wait_for(
         "obtaining a new token with the fallback grant",
         1,
         Duration::from_secs(10),
     );
-    d.wait_for("token obtained", 2, Duration::from_secs(10));
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    d.wait_events(&s.db, "obtained", 2, Duration::from_secs(10));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(5));
     assert_eq!(s.sim.stats()["token_requests"]["by_grant"]["password"], 2);
 }

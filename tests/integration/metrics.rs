@@ -46,8 +46,12 @@ fn metrics_and_health() {
         &format!("metrics_listen = \"127.0.0.1:{port}\""),
     );
     let d = Daemon::start(&s.config, &[]);
-    d.wait_for("token refreshed", 1, Duration::from_secs(10));
-    d.wait_for("endpoint=links status=200", 3, Duration::from_secs(10));
+    d.wait_events(&s.db, "refreshed", 1, Duration::from_secs(10));
+    let links_ok = Polls {
+        endpoint: Some("links"),
+        ..Polls::ok()
+    };
+    d.wait_polls(&s.db, links_ok, 3, Duration::from_secs(10));
     let base = format!("http://127.0.0.1:{port}");
     let m = http_get(&format!("{base}/metrics"));
     assert!(

@@ -247,8 +247,7 @@ fn status_says_whether_the_daemon_runs_and_aligns_endpoints() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
     assert_eq!(v["daemon"], "running", "{v}");
 
-    d.signal(SIGTERM);
-    assert!(d.wait_exit(Duration::from_secs(10)).success());
+    d.stop();
     // The last access token (2 s) runs out with nobody to refresh it.
     std::thread::sleep(Duration::from_secs(3));
     let out = run(Some(&s.config), &["status"]);

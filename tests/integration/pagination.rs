@@ -111,9 +111,7 @@ const KEY: &str = "SECRET-api-key-pagination";
 /// endpoint table (e.g. `max_pages = 2`).
 fn api_key_config(dir: &Path, base: &str, path: &str, extra: &str) -> (PathBuf, PathBuf) {
     let db = dir.join("state.db");
-    let config = Config::new(&db)
-        .daemon("interval", "1s")
-        .daemon("timeout", "5s")
+    let config = Config::polling(&db, "1s", "5s")
         .daemon("store_bodies", "all")
         .account(
             Account::new("api", base)
@@ -581,9 +579,7 @@ fn django_rest_framework_pages_over_the_real_server() {
     let config = dir.path().join("config.toml");
     write_file(
         &config,
-        &Config::new(&db)
-            .daemon("interval", "1s")
-            .daemon("timeout", "10s")
+        &Config::polling(&db, "1s", "10s")
             .account(
                 crate::django::inode_account(&dj, dir.path())
                     .endpoint(Endpoint::new("measurements", "v1/measurements/")),
