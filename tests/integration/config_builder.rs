@@ -2,6 +2,7 @@
 //! `[[account]]`s with their `[account.oauth2]` or `[account.api_key]` and
 //! `[[account.endpoint]]`s. Rendered with the `toml` crate, so quoting is never hand-made.
 //! Tests about the exact text (the bad-input corpus, the examples, the docs) keep literals.
+//! The benchmark (benches/daemon.rs) includes this file too.
 
 #![allow(dead_code)]
 
@@ -62,7 +63,11 @@ impl Config {
 
     /// Writes it to `path` (mode 0600, as secrets in it require) and returns `path`.
     pub fn write(&self, path: &Path) -> PathBuf {
-        crate::util::write_file(path, &self.toml());
+        use std::os::unix::fs::PermissionsExt;
+        // Not util::write_file: the benchmark includes this module without the test helpers.
+        std::fs::write(path, self.toml()).expect("write the configuration");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod the configuration");
         path.to_path_buf()
     }
 }
