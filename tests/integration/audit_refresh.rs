@@ -378,16 +378,7 @@ fn a_journal_whose_commit_fails_is_kept_for_the_next_attempt() {
         .unwrap();
     let out = run(Some(&s.config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        stored_refresh_token(&s.db, "inode").as_deref(),
-        fresh["refresh_token"].as_str()
-    );
-    let stats = s.sim.stats();
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert!(!journal.exists(), "the journal is removed once committed");
+    crate::crash::assert_recovered_from_the_journal(&s, &fresh, &journal);
 }
 
 /// Item 18: `systemctl stop` (SIGTERM) during a token request that would take the whole

@@ -55,39 +55,13 @@ fn run_and_four_token_loops_refresh_once_per_expiry() {
         calls.load(Ordering::Relaxed),
         failures[0]
     );
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
-
-    // Exactly one refresh per expiry: refreshes are spaced by the token's life, never twice
-    // for one expiry (that would show as two refreshes within the same second or the next).
-    let times: Vec<i64> = stats["issued"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
-        .map(|i| i["at"].as_i64().unwrap())
-        .collect();
-    assert!(times.len() >= 5, "five expiries passed: {times:?}");
-    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(
-        gaps.iter().all(|&g| g >= 2),
-        "two refreshes for one expiry: gaps {gaps:?}"
-    );
+    let times = assert_one_refresh_per_expiry(&stats, &s.db);
     let most = (elapsed / (TTL - 1) as f64).ceil() as usize + 1;
     assert!(
         times.len() <= most,
         "{} refreshes in {elapsed:.0}s (at most {most})",
         times.len()
     );
-    // And every refresh the server made is committed in the store.
-    let refreshed = query_i64(
-        &s.db,
-        "SELECT COUNT(*) FROM token_events WHERE event = 'refreshed'",
-    );
-    assert_eq!(refreshed as usize, times.len());
     assert_eq!(
         stats["valid_refresh_tokens"][0].as_str(),
         stored_refresh_token(&s.db, "inode").as_deref()
@@ -179,39 +153,12 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
             "{what}: database is locked:\n{out}"
         );
     }
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
-    let times: Vec<i64> = stats["issued"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
-        .map(|i| i["at"].as_i64().unwrap())
-        .collect();
-    assert!(times.len() >= 5, "expiries passed: {times:?}");
-    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(
-        gaps.iter().all(|&g| g >= 2),
-        "two refreshes for one expiry: gaps {gaps:?}"
-    );
-    let refreshed = query_i64(
-        &s.db,
-        "SELECT COUNT(*) FROM token_events WHERE event = 'refreshed'",
-    );
-    assert_eq!(refreshed as usize, times.len());
+    let times = assert_one_refresh_per_expiry(&stats, &s.db);
     // The seeded grant took over: the stored refresh token descends from it, and it is
     // one the provider still honours.
     assert_ne!(seeded_rt, None);
     let stored = stored_refresh_token(&s.db, "inode");
-    let valid: Vec<&str> = stats["valid_refresh_tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let valid = valid_refresh_tokens(&stats);
     assert!(
         valid.contains(&stored.as_deref().unwrap()),
         "{stored:?} not in {valid:?}"
@@ -362,4 +309,31 @@ fn a_full_database_fails_poll_rows_but_rotation_keeps_committing() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
+}
+
+/// The provider saw no rejected or reused grant and refreshed once per expiry, five times at
+/// least: refreshes are spaced by the token's life, never twice for one expiry (that would
+/// show as two refreshes within the same second or the next). And the store committed every
+/// refresh the provider made. Returns the refresh times.
+fn assert_one_refresh_per_expiry(stats: &serde_json::Value, db: &std::path::Path) -> Vec<i64> {
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
+    let times: Vec<i64> = stats["issued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
+        .map(|i| i["at"].as_i64().unwrap())
+        .collect();
+    assert!(times.len() >= 5, "five expiries passed: {times:?}");
+    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|&g| g >= 2),
+        "two refreshes for one expiry: gaps {gaps:?}"
+    );
+    assert_eq!(events(db, "refreshed") as usize, times.len());
+    times
 }

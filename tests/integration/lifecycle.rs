@@ -19,6 +19,11 @@ pub struct Setup {
 pub fn setup(ttl: u64, interval: &str, grant: &str, extra_daemon: &str) -> Setup {
     let mut opts = SimOptions::new(Profile::Inode);
     opts.access_ttl = Duration::from_secs(ttl);
+    setup_with(opts, interval, grant, extra_daemon)
+}
+
+/// The same with a simulator of other options (faults, profile, lifetimes).
+pub fn setup_with(opts: SimOptions, interval: &str, grant: &str, extra_daemon: &str) -> Setup {
     let sim = Sim::start(opts);
     let dir = tempdir();
     let db = dir.path().join("state.db");

@@ -410,6 +410,16 @@ impl Polls<'_> {
     }
 }
 
+/// The refresh tokens the simulator still honours, from its stats.
+pub fn valid_refresh_tokens(stats: &serde_json::Value) -> Vec<&str> {
+    stats["valid_refresh_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect()
+}
+
 /// How many token events `event` ("refreshed", "obtained") the store at `db` holds now.
 pub fn events(db: &Path, event: &str) -> i64 {
     read_only(db)
