@@ -275,13 +275,11 @@ fn a_hanging_token_request_blocks_neither_seed_nor_other_accounts() {
     use oauth_poller::sim::{FaultKind, FaultSpec, FaultTarget, Profile, SimOptions};
     let mut opts = SimOptions::new(Profile::Inode);
     opts.access_ttl = Duration::from_secs(1);
-    let sim = Sim::start(opts);
+    let s = crate::lifecycle::setup_with(opts, "1s", "refresh_token", "");
+    let (sim, config, db) = (&s.sim, s.config.clone(), s.db.clone());
+    let seed = s.dir.path().join("seed.json");
     let api = Scripted::start(|_| json("[1,2]"));
-    let dir = tempdir();
-    let db = dir.path().join("state.db");
-    let seed = dir.path().join("seed.json");
-    write_file(&seed, &sim.sim.issue_seed());
-    let config = dir.path().join("config.toml");
+    // Another configuration than setup's: a second account, and a long timeout.
     write_file(
         &config,
         &Config::polling(&db, "1s", "100s")
@@ -309,7 +307,7 @@ fn a_hanging_token_request_blocks_neither_seed_nor_other_accounts() {
     d.wait_for("token request sent", 1, Duration::from_secs(15));
     let rows_before = query_i64(&db, "SELECT COUNT(*) FROM polls WHERE account = 'other'");
 
-    let fresh = dir.path().join("fresh.json");
+    let fresh = s.dir.path().join("fresh.json");
     write_file(&fresh, &sim.sim.issue_seed());
     let started = Instant::now();
     let mut child = std::process::Command::new(bin())

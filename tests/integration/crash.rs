@@ -25,7 +25,7 @@ fn sigkill_at_random_moments_loses_no_grant() {
     assert!(opts.rotate, "refresh tokens last one use");
     // refresh_margin 1 s on a 1 s token: every poll refreshes, two endpoints a second.
     let s = setup_with(opts, "1s", "refresh_token", "");
-    let (sim, dir, config, db_path) = (&s.sim, &s.dir, &s.config, &s.db);
+    let (sim, dir, config, db_path) = (&s.sim, &s.dir, s.config.clone(), s.db.clone());
 
     let started = Instant::now();
     #[allow(non_snake_case)]
@@ -175,7 +175,7 @@ fn sigkill_at_random_moments_loses_no_grant() {
         "the only reuse is the restart that met the lost grant"
     );
     let outputs: Vec<&str> = logs.iter().map(|s| s.as_str()).collect();
-    assert_no_secrets("crash test", &sim, &outputs, &db_path);
+    assert_no_secrets("crash test", sim, &outputs, &db_path);
 }
 
 /// The window that remains: the provider rotated, and its answer was lost (here the
@@ -192,7 +192,7 @@ fn a_rotation_whose_answer_is_lost_needs_the_fallback_grant() {
         lost.count = Some(1);
         opts.faults.push(lost);
         let s = setup_with(opts, "1s", grant, "");
-        let (sim, config, db_path) = (&s.sim, &s.config, &s.db);
+        let (sim, config, db_path) = (&s.sim, s.config.clone(), s.db.clone());
         let d = Daemon::start(&config, &[]);
         if grant == "password" {
             d.wait_events(&db_path, "obtained", 1, Duration::from_secs(15));

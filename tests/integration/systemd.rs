@@ -142,14 +142,27 @@ exec /lib/systemd/systemd --system --unit=multi-user.target"#;
     }
 
     fn journal(&self) -> String {
-        self.ok(&[
+        self.journal_at(None)
+    }
+
+    /// The unit's journal lines of priority `warning` or worse.
+    fn warnings(&self) -> String {
+        self.journal_at(Some("warning"))
+    }
+
+    fn journal_at(&self, priority: Option<&str>) -> String {
+        let mut args = vec![
             "journalctl",
             "-u",
             "oauth-poller",
             "--no-pager",
             "-o",
             "cat",
-        ])
+        ];
+        if let Some(p) = priority {
+            args.extend(["-p", p]);
+        }
+        self.ok(&args)
     }
 
     fn wait_journal(&self, needle: &str, n: usize, timeout: Duration) {
@@ -301,16 +314,7 @@ fn the_unit_under_a_real_systemd() {
         sd.show("StatusText")
     );
     // Priorities reach the journal: poll lines are info (6), not in a warning-or-worse view.
-    let warnings = sd.ok(&[
-        "journalctl",
-        "-u",
-        "oauth-poller",
-        "-p",
-        "warning",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]);
+    let warnings = sd.warnings();
     assert!(!warnings.contains("poll account="), "{warnings}");
 
     // reload applies a changed configuration.
@@ -648,16 +652,7 @@ fn the_readme_operator_path_under_a_real_systemd() {
     assert_eq!(edits, 1);
     assert_eq!(sd.show("ActiveState"), "inactive");
     assert!(sd.journal().contains("stopped"), "{}", sd.journal());
-    let warnings = sd.ok(&[
-        "journalctl",
-        "-u",
-        "oauth-poller",
-        "-p",
-        "warning",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]);
+    let warnings = sd.warnings();
     // The daemon's own lines (systemd's about the unit, such as cgroup migration in this
     // namespace, are not the operator path's).
     let warnings: Vec<&str> = warnings
