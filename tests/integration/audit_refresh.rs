@@ -436,14 +436,6 @@ fn a_stop_during_a_refresh_ends_within_the_stop_timeout() {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The value of the metric line starting with `start`, if any.
 fn metric(text: &str, start: &str) -> Option<f64> {
     text.lines()
@@ -459,13 +451,7 @@ fn metric(text: &str, start: &str) -> Option<f64> {
 #[test]
 fn an_api_refusing_fresh_tokens_backs_off_instead_of_rotating_every_poll() {
     use oauth_poller::sim::{FaultSpec, FaultTarget};
-    let port = free_port();
-    let s = setup(
-        600,
-        "1s",
-        "refresh_token",
-        &format!("metrics_listen = \"127.0.0.1:{port}\""),
-    );
+    let (s, port) = crate::metrics::setup_with_metrics(600);
     s.sim
         .sim
         .add_fault(FaultSpec::status(FaultTarget::Api, 401));

@@ -3,7 +3,7 @@
 
 use crate::lifecycle::setup;
 use crate::util::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,47 +14,14 @@ fn run_and_four_token_loops_refresh_once_per_expiry() {
     let daemon = Daemon::start(&s.config, &[]);
     daemon.wait_polls(&s.db, Polls::all(), 2, Duration::from_secs(10));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let loops: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, calls, failures, config) = (
-                stop.clone(),
-                calls.clone(),
-                failures.clone(),
-                s.config.clone(),
-            );
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let out = run(Some(&config), &["token", "inode"]);
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                    if !out.status.success() || token.len() < 20 {
-                        failures.lock().unwrap().push(text(&out));
-                    }
-                }
-            })
-        })
-        .collect();
+    let loops = TokenLoops::start(&s.config, 4, &[]);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(TTL * 5 + 2));
-    stop.store(true, Ordering::Relaxed);
-    for l in loops {
-        l.join().unwrap();
-    }
+    let done = loops.finish();
     let elapsed = started.elapsed().as_secs_f64();
     drop(daemon);
 
     let stats = s.sim.stats();
-    let failures = failures.lock().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} of {} `token` calls failed, first:\n{}",
-        failures.len(),
-        calls.load(Ordering::Relaxed),
-        failures[0]
-    );
     let times = assert_one_refresh_per_expiry(&stats, &s.db);
     let most = (elapsed / (TTL - 1) as f64).ceil() as usize + 1;
     assert!(
@@ -68,12 +35,10 @@ fn run_and_four_token_loops_refresh_once_per_expiry() {
     );
     eprintln!(
         "{} token calls, {} refreshes in {elapsed:.1}s",
-        calls.load(Ordering::Relaxed),
+        done.calls,
         times.len()
     );
 }
-
-use std::sync::Mutex;
 
 /// `run`, eight processes calling `token` in a loop and an operator's `seed` in the middle:
 /// one refresh per expiry, no `invalid_grant`, no `database is locked`, nothing leaked.
@@ -85,38 +50,7 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
     let daemon = Daemon::start(&s.config, &["--log-level", "trace"]);
     daemon.wait_polls(&s.db, Polls::all(), 2, Duration::from_secs(10));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stderr = Arc::new(Mutex::new(String::new()));
-    // The loops' command lines, for the secrets scan: `run` records them per thread.
-    let cmdlines = Arc::new(Mutex::new(String::new()));
-    let loops: Vec<_> = (0..LOOPS)
-        .map(|_| {
-            let (stop, calls, failures, stderr, cmdlines, config) = (
-                stop.clone(),
-                calls.clone(),
-                failures.clone(),
-                stderr.clone(),
-                cmdlines.clone(),
-                s.config.clone(),
-            );
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let out = run(Some(&config), &["--log-level", "trace", "token", "inode"]);
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                    let err = String::from_utf8_lossy(&out.stderr).to_string();
-                    if !out.status.success() || token.len() < 20 {
-                        failures.lock().unwrap().push(text(&out));
-                    }
-                    // stdout is the token, by design; everything else must be clean.
-                    stderr.lock().unwrap().push_str(&err);
-                }
-                cmdlines.lock().unwrap().push_str(&cmdlines_seen());
-            })
-        })
-        .collect();
+    let loops = TokenLoops::start(&s.config, LOOPS, &["--log-level", "trace"]);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(TTL * 3));
     // The operator seeds a new grant while everything runs.
@@ -129,24 +63,13 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
     assert!(out.status.success(), "{}", text(&out));
     let seeded_rt = stored_refresh_token(&s.db, "inode");
     std::thread::sleep(Duration::from_secs(TTL * 3));
-    stop.store(true, Ordering::Relaxed);
-    for l in loops {
-        l.join().unwrap();
-    }
+    let done = loops.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let daemon_log = daemon.log();
     drop(daemon);
 
     let stats = s.sim.stats();
-    let failures = failures.lock().unwrap();
-    let stderr = stderr.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} of {} `token` calls failed, first:\n{}",
-        failures.len(),
-        calls.load(Ordering::Relaxed),
-        failures[0]
-    );
+    let stderr = done.stderr.clone();
     for (what, out) in [("daemon", &daemon_log), ("token calls", &stderr)] {
         assert!(
             !out.contains("database is locked"),
@@ -163,7 +86,7 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
         valid.contains(&stored.as_deref().unwrap()),
         "{stored:?} not in {valid:?}"
     );
-    let cmdlines = cmdlines.lock().unwrap().clone();
+    let cmdlines = done.cmdlines.clone();
     assert!(
         cmdlines.contains(" token inode"),
         "the loops' command lines were recorded"
@@ -176,7 +99,7 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
     );
     eprintln!(
         "{} token calls by {LOOPS} processes, {} refreshes in {elapsed:.1}s, a seed in the middle",
-        calls.load(Ordering::Relaxed),
+        done.calls,
         times.len()
     );
 }
@@ -336,4 +259,73 @@ fn assert_one_refresh_per_expiry(stats: &serde_json::Value, db: &std::path::Path
     );
     assert_eq!(events(db, "refreshed") as usize, times.len());
     times
+}
+
+/// Processes calling `oauth-poller [ARGS] token inode` in a loop, as scripts do, until
+/// [`TokenLoops::finish`].
+struct TokenLoops {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Finished>>,
+}
+
+/// What the loops saw: every call, the failed ones' output, all stderr, and the command lines
+/// for the secrets scan.
+#[derive(Default)]
+struct Finished {
+    calls: usize,
+    failures: Vec<String>,
+    stderr: String,
+    cmdlines: String,
+}
+
+impl TokenLoops {
+    fn start(config: &std::path::Path, n: usize, args: &[&str]) -> TokenLoops {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        argv.extend(["token".into(), "inode".into()]);
+        let threads = (0..n)
+            .map(|_| {
+                let (stop, config, argv) = (stop.clone(), config.to_path_buf(), argv.clone());
+                std::thread::spawn(move || {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    let mut seen = Finished::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let out = run(Some(&config), &argv);
+                        seen.calls += 1;
+                        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                        if !out.status.success() || token.len() < 20 {
+                            seen.failures.push(text(&out));
+                        }
+                        // stdout is the token, by design; everything else must be clean.
+                        seen.stderr.push_str(&String::from_utf8_lossy(&out.stderr));
+                    }
+                    // `run` records command lines per thread: this thread's are these.
+                    seen.cmdlines = cmdlines_seen();
+                    seen
+                })
+            })
+            .collect();
+        TokenLoops { stop, threads }
+    }
+
+    /// Stops the loops; every call must have printed a token.
+    fn finish(self) -> Finished {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Finished::default();
+        for t in self.threads {
+            let seen = t.join().unwrap();
+            all.calls += seen.calls;
+            all.failures.extend(seen.failures);
+            all.stderr.push_str(&seen.stderr);
+            all.cmdlines.push_str(&seen.cmdlines);
+        }
+        assert!(
+            all.failures.is_empty(),
+            "{} of {} `token` calls failed, first:\n{}",
+            all.failures.len(),
+            all.calls,
+            all.failures[0]
+        );
+        all
+    }
 }

@@ -12,6 +12,16 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_oauth-poller"))
 }
 
+/// A port nothing listens on now (bound to 127.0.0.1:0 and released): other test runs on the
+/// machine pick theirs the same way, so none is fixed.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("oauth-poller-test-")

@@ -193,13 +193,8 @@ pub(crate) fn unescape(s: &str) -> String {
 
 // ---- the binary ---------------------------------------------------------------------------
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Kept here too: other modules import it from the vendors' helpers.
+pub(crate) use crate::util::free_port;
 
 pub(crate) fn sim(profile: Profile, ttl: u64) -> Sim {
     let mut o = SimOptions::new(profile);
