@@ -105,6 +105,19 @@ fn scripted_config(dir: &Path, server: &Scripted, seed: &str, interval: &str) ->
     config
 }
 
+/// `scripted_config` for `server` in a new directory, seeded with refresh token
+/// `RT-seed-0123456789`: (dir, config).
+fn seeded_scripted(server: &Scripted, interval: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempdir();
+    let config = scripted_config(
+        dir.path(),
+        server,
+        r#"{"refresh_token":"RT-seed-0123456789"}"#,
+        interval,
+    );
+    (dir, config)
+}
+
 fn token_state(db: &Path, account: &str) -> String {
     db_conn(db)
         .query_row(
@@ -166,13 +179,7 @@ fn a_redirect_or_a_waf_page_from_the_token_endpoint_is_temporary() {
             json("[1]")
         }
     });
-    let dir = tempdir();
-    let config = scripted_config(
-        dir.path(),
-        &server,
-        r#"{"refresh_token":"RT-seed-0123456789"}"#,
-        "60s",
-    );
+    let (dir, config) = seeded_scripted(&server, "60s");
     let db = dir.path().join("state.db");
     for round in 0..3 {
         let out = run(Some(&config), &["token", "a"]);
@@ -208,13 +215,7 @@ fn absurd_expires_in_values_do_not_refresh_on_every_poll() {
                 json("[1]")
             }
         });
-        let dir = tempdir();
-        let config = scripted_config(
-            dir.path(),
-            &server,
-            r#"{"refresh_token":"RT-seed-0123456789"}"#,
-            "1s",
-        );
+        let (dir, config) = seeded_scripted(&server, "1s");
         let d = Daemon::start(&config, &[]);
         let db = dir.path().join("state.db");
         d.wait_polls(&db, Polls::all(), 5, Duration::from_secs(15));

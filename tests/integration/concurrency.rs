@@ -149,15 +149,7 @@ fn an_operator_holding_the_write_lock_delays_the_daemon() {
         refreshed_during, 0,
         "no token was committed while the operator held the lock"
     );
-    let stats = s.sim.stats();
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert_eq!(
-        stats["valid_refresh_tokens"][0].as_str(),
-        stored_refresh_token(&s.db, "inode").as_deref()
-    );
+    assert_stored_grant_is_the_live_one(&s);
     eprintln!("write lock held {released:?}: the daemon waited and caught up");
 }
 
@@ -218,16 +210,7 @@ fn a_full_database_fails_poll_rows_but_rotation_keeps_committing() {
         generation >= generation_before + 3,
         "rotation kept committing: generation {generation_before} -> {generation}"
     );
-    let stats = s.sim.stats();
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert_eq!(
-        stats["valid_refresh_tokens"][0].as_str(),
-        stored_refresh_token(&s.db, "inode").as_deref(),
-        "the stored refresh token is the live one"
-    );
+    assert_stored_grant_is_the_live_one(&s);
     let integrity: String = db(&s.db)
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
@@ -328,4 +311,18 @@ impl TokenLoops {
         );
         all
     }
+}
+
+/// The provider rejected no grant, and the refresh token in the store is the one it honours.
+fn assert_stored_grant_is_the_live_one(s: &crate::lifecycle::Setup) {
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["valid_refresh_tokens"][0].as_str(),
+        stored_refresh_token(&s.db, "inode").as_deref(),
+        "the stored refresh token is the live one"
+    );
 }
