@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// The tests' configuration builder, so that the benchmark writes no TOML by hand.
+#[path = "../tests/integration/config_builder.rs"]
+mod config_builder;
+use config_builder::{Account, Config, Endpoint};
+
 struct Opts {
     quick: bool,
     peers: bool,
@@ -171,6 +176,16 @@ struct Setup {
     order: Vec<String>,
 }
 
+/// An account of the simulator's client, seeded from `seed`.
+fn sim_account(name: &str, sim: &SimHandle, seed: &Path) -> Account {
+    Account::new(name, &format!("http://{}/api/", sim.addr))
+        .seed_file(seed)
+        .oauth2("token_url", "oauth/token/")
+        .oauth2("client_id", "demo-client")
+        .oauth2("client_secret", "demo-client-secret")
+        .oauth2("client_auth", "body")
+}
+
 /// `accounts` accounts sharing `endpoints` endpoints, each endpoint tagged `ep=TAG`.
 fn setup(
     sim: &SimHandle,
@@ -184,10 +199,10 @@ fn setup(
         .prefix("oauth-poller-bench-")
         .tempdir()
         .unwrap();
-    let mut cfg = format!(
-        "[daemon]\ndatabase = \"{}\"\ninterval = \"{}ms\"\ntimeout = \"10s\"\n",
-        dir.path().join("state.db").display(),
-        interval.as_millis()
+    let mut cfg = Config::polling(
+        &dir.path().join("state.db"),
+        &format!("{}ms", interval.as_millis()),
+        "10s",
     );
     let mut order = Vec::new();
     for a in 0..accounts {
@@ -197,28 +212,20 @@ fn setup(
         }
         let seed_path = dir.path().join(format!("seed{a}.json"));
         std::fs::write(&seed_path, seed.to_string()).unwrap();
-        write!(
-            cfg,
-            "\n[[account]]\nname = \"a{a}\"\nbase_url = \"http://{}/api/\"\nseed_file = \"{}\"\n\n\
-             [account.oauth2]\ntoken_url = \"oauth/token/\"\nclient_id = \"demo-client\"\n\
-             client_secret = \"demo-client-secret\"\nclient_auth = \"body\"\n",
-            sim.addr,
-            seed_path.display()
-        )
-        .unwrap();
+        let mut account = sim_account(&format!("a{a}"), sim, &seed_path);
         let per = endpoints / accounts + usize::from(a < endpoints % accounts);
         for e in 0..per {
             let t = format!("{tag}{a}-{e}");
-            write!(
-                cfg,
-                "\n[[account.endpoint]]\nname = \"e{e}\"\npath = \"v1/links/\"\nquery = {{ no_pagination = \"\", ep = \"{t}\" }}\n"
-            )
-            .unwrap();
+            account = account.endpoint(
+                Endpoint::new(&format!("e{e}"), "v1/links/")
+                    .query("no_pagination", "")
+                    .query("ep", &t),
+            );
             order.push(t);
         }
+        cfg = cfg.account(account);
     }
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, cfg).unwrap();
+    let config = cfg.write(&dir.path().join("config.toml"));
     Setup {
         dir,
         config,
@@ -679,28 +686,24 @@ fn pages_setup(
         .unwrap();
     let seed = dir.path().join("seed.json");
     std::fs::write(&seed, sim.sim.issue_seed()).unwrap();
-    let mut cfg = format!(
-        "[daemon]\ndatabase = \"{}\"\ninterval = \"{}ms\"\ntimeout = \"10s\"\n\n\
-         [[account]]\nname = \"a\"\nbase_url = \"http://{}/api/\"\nseed_file = \"{}\"\n\n\
-         [account.oauth2]\ntoken_url = \"oauth/token/\"\nclient_id = \"demo-client\"\n\
-         client_secret = \"demo-client-secret\"\nclient_auth = \"body\"\n",
-        dir.path().join("state.db").display(),
-        interval.as_millis(),
-        sim.addr,
-        seed.display()
-    );
+    let mut account = sim_account("a", sim, &seed);
     let mut order = Vec::new();
     for e in 0..endpoints {
         let t = format!("{tag}{e}");
-        write!(
-            cfg,
-            "\n[[account.endpoint]]\nname = \"e{e}\"\npath = \"v1/links/\"\nquery = {{ ep = \"{t}\" }}\npaginate = \"{paginate}\"\n"
-        )
-        .unwrap();
+        account = account.endpoint(
+            Endpoint::new(&format!("e{e}"), "v1/links/")
+                .query("ep", &t)
+                .set("paginate", paginate),
+        );
         order.push(t);
     }
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, cfg).unwrap();
+    let config = Config::polling(
+        &dir.path().join("state.db"),
+        &format!("{}ms", interval.as_millis()),
+        "10s",
+    )
+    .account(account)
+    .write(&dir.path().join("config.toml"));
     Setup {
         dir,
         config,

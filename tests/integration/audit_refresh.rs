@@ -3,6 +3,7 @@
 //! absurd `expires_in` values, a local proxy, a hanging token endpoint while an operator
 //! seeds, a journal whose commit fails, and a stop during a refresh.
 
+use crate::config_builder::{Account, Config, Endpoint};
 use crate::lifecycle::setup;
 use crate::secrets::{leaks, secrets_of};
 use crate::util::*;
@@ -89,34 +90,32 @@ fn scripted_config(dir: &Path, server: &Scripted, seed: &str, interval: &str) ->
     let config = dir.join("config.toml");
     write_file(
         &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-interval = "{interval}"
-timeout = "3s"
-
-[[account]]
-name = "a"
-base_url = "{base}"
-seed_file = "{seed}"
-refresh_margin = "1s"
-
-[account.oauth2]
-token_url = "{base}token"
-client_id = "id"
-client_secret = "SECRET-client-0123456789"
-
-[[account.endpoint]]
-name = "things"
-path = "things"
-"#,
-            db = dir.join("state.db").display(),
-            base = server.url(),
-            seed = seed_file.display(),
-        ),
+        &Config::polling(&dir.join("state.db"), interval, "3s")
+            .account(
+                Account::new("a", &server.url())
+                    .seed_file(&seed_file)
+                    .set("refresh_margin", "1s")
+                    .oauth2("token_url", format!("{}token", server.url()))
+                    .oauth2("client_id", "id")
+                    .oauth2("client_secret", "SECRET-client-0123456789")
+                    .endpoint(Endpoint::new("things", "things")),
+            )
+            .toml(),
     );
     config
+}
+
+/// `scripted_config` for `server` in a new directory, seeded with refresh token
+/// `RT-seed-0123456789`: (dir, config).
+fn seeded_scripted(server: &Scripted, interval: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempdir();
+    let config = scripted_config(
+        dir.path(),
+        server,
+        r#"{"refresh_token":"RT-seed-0123456789"}"#,
+        interval,
+    );
+    (dir, config)
 }
 
 fn token_state(db: &Path, account: &str) -> String {
@@ -180,13 +179,7 @@ fn a_redirect_or_a_waf_page_from_the_token_endpoint_is_temporary() {
             json("[1]")
         }
     });
-    let dir = tempdir();
-    let config = scripted_config(
-        dir.path(),
-        &server,
-        r#"{"refresh_token":"RT-seed-0123456789"}"#,
-        "60s",
-    );
+    let (dir, config) = seeded_scripted(&server, "60s");
     let db = dir.path().join("state.db");
     for round in 0..3 {
         let out = run(Some(&config), &["token", "a"]);
@@ -222,15 +215,10 @@ fn absurd_expires_in_values_do_not_refresh_on_every_poll() {
                 json("[1]")
             }
         });
-        let dir = tempdir();
-        let config = scripted_config(
-            dir.path(),
-            &server,
-            r#"{"refresh_token":"RT-seed-0123456789"}"#,
-            "1s",
-        );
+        let (dir, config) = seeded_scripted(&server, "1s");
         let d = Daemon::start(&config, &[]);
-        d.wait_for(" poll account=a", 5, Duration::from_secs(15));
+        let db = dir.path().join("state.db");
+        d.wait_polls(&db, Polls::all(), 5, Duration::from_secs(15));
         drop(d);
         assert_eq!(
             server.count("POST /token"),
@@ -288,55 +276,30 @@ fn a_hanging_token_request_blocks_neither_seed_nor_other_accounts() {
     use oauth_poller_sim::{FaultKind, FaultSpec, FaultTarget, Profile, SimOptions};
     let mut opts = SimOptions::new(Profile::Inode);
     opts.access_ttl = Duration::from_secs(1);
-    let sim = Sim::start(opts);
+    let s = crate::lifecycle::setup_with(opts, "1s", "refresh_token", "");
+    let (sim, config, db) = (&s.sim, s.config.clone(), s.db.clone());
+    let seed = s.dir.path().join("seed.json");
     let api = Scripted::start(|_| json("[1,2]"));
-    let dir = tempdir();
-    let db = dir.path().join("state.db");
-    let seed = dir.path().join("seed.json");
-    write_file(&seed, &sim.sim.issue_seed());
-    let config = dir.path().join("config.toml");
+    // Another configuration than setup's: a second account, and a long timeout.
     write_file(
         &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-interval = "1s"
-timeout = "100s"
-
-[[account]]
-name = "inode"
-base_url = "{base}"
-seed_file = "{seed}"
-refresh_margin = "1s"
-
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "demo-client"
-client_secret = "demo-client-secret"
-client_auth = "body"
-
-[[account.endpoint]]
-name = "links"
-path = "v1/links/"
-
-[[account]]
-name = "other"
-base_url = "{other}"
-auth = "api_key"
-
-[account.api_key]
-key = "SECRET-api-key-0123456789"
-
-[[account.endpoint]]
-name = "things"
-path = "things"
-"#,
-            db = db.display(),
-            base = sim.base_url(),
-            seed = seed.display(),
-            other = api.url(),
-        ),
+        &Config::polling(&db, "1s", "100s")
+            .account(
+                Account::new("inode", &sim.base_url())
+                    .seed_file(&seed)
+                    .set("refresh_margin", "1s")
+                    .oauth2("token_url", "oauth/token/")
+                    .oauth2("client_id", "demo-client")
+                    .oauth2("client_secret", "demo-client-secret")
+                    .oauth2("client_auth", "body")
+                    .endpoint(Endpoint::new("links", "v1/links/")),
+            )
+            .account(
+                Account::new("other", &api.url())
+                    .api_key("SECRET-api-key-0123456789")
+                    .endpoint(Endpoint::new("things", "things")),
+            )
+            .toml(),
     );
     sim.sim
         .add_fault(FaultSpec::new(FaultTarget::Token, FaultKind::Hang));
@@ -345,7 +308,7 @@ path = "things"
     d.wait_for("token request sent", 1, Duration::from_secs(15));
     let rows_before = query_i64(&db, "SELECT COUNT(*) FROM polls WHERE account = 'other'");
 
-    let fresh = dir.path().join("fresh.json");
+    let fresh = s.dir.path().join("fresh.json");
     write_file(&fresh, &sim.sim.issue_seed());
     let started = Instant::now();
     let mut child = std::process::Command::new(bin())
@@ -376,21 +339,11 @@ path = "things"
     assert!(status.success(), "{}", text(&out));
 
     // The other account's polls go on, and their rows reach the database.
-    let polls = d.count(" poll account=other");
-    d.wait_for(" poll account=other", polls + 3, Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = query_i64(&db, "SELECT COUNT(*) FROM polls WHERE account = 'other'");
-        if rows >= rows_before + 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the other account's rows stopped at {rows} (from {rows_before}); log:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let other = Polls {
+        account: Some("other"),
+        ..Polls::all()
+    };
+    d.wait_polls(&db, other, rows_before + 3, Duration::from_secs(10));
     assert!(!d.log().contains("database is locked"), "{}", d.log());
 }
 
@@ -424,16 +377,7 @@ fn a_journal_whose_commit_fails_is_kept_for_the_next_attempt() {
         .unwrap();
     let out = run(Some(&s.config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        stored_refresh_token(&s.db, "inode").as_deref(),
-        fresh["refresh_token"].as_str()
-    );
-    let stats = s.sim.stats();
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert!(!journal.exists(), "the journal is removed once committed");
+    crate::crash::assert_recovered_from_the_journal(&s, &fresh, &journal);
 }
 
 /// Item 18: `systemctl stop` (SIGTERM) during a token request that would take the whole
@@ -493,14 +437,6 @@ fn a_stop_during_a_refresh_ends_within_the_stop_timeout() {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The value of the metric line starting with `start`, if any.
 fn metric(text: &str, start: &str) -> Option<f64> {
     text.lines()
@@ -516,13 +452,7 @@ fn metric(text: &str, start: &str) -> Option<f64> {
 #[test]
 fn an_api_refusing_fresh_tokens_backs_off_instead_of_rotating_every_poll() {
     use oauth_poller_sim::{FaultSpec, FaultTarget};
-    let port = free_port();
-    let s = setup(
-        600,
-        "1s",
-        "refresh_token",
-        &format!("metrics_listen = \"127.0.0.1:{port}\""),
-    );
+    let (s, port) = crate::metrics::setup_with_metrics(600);
     s.sim
         .sim
         .add_fault(FaultSpec::status(FaultTarget::Api, 401));
@@ -565,8 +495,8 @@ fn an_api_refusing_fresh_tokens_backs_off_instead_of_rotating_every_poll() {
         1,
         Duration::from_secs(10),
     );
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(10));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(10));
     let metrics = http_get(&format!("http://127.0.0.1:{port}/metrics"));
     assert_eq!(
         metric(

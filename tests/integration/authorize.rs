@@ -2,6 +2,7 @@
 //! the command line, a listener that no stray redirect can end, `localhost` on both loopback
 //! families, and PKCE by default.
 
+use crate::config_builder::{Account, Config};
 use crate::util::*;
 use crate::vendors::{
     approve, free_port, http, listen, listen_for, print_url, root, scinote_config, sim,
@@ -140,29 +141,12 @@ fn highq_config(
 ) -> std::path::PathBuf {
     write_config(
         dir,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-
-[[account]]
-name = "highq"
-base_url = "{root}/highq/api/"
-
-[account.oauth2]
-token_url = "oauth2/token"
-authorize_url = "{root}/highq/authorize.action"
-client_id = "demo-client"
-client_secret = "demo-client-secret"
-redirect_uri = "http://{redirect_host}:{port}/callback"
-
-[[account.endpoint]]
-name = "sites"
-path = "3/sites"
-"#,
-            db = dir.join("state.db").display(),
-            root = root(sim),
-        ),
+        &Config::new(&dir.join("state.db"))
+            .account(Account::highq(&root(sim)).oauth2(
+                "redirect_uri",
+                format!("http://{redirect_host}:{port}/callback"),
+            ))
+            .toml(),
     )
 }
 
@@ -229,12 +213,7 @@ fn listen_times_out_after_ignored_redirects() {
 /// the browser resolves it to.
 #[test]
 fn listen_on_localhost_answers_on_both_loopback_families() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI: this machine has no IPv6 loopback"
-        );
-        println!("skipped: no IPv6 loopback on this machine");
+    if !require(Need::Ipv6Loopback) {
         return;
     }
     let mut opts = SimOptions::new(Profile::Highq);
@@ -299,25 +278,21 @@ fn authorize_at_a_terminal(
     answer: impl FnOnce(&str) -> String,
 ) -> Option<(std::process::ExitStatus, String)> {
     use std::io::{BufRead, BufReader};
+    if !require(Need::Script) {
+        return None;
+    }
     let command = format!(
         "exec {} --config {} authorize scinote",
         bin().display(),
         config.display()
     );
-    let mut child = match Command::new("script")
+    let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &command, "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "CI: no `script`: {e}");
-            println!("skipped: no `script` (util-linux) to give the process a terminal: {e}");
-            return None;
-        }
-    };
+        .expect("script");
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     let url = loop {

@@ -3,7 +3,7 @@
 
 use crate::lifecycle::setup;
 use crate::util::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,94 +12,33 @@ fn run_and_four_token_loops_refresh_once_per_expiry() {
     const TTL: u64 = 4; // with refresh_margin 1s: a refresh every ~3 s
     let s = setup(TTL, "1s", "refresh_token", "");
     let daemon = Daemon::start(&s.config, &[]);
-    daemon.wait_for(" poll account=inode", 2, Duration::from_secs(10));
+    daemon.wait_polls(&s.db, Polls::all(), 2, Duration::from_secs(10));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let loops: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, calls, failures, config) = (
-                stop.clone(),
-                calls.clone(),
-                failures.clone(),
-                s.config.clone(),
-            );
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let out = run(Some(&config), &["token", "inode"]);
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                    if !out.status.success() || token.len() < 20 {
-                        failures.lock().unwrap().push(text(&out));
-                    }
-                }
-            })
-        })
-        .collect();
+    let loops = TokenLoops::start(&s.config, 4, &[]);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(TTL * 5 + 2));
-    stop.store(true, Ordering::Relaxed);
-    for l in loops {
-        l.join().unwrap();
-    }
+    let done = loops.finish();
     let elapsed = started.elapsed().as_secs_f64();
     drop(daemon);
 
     let stats = s.sim.stats();
-    let failures = failures.lock().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} of {} `token` calls failed, first:\n{}",
-        failures.len(),
-        calls.load(Ordering::Relaxed),
-        failures[0]
-    );
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
-
-    // Exactly one refresh per expiry: refreshes are spaced by the token's life, never twice
-    // for one expiry (that would show as two refreshes within the same second or the next).
-    let times: Vec<i64> = stats["issued"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
-        .map(|i| i["at"].as_i64().unwrap())
-        .collect();
-    assert!(times.len() >= 5, "five expiries passed: {times:?}");
-    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(
-        gaps.iter().all(|&g| g >= 2),
-        "two refreshes for one expiry: gaps {gaps:?}"
-    );
+    let times = assert_one_refresh_per_expiry(&stats, &s.db);
     let most = (elapsed / (TTL - 1) as f64).ceil() as usize + 1;
     assert!(
         times.len() <= most,
         "{} refreshes in {elapsed:.0}s (at most {most})",
         times.len()
     );
-    // And every refresh the server made is committed in the store.
-    let refreshed = query_i64(
-        &s.db,
-        "SELECT COUNT(*) FROM token_events WHERE event = 'refreshed'",
-    );
-    assert_eq!(refreshed as usize, times.len());
     assert_eq!(
         stats["valid_refresh_tokens"][0].as_str(),
         stored_refresh_token(&s.db, "inode").as_deref()
     );
     eprintln!(
         "{} token calls, {} refreshes in {elapsed:.1}s",
-        calls.load(Ordering::Relaxed),
+        done.calls,
         times.len()
     );
 }
-
-use std::sync::Mutex;
 
 /// `run`, eight processes calling `token` in a loop and an operator's `seed` in the middle:
 /// one refresh per expiry, no `invalid_grant`, no `database is locked`, nothing leaked.
@@ -109,40 +48,9 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
     const LOOPS: usize = 8;
     let s = setup(TTL, "1s", "refresh_token", "");
     let daemon = Daemon::start(&s.config, &["--log-level", "trace"]);
-    daemon.wait_for(" poll account=inode", 2, Duration::from_secs(10));
+    daemon.wait_polls(&s.db, Polls::all(), 2, Duration::from_secs(10));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stderr = Arc::new(Mutex::new(String::new()));
-    // The loops' command lines, for the secrets scan: `run` records them per thread.
-    let cmdlines = Arc::new(Mutex::new(String::new()));
-    let loops: Vec<_> = (0..LOOPS)
-        .map(|_| {
-            let (stop, calls, failures, stderr, cmdlines, config) = (
-                stop.clone(),
-                calls.clone(),
-                failures.clone(),
-                stderr.clone(),
-                cmdlines.clone(),
-                s.config.clone(),
-            );
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let out = run(Some(&config), &["--log-level", "trace", "token", "inode"]);
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                    let err = String::from_utf8_lossy(&out.stderr).to_string();
-                    if !out.status.success() || token.len() < 20 {
-                        failures.lock().unwrap().push(text(&out));
-                    }
-                    // stdout is the token, by design; everything else must be clean.
-                    stderr.lock().unwrap().push_str(&err);
-                }
-                cmdlines.lock().unwrap().push_str(&cmdlines_seen());
-            })
-        })
-        .collect();
+    let loops = TokenLoops::start(&s.config, LOOPS, &["--log-level", "trace"]);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(TTL * 3));
     // The operator seeds a new grant while everything runs.
@@ -155,68 +63,30 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
     assert!(out.status.success(), "{}", text(&out));
     let seeded_rt = stored_refresh_token(&s.db, "inode");
     std::thread::sleep(Duration::from_secs(TTL * 3));
-    stop.store(true, Ordering::Relaxed);
-    for l in loops {
-        l.join().unwrap();
-    }
+    let done = loops.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let daemon_log = daemon.log();
     drop(daemon);
 
     let stats = s.sim.stats();
-    let failures = failures.lock().unwrap();
-    let stderr = stderr.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} of {} `token` calls failed, first:\n{}",
-        failures.len(),
-        calls.load(Ordering::Relaxed),
-        failures[0]
-    );
+    let stderr = done.stderr.clone();
     for (what, out) in [("daemon", &daemon_log), ("token calls", &stderr)] {
         assert!(
             !out.contains("database is locked"),
             "{what}: database is locked:\n{out}"
         );
     }
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
-    let times: Vec<i64> = stats["issued"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
-        .map(|i| i["at"].as_i64().unwrap())
-        .collect();
-    assert!(times.len() >= 5, "expiries passed: {times:?}");
-    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(
-        gaps.iter().all(|&g| g >= 2),
-        "two refreshes for one expiry: gaps {gaps:?}"
-    );
-    let refreshed = query_i64(
-        &s.db,
-        "SELECT COUNT(*) FROM token_events WHERE event = 'refreshed'",
-    );
-    assert_eq!(refreshed as usize, times.len());
+    let times = assert_one_refresh_per_expiry(&stats, &s.db);
     // The seeded grant took over: the stored refresh token descends from it, and it is
     // one the provider still honours.
     assert_ne!(seeded_rt, None);
     let stored = stored_refresh_token(&s.db, "inode");
-    let valid: Vec<&str> = stats["valid_refresh_tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let valid = valid_refresh_tokens(&stats);
     assert!(
         valid.contains(&stored.as_deref().unwrap()),
         "{stored:?} not in {valid:?}"
     );
-    let cmdlines = cmdlines.lock().unwrap().clone();
+    let cmdlines = done.cmdlines.clone();
     assert!(
         cmdlines.contains(" token inode"),
         "the loops' command lines were recorded"
@@ -229,7 +99,7 @@ fn run_eight_token_loops_and_a_seed_in_the_middle() {
     );
     eprintln!(
         "{} token calls by {LOOPS} processes, {} refreshes in {elapsed:.1}s, a seed in the middle",
-        calls.load(Ordering::Relaxed),
+        done.calls,
         times.len()
     );
 }
@@ -241,8 +111,9 @@ fn an_operator_holding_the_write_lock_delays_the_daemon() {
     const HOLD: u64 = 10;
     let s = setup(3, "1s", "refresh_token", "");
     let mut d = Daemon::start(&s.config, &[]);
-    d.wait_for("status=200", 2, Duration::from_secs(10));
-    let refreshed_before = d.count("token refreshed");
+    d.wait_polls(&s.db, Polls::ok(), 2, Duration::from_secs(10));
+    let refreshed_before = events(&s.db, "refreshed");
+    let logged_before = d.count("token refreshed");
 
     let c = db(&s.db);
     c.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -254,25 +125,23 @@ fn an_operator_holding_the_write_lock_delays_the_daemon() {
         "the daemon died while the lock was held:\n{}",
         d.log()
     );
-    let refreshed_during = d.count("token refreshed") - refreshed_before;
+    // The log, not the store: nothing can commit while the lock is held, so only the log
+    // would show a refresh that went round the lock.
+    let refreshed_during = d.count("token refreshed") - logged_before;
     c.execute_batch("COMMIT").unwrap();
     drop(c);
     let released = held.elapsed();
 
     // It catches up: a refresh and good polls within a few seconds of the release.
-    d.wait_for(
-        "token refreshed",
+    d.wait_events(
+        &s.db,
+        "refreshed",
         refreshed_before + 1,
         Duration::from_secs(5),
     );
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
-    d.signal(SIGTERM);
-    assert!(
-        d.wait_exit(Duration::from_secs(10)).success(),
-        "{}",
-        d.log()
-    );
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(5));
+    d.stop();
     let log = d.log();
     assert!(!log.contains("database is locked"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
@@ -280,15 +149,7 @@ fn an_operator_holding_the_write_lock_delays_the_daemon() {
         refreshed_during, 0,
         "no token was committed while the operator held the lock"
     );
-    let stats = s.sim.stats();
-    assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
-        "{stats}"
-    );
-    assert_eq!(
-        stats["valid_refresh_tokens"][0].as_str(),
-        stored_refresh_token(&s.db, "inode").as_deref()
-    );
+    assert_stored_grant_is_the_live_one(&s);
     eprintln!("write lock held {released:?}: the daemon waited and caught up");
 }
 
@@ -329,14 +190,14 @@ fn a_full_database_fails_poll_rows_but_rotation_keeps_committing() {
         1,
         Duration::from_secs(20),
     );
-    let refreshed = d.count("token refreshed");
-    d.wait_for("token refreshed", refreshed + 3, Duration::from_secs(15));
-    d.signal(SIGTERM);
-    assert!(
-        d.wait_exit(Duration::from_secs(10)).success(),
-        "{}",
-        d.log()
+    // The fillers above are `refreshed` events too: count token generations instead.
+    d.wait_count(
+        &s.db,
+        "SELECT generation FROM tokens",
+        generation_before + 3,
+        Duration::from_secs(15),
     );
+    d.stop();
     let log = d.log();
     assert!(log.contains("database or disk is full"), "{log}");
 
@@ -349,6 +210,111 @@ fn a_full_database_fails_poll_rows_but_rotation_keeps_committing() {
         generation >= generation_before + 3,
         "rotation kept committing: generation {generation_before} -> {generation}"
     );
+    assert_stored_grant_is_the_live_one(&s);
+    let integrity: String = db(&s.db)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}
+
+/// The provider saw no rejected or reused grant and refreshed once per expiry, five times at
+/// least: refreshes are spaced by the token's life, never twice for one expiry (that would
+/// show as two refreshes within the same second or the next). And the store committed every
+/// refresh the provider made. Returns the refresh times.
+fn assert_one_refresh_per_expiry(stats: &serde_json::Value, db: &std::path::Path) -> Vec<i64> {
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
+    let times: Vec<i64> = stats["issued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
+        .map(|i| i["at"].as_i64().unwrap())
+        .collect();
+    assert!(times.len() >= 5, "five expiries passed: {times:?}");
+    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|&g| g >= 2),
+        "two refreshes for one expiry: gaps {gaps:?}"
+    );
+    assert_eq!(events(db, "refreshed") as usize, times.len());
+    times
+}
+
+/// Processes calling `oauth-poller [ARGS] token inode` in a loop, as scripts do, until
+/// [`TokenLoops::finish`].
+struct TokenLoops {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Finished>>,
+}
+
+/// What the loops saw: every call, the failed ones' output, all stderr, and the command lines
+/// for the secrets scan.
+#[derive(Default)]
+struct Finished {
+    calls: usize,
+    failures: Vec<String>,
+    stderr: String,
+    cmdlines: String,
+}
+
+impl TokenLoops {
+    fn start(config: &std::path::Path, n: usize, args: &[&str]) -> TokenLoops {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        argv.extend(["token".into(), "inode".into()]);
+        let threads = (0..n)
+            .map(|_| {
+                let (stop, config, argv) = (stop.clone(), config.to_path_buf(), argv.clone());
+                std::thread::spawn(move || {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    let mut seen = Finished::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let out = run(Some(&config), &argv);
+                        seen.calls += 1;
+                        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                        if !out.status.success() || token.len() < 20 {
+                            seen.failures.push(text(&out));
+                        }
+                        // stdout is the token, by design; everything else must be clean.
+                        seen.stderr.push_str(&String::from_utf8_lossy(&out.stderr));
+                    }
+                    // `run` records command lines per thread: this thread's are these.
+                    seen.cmdlines = cmdlines_seen();
+                    seen
+                })
+            })
+            .collect();
+        TokenLoops { stop, threads }
+    }
+
+    /// Stops the loops; every call must have printed a token.
+    fn finish(self) -> Finished {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Finished::default();
+        for t in self.threads {
+            let seen = t.join().unwrap();
+            all.calls += seen.calls;
+            all.failures.extend(seen.failures);
+            all.stderr.push_str(&seen.stderr);
+            all.cmdlines.push_str(&seen.cmdlines);
+        }
+        assert!(
+            all.failures.is_empty(),
+            "{} of {} `token` calls failed, first:\n{}",
+            all.failures.len(),
+            all.calls,
+            all.failures[0]
+        );
+        all
+    }
+}
+
+/// The provider rejected no grant, and the refresh token in the store is the one it honours.
+fn assert_stored_grant_is_the_live_one(s: &crate::lifecycle::Setup) {
     let stats = s.sim.stats();
     assert_eq!(
         stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
@@ -359,8 +325,4 @@ fn a_full_database_fails_poll_rows_but_rotation_keeps_committing() {
         stored_refresh_token(&s.db, "inode").as_deref(),
         "the stored refresh token is the live one"
     );
-    let integrity: String = db(&s.db)
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
 }

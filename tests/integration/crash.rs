@@ -3,7 +3,7 @@
 //! is nearly always in flight. A grant is lost when a restart meets `invalid_grant`; the
 //! target is zero, and the database stays intact.
 
-use crate::lifecycle::sim_config;
+use crate::lifecycle::setup_with;
 use crate::secrets::assert_no_secrets;
 use crate::util::*;
 use oauth_poller_sim::{FaultKind, FaultSpec, FaultTarget, Profile, SimOptions};
@@ -23,17 +23,9 @@ fn sigkill_at_random_moments_loses_no_grant() {
     let mut opts = SimOptions::new(Profile::Inode);
     opts.access_ttl = Duration::from_secs(1);
     assert!(opts.rotate, "refresh tokens last one use");
-    let sim = Sim::start(opts);
-    let dir = tempdir();
-    let db_path = dir.path().join("state.db");
-    let seed = dir.path().join("seed.json");
-    write_file(&seed, &sim.sim.issue_seed());
-    let config = dir.path().join("config.toml");
     // refresh_margin 1 s on a 1 s token: every poll refreshes, two endpoints a second.
-    write_file(
-        &config,
-        &sim_config(&sim, &db_path, &seed, "1s", "refresh_token", ""),
-    );
+    let s = setup_with(opts, "1s", "refresh_token", "");
+    let (sim, dir, config, db_path) = (&s.sim, &s.dir, s.config.clone(), s.db.clone());
 
     let started = Instant::now();
     #[allow(non_snake_case)]
@@ -114,11 +106,16 @@ fn sigkill_at_random_moments_loses_no_grant() {
         last_kill = killed_at;
     }
     // One last start: the grant still works after all that.
+    let (refreshed, ok) = (events(&db_path, "refreshed"), Polls::ok().count(&db_path));
     let mut d = Daemon::start(&config, &["--log-level", "trace"]);
-    d.wait_for("token refreshed", 1, Duration::from_secs(15));
-    d.wait_for("status=200", 2, Duration::from_secs(10));
-    d.signal(SIGTERM);
-    assert!(d.wait_exit(Duration::from_secs(10)).success());
+    d.wait_events(
+        &db_path,
+        "refreshed",
+        refreshed + 1,
+        Duration::from_secs(15),
+    );
+    d.wait_polls(&db_path, Polls::ok(), ok + 2, Duration::from_secs(10));
+    d.stop();
     logs.push(d.log());
     let elapsed = started.elapsed();
 
@@ -165,12 +162,7 @@ fn sigkill_at_random_moments_loses_no_grant() {
     );
     // The stored refresh token is one the provider honours (the only one, unless a lost
     // grant was replaced by a new seed, which leaves the abandoned chain's last one alive).
-    let valid: Vec<&str> = stats["valid_refresh_tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let valid = valid_refresh_tokens(&stats);
     let stored = stored_refresh_token(&db_path, "inode").unwrap();
     assert!(
         valid.contains(&stored.as_str()),
@@ -183,7 +175,7 @@ fn sigkill_at_random_moments_loses_no_grant() {
         "the only reuse is the restart that met the lost grant"
     );
     let outputs: Vec<&str> = logs.iter().map(|s| s.as_str()).collect();
-    assert_no_secrets("crash test", &sim, &outputs, &db_path);
+    assert_no_secrets("crash test", sim, &outputs, &db_path);
 }
 
 /// The window that remains: the provider rotated, and its answer was lost (here the
@@ -199,18 +191,13 @@ fn a_rotation_whose_answer_is_lost_needs_the_fallback_grant() {
         lost.process = true;
         lost.count = Some(1);
         opts.faults.push(lost);
-        let sim = Sim::start(opts);
-        let dir = tempdir();
-        let db_path = dir.path().join("state.db");
-        let seed = dir.path().join("seed.json");
-        write_file(&seed, &sim.sim.issue_seed());
-        let config = dir.path().join("config.toml");
-        write_file(&config, &sim_config(&sim, &db_path, &seed, "1s", grant, ""));
+        let s = setup_with(opts, "1s", grant, "");
+        let (sim, config, db_path) = (&s.sim, s.config.clone(), s.db.clone());
         let d = Daemon::start(&config, &[]);
         if grant == "password" {
-            d.wait_for("token obtained", 1, Duration::from_secs(15));
-            let ok = d.count("status=200");
-            d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+            d.wait_events(&db_path, "obtained", 1, Duration::from_secs(15));
+            let ok = Polls::ok().count(&db_path);
+            d.wait_polls(&db_path, Polls::ok(), ok + 2, Duration::from_secs(5));
         } else {
             d.wait_for(
                 "needs re-authorization: run `oauth-poller seed inode FILE`",
@@ -257,9 +244,19 @@ fn an_answer_received_but_not_committed_is_recovered_from_the_journal() {
         1,
         Duration::from_secs(10),
     );
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(5));
     drop(d);
+    assert_recovered_from_the_journal(&s, &fresh, &journal);
+}
+
+/// The refresh a dead process made is the stored grant, the provider never saw its
+/// predecessor again, and the journal is gone once committed.
+pub(crate) fn assert_recovered_from_the_journal(
+    s: &crate::lifecycle::Setup,
+    fresh: &serde_json::Value,
+    journal: &std::path::Path,
+) {
     assert_eq!(
         stored_refresh_token(&s.db, "inode").as_deref(),
         fresh["refresh_token"].as_str()
@@ -269,10 +266,7 @@ fn an_answer_received_but_not_committed_is_recovered_from_the_journal() {
         stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
         "{stats}"
     );
-    assert!(
-        !std::path::Path::new(&journal).exists(),
-        "the journal is removed"
-    );
+    assert!(!journal.exists(), "the journal is removed once committed");
 }
 
 /// Refreshes `s`'s account from the test, as a process that then died would have, and leaves

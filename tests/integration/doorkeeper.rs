@@ -4,8 +4,12 @@
 //! three refreshes, and Doorkeeper's own token table is the judge.
 
 use crate::authorize::run_with_stdin;
+use crate::config_builder::{path, Account, Config, Endpoint};
 use crate::util::*;
-use crate::vendors::{assert_polls_ok, form_inputs, location, write_config, Browser};
+use crate::vendors::{
+    assert_polls_ok, form_inputs, location, run_daemon_through_refreshes_within, write_config,
+    Browser,
+};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,32 +31,7 @@ impl Doorkeeper {
     /// None (after printing `skipped: <why>`) when Ruby, Rails, Doorkeeper, Puma or the
     /// SQLite driver is missing, except under CI, where that is a failure.
     fn start(access_ttl: u64, extra: &[&str]) -> Option<Doorkeeper> {
-        let probe = Command::new("ruby")
-            .args([
-                "-e",
-                "require 'rails'; require 'doorkeeper'; require 'puma'; require 'sqlite3'",
-            ])
-            .stdin(Stdio::null())
-            .output();
-        let missing = match probe {
-            Err(e) => Some(format!("cannot run ruby: {e}")),
-            Ok(o) if !o.status.success() => Some(format!(
-                "ruby cannot load rails, doorkeeper, puma and sqlite3: {}",
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-            )),
-            Ok(_) => None,
-        };
-        if let Some(why) = missing {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI: {why} (.ci/run installs ruby-doorkeeper ruby-rails puma ruby-sqlite3)"
-            );
-            println!(
-                "skipped: {why} (apt-get install ruby-doorkeeper ruby-rails puma ruby-sqlite3)"
-            );
+        if !require(Need::Doorkeeper) {
             return None;
         }
         let dir = tempdir();
@@ -104,35 +83,19 @@ fn config(dk: &Doorkeeper, dir: &Path) -> PathBuf {
     write_file(&secret, &format!("{}\n", dk.get("client_secret")));
     write_config(
         dir,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-interval = "1s"
-timeout = "10s"
-
-[[account]]
-name = "scinote"
-base_url = "{base}"
-refresh_margin = "1s"
-
-[account.oauth2]
-token_url = "oauth/token"
-authorize_url = "oauth/authorize"
-redirect_uri = "urn:ietf:wg:oauth:2.0:oob"
-client_id = "{client_id}"
-client_secret_file = "{secret}"
-client_auth = "body"
-
-[[account.endpoint]]
-name = "projects"
-path = "api/v1/teams/1/projects"
-"#,
-            db = dir.join("state.db").display(),
-            base = dk.get("base_url"),
-            client_id = dk.get("client_id"),
-            secret = secret.display(),
-        ),
+        &Config::polling(&dir.join("state.db"), "1s", "10s")
+            .account(
+                Account::new("scinote", &dk.get("base_url"))
+                    .set("refresh_margin", "1s")
+                    .oauth2("token_url", "oauth/token")
+                    .oauth2("authorize_url", "oauth/authorize")
+                    .oauth2("redirect_uri", "urn:ietf:wg:oauth:2.0:oob")
+                    .oauth2("client_id", dk.get("client_id"))
+                    .oauth2("client_secret_file", path(&secret))
+                    .oauth2("client_auth", "body")
+                    .endpoint(Endpoint::new("projects", "api/v1/teams/1/projects")),
+            )
+            .toml(),
     )
 }
 
@@ -233,17 +196,7 @@ fn scinote_doorkeeper_oob_bootstrap_and_three_refreshes() {
     assert!(text(&out).contains("authorized account `scinote`"));
     secrets.push(code);
 
-    let mut d = Daemon::start(&config, &[]);
-    d.wait_for("token refreshed", 3, Duration::from_secs(90));
-    let polls = d.count(" poll account=");
-    d.wait_for(" poll account=", polls + 2, Duration::from_secs(20));
-    d.signal(SIGTERM);
-    assert!(
-        d.wait_exit(Duration::from_secs(10)).success(),
-        "{}",
-        d.log()
-    );
-    let log = d.log();
+    let log = run_daemon_through_refreshes_within(&config, 3, Duration::from_secs(90));
     assert_polls_ok(&db, "scinote", 6);
 
     let dk_db = crate::util::db(&dk.database());

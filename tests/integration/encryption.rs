@@ -47,21 +47,17 @@ fn tokens_are_encrypted_at_rest_and_a_wrong_or_missing_key_changes_nothing() {
     write_file(&key, &"ab".repeat(32));
     let plain_config = std::fs::read_to_string(&s.config).unwrap();
     with_key(&s.config, &key);
+    let refreshed = events(&s.db, "refreshed");
     let mut d = Daemon::start(&s.config, &[]);
     d.wait_for(
         "encrypted the stored tokens at rest",
         1,
         Duration::from_secs(10),
     );
-    d.wait_for("token refreshed", 2, Duration::from_secs(15));
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
-    d.signal(SIGTERM);
-    assert!(
-        d.wait_exit(Duration::from_secs(10)).success(),
-        "{}",
-        d.log()
-    );
+    d.wait_events(&s.db, "refreshed", refreshed + 2, Duration::from_secs(15));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(5));
+    d.stop();
     let (access, refresh): (String, String) = db(&s.db)
         .query_row("SELECT access_token, refresh_token FROM tokens", [], |r| {
             Ok((r.get(0)?, r.get(1)?))

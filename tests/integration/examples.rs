@@ -223,10 +223,14 @@ fn with_credentials(config: &Path, creds: &Path, args: &[&str]) -> std::process:
         .unwrap()
 }
 
-/// The seed of config/inode.toml is optional (grant = "password"): without the file, `check`
-/// passes without a word about it and `poll-once` obtains a token with the password.
-#[test]
-fn a_missing_optional_seed_fails_nothing() {
+/// config/inode.toml for a simulator, with its secret and password in a credentials
+/// directory `creds` as systemd would hand them over: (simulator, dir, creds, config).
+fn inode_example_with_credentials() -> (
+    Sim,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     let opts = oauth_poller_sim::SimOptions::new(oauth_poller_sim::Profile::Inode);
     let (client_id, secret, password) = (
         opts.client_id.clone(),
@@ -240,6 +244,14 @@ fn a_missing_optional_seed_fails_nothing() {
     write_file(&creds.join("inode-client-secret"), &secret);
     write_file(&creds.join("inode-password"), &password);
     let config = inode_example(&sim, &client_id, dir.path());
+    (sim, dir, creds, config)
+}
+
+/// The seed of config/inode.toml is optional (grant = "password"): without the file, `check`
+/// passes without a word about it and `poll-once` obtains a token with the password.
+#[test]
+fn a_missing_optional_seed_fails_nothing() {
+    let (_sim, dir, creds, config) = inode_example_with_credentials();
 
     let out = with_credentials(&config, &creds, &["check"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -312,19 +324,7 @@ fn a_missing_required_seed_is_named_with_file_line_and_key() {
 /// shell without the service's credentials), and `seed` says which database it wrote.
 #[test]
 fn status_and_history_need_no_secret_and_seed_names_its_database() {
-    let opts = oauth_poller_sim::SimOptions::new(oauth_poller_sim::Profile::Inode);
-    let (client_id, secret, password) = (
-        opts.client_id.clone(),
-        opts.client_secret.clone(),
-        opts.password.clone(),
-    );
-    let sim = Sim::start(opts);
-    let dir = tempdir();
-    let creds = dir.path().join("creds");
-    std::fs::create_dir(&creds).unwrap();
-    write_file(&creds.join("inode-client-secret"), &secret);
-    write_file(&creds.join("inode-password"), &password);
-    let config = inode_example(&sim, &client_id, dir.path());
+    let (sim, dir, creds, config) = inode_example_with_credentials();
     let seed = dir.path().join("token.json");
     write_file(&seed, &sim.sim.issue_seed());
     let out = with_credentials(&config, &creds, &["seed", "inode", seed.to_str().unwrap()]);

@@ -49,7 +49,11 @@ fn hooks_receive_events_and_changed_bodies_without_blocking_polls() {
 
     let body = wait_file(&dir.join("changed-links.json"), "]");
     assert!(body.starts_with('['), "the new body on stdin: {body}");
-    d.wait_for("endpoint=devices status=200", 4, Duration::from_secs(10));
+    let devices_ok = Polls {
+        endpoint: Some("devices"),
+        ..Polls::ok()
+    };
+    d.wait_polls(&s.db, devices_ok, 4, Duration::from_secs(10));
 
     http_post(&format!(
         "http://{}/_sim/fault?target=api&kind=status&status=502&path=devices",
@@ -115,7 +119,11 @@ fn hooks_get_a_cleared_environment_without_the_daemons_secrets() {
         .env("LANG", "C.UTF-8")
         .env("TZ", "UTC");
     let d = Daemon::spawn(cmd);
-    d.wait_for("endpoint=devices status=200", 1, Duration::from_secs(10));
+    let devices_ok = Polls {
+        endpoint: Some("devices"),
+        ..Polls::ok()
+    };
+    d.wait_polls(&s.db, devices_ok, 1, Duration::from_secs(10));
     http_post(&format!(
         "http://{}/_sim/fault?target=api&kind=status&status=502&path=devices",
         s.sim.addr

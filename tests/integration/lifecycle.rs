@@ -1,6 +1,7 @@
 //! The daemon against the built-in simulator (inode profile, strict rotation): demo,
 //! crash and restart, signals and reload, re-authorization, 401 handling, exit codes.
 
+use crate::config_builder::{Account, Config, Endpoint};
 use crate::util::*;
 use oauth_poller_sim::{Profile, SimOptions};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,11 @@ pub struct Setup {
 pub fn setup(ttl: u64, interval: &str, grant: &str, extra_daemon: &str) -> Setup {
     let mut opts = SimOptions::new(Profile::Inode);
     opts.access_ttl = Duration::from_secs(ttl);
+    setup_with(opts, interval, grant, extra_daemon)
+}
+
+/// The same with a simulator of other options (faults, profile, lifetimes).
+pub fn setup_with(opts: SimOptions, interval: &str, grant: &str, extra_daemon: &str) -> Setup {
     let sim = Sim::start(opts);
     let dir = tempdir();
     let db = dir.path().join("state.db");
@@ -44,44 +50,16 @@ pub fn sim_config(
     grant: &str,
     extra_daemon: &str,
 ) -> String {
-    format!(
-        r#"
-[daemon]
-database = "{db}"
-interval = "{interval}"
-timeout = "5s"
-{extra_daemon}
-
-[[account]]
-name = "inode"
-base_url = "{base}"
-seed_file = "{seed}"
-refresh_margin = "1s"
-
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "demo-client"
-client_secret = "demo-client-secret"
-client_auth = "body"
-scope = "sync"
-grant = "{grant}"
-username = "owner"
-password = "demo-password"
-
-[[account.endpoint]]
-name = "links"
-path = "v1/links/"
-query = {{ no_pagination = "" }}
-
-[[account.endpoint]]
-name = "devices"
-path = "v1/devices/"
-query = {{ no_pagination = "" }}
-"#,
-        db = db.display(),
-        base = sim.base_url(),
-        seed = seed.display(),
-    )
+    Config::polling(db, interval, "5s")
+        .daemon_toml(extra_daemon)
+        .account(
+            Account::inode(&sim.base_url())
+                .seed_file(seed)
+                .oauth2("grant", grant)
+                .endpoint(Endpoint::inode_links())
+                .endpoint(Endpoint::inode_devices()),
+        )
+        .toml()
 }
 
 fn outcome(sim: &Sim, key: &str) -> i64 {
@@ -207,9 +185,10 @@ fn demo_keep_leaves_the_directory_and_says_where() {
 fn sigkill_and_restart_continue_from_the_store() {
     let s = setup(3, "1s", "refresh_token", "");
     for round in 0..3 {
+        let (refreshed, polls) = (events(&s.db, "refreshed"), Polls::all().count(&s.db));
         let mut d = Daemon::start(&s.config, &[]);
-        d.wait_for("token refreshed", 1, Duration::from_secs(15));
-        d.wait_for(" poll account=", 4, Duration::from_secs(10));
+        d.wait_events(&s.db, "refreshed", refreshed + 1, Duration::from_secs(15));
+        d.wait_polls(&s.db, Polls::all(), polls + 4, Duration::from_secs(10));
         d.signal(SIGKILL);
         d.wait_exit(Duration::from_secs(5));
         if round > 0 {
@@ -341,12 +320,12 @@ fn revoked_grant_needs_reauth_and_a_new_seed_resumes_by_itself() {
 fn a_401_refreshes_once_and_retries_once() {
     let s = setup(600, "1s", "refresh_token", "");
     let d = Daemon::start(&s.config, &[]);
-    d.wait_for(" poll account=inode", 2, Duration::from_secs(10));
+    d.wait_polls(&s.db, Polls::all(), 2, Duration::from_secs(10));
     // The server forgets the access token before its stated expiry.
     http_post(&format!("http://{}/_sim/expire?what=access", s.sim.addr));
-    d.wait_for("token refreshed", 1, Duration::from_secs(10));
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    d.wait_events(&s.db, "refreshed", 1, Duration::from_secs(10));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(5));
     drop(d);
     assert_eq!(
         s.sim.stats()["refreshes"],
@@ -390,15 +369,15 @@ fn password_grant_bootstraps_without_a_seed_and_recovers_a_revoked_grant() {
         .join("\n");
     write_file(&s.config, &cfg);
     let d = Daemon::start(&s.config, &[]);
-    d.wait_for("token obtained", 1, Duration::from_secs(10));
+    d.wait_events(&s.db, "obtained", 1, Duration::from_secs(10));
     http_post(&format!("http://{}/_sim/revoke", s.sim.addr));
     d.wait_for(
         "obtaining a new token with the fallback grant",
         1,
         Duration::from_secs(10),
     );
-    d.wait_for("token obtained", 2, Duration::from_secs(10));
-    let ok = d.count("status=200");
-    d.wait_for("status=200", ok + 2, Duration::from_secs(5));
+    d.wait_events(&s.db, "obtained", 2, Duration::from_secs(10));
+    let ok = Polls::ok().count(&s.db);
+    d.wait_polls(&s.db, Polls::ok(), ok + 2, Duration::from_secs(5));
     assert_eq!(s.sim.stats()["token_requests"]["by_grant"]["password"], 2);
 }

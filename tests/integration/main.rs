@@ -6,6 +6,7 @@ mod audit_refresh;
 mod authorize;
 mod bad_input;
 mod concurrency;
+mod config_builder;
 mod crash;
 mod django;
 mod docs;

@@ -1,16 +1,8 @@
 //! `[daemon] metrics_listen`: Prometheus text at /metrics, and /healthz.
 
-use crate::lifecycle::setup;
+use crate::lifecycle::{setup, Setup};
 use crate::util::*;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn status_of(url: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -36,18 +28,23 @@ fn metric(text: &str, line_start: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {line_start} in:\n{text}"))
 }
 
+/// `setup` with a metrics endpoint on a free port: (setup, port).
+pub(crate) fn setup_with_metrics(ttl: u64) -> (Setup, u16) {
+    let port = free_port();
+    let metrics = format!("metrics_listen = \"127.0.0.1:{port}\"");
+    (setup(ttl, "1s", "refresh_token", &metrics), port)
+}
+
 #[test]
 fn metrics_and_health() {
-    let port = free_port();
-    let s = setup(
-        4,
-        "1s",
-        "refresh_token",
-        &format!("metrics_listen = \"127.0.0.1:{port}\""),
-    );
+    let (s, port) = setup_with_metrics(4);
     let d = Daemon::start(&s.config, &[]);
-    d.wait_for("token refreshed", 1, Duration::from_secs(10));
-    d.wait_for("endpoint=links status=200", 3, Duration::from_secs(10));
+    d.wait_events(&s.db, "refreshed", 1, Duration::from_secs(10));
+    let links_ok = Polls {
+        endpoint: Some("links"),
+        ..Polls::ok()
+    };
+    d.wait_polls(&s.db, links_ok, 3, Duration::from_secs(10));
     let base = format!("http://127.0.0.1:{port}");
     let m = http_get(&format!("{base}/metrics"));
     assert!(
@@ -110,13 +107,7 @@ fn metrics_and_health() {
 /// configuration running instead of ending the daemon.
 #[test]
 fn a_reload_that_cannot_start_keeps_the_old_configuration() {
-    let port = free_port();
-    let s = setup(
-        600,
-        "1s",
-        "refresh_token",
-        &format!("metrics_listen = \"127.0.0.1:{port}\""),
-    );
+    let (s, port) = setup_with_metrics(600);
     let mut d = Daemon::start(&s.config, &[]);
     d.wait_for("endpoint=links status=200", 1, Duration::from_secs(10));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,6 +1,7 @@
 //! What an operator meets outside the happy path (issue 12's smaller defects): a store from a
 //! newer version, rejected seeds, unknown accounts, what `status` and `history` say, help.
 
+use crate::config_builder::{Account, Config, Endpoint};
 use crate::lifecycle::setup;
 use crate::util::*;
 use std::path::{Path, PathBuf};
@@ -9,54 +10,27 @@ use std::time::Duration;
 /// A configuration for three accounts that have no token yet, each with a different way in.
 fn three_accounts(dir: &Path) -> (PathBuf, PathBuf) {
     let db = dir.join("state.db");
-    let config = dir.join("config.toml");
-    write_file(
-        &config,
-        &format!(
-            r#"[daemon]
-database = "{}"
-
-[[account]]
-name = "seeded"
-base_url = "http://127.0.0.1:9/api/"
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "id"
-client_secret = "SECRET-client"
-[[account.endpoint]]
-name = "links"
-path = "v1/links/"
-
-[[account]]
-name = "pw"
-base_url = "http://127.0.0.1:9/api/"
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "id"
-client_secret = "SECRET-client"
-grant = "password"
-username = "owner"
-password = "SECRET-password"
-[[account.endpoint]]
-name = "links"
-path = "v1/links/"
-
-[[account]]
-name = "consent"
-base_url = "http://127.0.0.1:9/api/"
-[account.oauth2]
-token_url = "oauth/token/"
-authorize_url = "oauth/authorize/"
-redirect_uri = "http://127.0.0.1:8765/callback"
-client_id = "id"
-client_secret = "SECRET-client"
-[[account.endpoint]]
-name = "links"
-path = "v1/links/"
-"#,
-            db.display()
-        ),
-    );
+    let account = |name: &str| {
+        Account::new(name, "http://127.0.0.1:9/api/")
+            .oauth2("token_url", "oauth/token/")
+            .oauth2("client_id", "id")
+            .oauth2("client_secret", "SECRET-client")
+            .endpoint(Endpoint::new("links", "v1/links/"))
+    };
+    let config = Config::new(&db)
+        .account(account("seeded"))
+        .account(
+            account("pw")
+                .oauth2("grant", "password")
+                .oauth2("username", "owner")
+                .oauth2("password", "SECRET-password"),
+        )
+        .account(
+            account("consent")
+                .oauth2("authorize_url", "oauth/authorize/")
+                .oauth2("redirect_uri", "http://127.0.0.1:8765/callback"),
+        )
+        .write(&dir.join("config.toml"));
     (config, db)
 }
 
@@ -273,8 +247,7 @@ fn status_says_whether_the_daemon_runs_and_aligns_endpoints() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
     assert_eq!(v["daemon"], "running", "{v}");
 
-    d.signal(SIGTERM);
-    assert!(d.wait_exit(Duration::from_secs(10)).success());
+    d.stop();
     // The last access token (2 s) runs out with nobody to refresh it.
     std::thread::sleep(Duration::from_secs(3));
     let out = run(Some(&s.config), &["status"]);

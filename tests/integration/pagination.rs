@@ -2,6 +2,7 @@
 //! into one stored document, and the safety rules for next links (another origin, a loop, a
 //! failing page, `max_pages`).
 
+use crate::config_builder::{Account, Config, Endpoint};
 use crate::util::*;
 use oauth_poller_sim::{example_config, Profile, SimOptions};
 use std::io::{BufReader, Write};
@@ -110,34 +111,15 @@ const KEY: &str = "SECRET-api-key-pagination";
 /// endpoint table (e.g. `max_pages = 2`).
 fn api_key_config(dir: &Path, base: &str, path: &str, extra: &str) -> (PathBuf, PathBuf) {
     let db = dir.join("state.db");
-    let config = dir.join("config.toml");
-    write_file(
-        &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-interval = "1s"
-timeout = "5s"
-store_bodies = "all"
-
-[[account]]
-name = "api"
-base_url = "{base}"
-auth = "api_key"
-header_scheme = "Token"
-
-[account.api_key]
-key = "{KEY}"
-
-[[account.endpoint]]
-name = "list"
-path = "{path}"
-{extra}
-"#,
-            db = db.display(),
-        ),
-    );
+    let config = Config::polling(&db, "1s", "5s")
+        .daemon("store_bodies", "all")
+        .account(
+            Account::new("api", base)
+                .api_key(KEY)
+                .set("header_scheme", "Token")
+                .endpoint(Endpoint::new("list", path).toml(extra)),
+        )
+        .write(&dir.join("config.toml"));
     (config, db)
 }
 
@@ -564,8 +546,15 @@ fn pagination_keys_are_checked() {
         let t = text(&out);
         assert_eq!(out.status.code(), Some(2), "{bad}: {t}");
         let name = config.display().to_string();
+        let key = bad.split(' ').next().unwrap();
+        let line = std::fs::read_to_string(&config)
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with(key))
+            .unwrap()
+            + 1;
         assert!(
-            t.contains(&format!("{name}:20:")),
+            t.contains(&format!("{name}:{line}:")),
             "{bad}: file and line: {t}"
         );
         assert!(
@@ -581,47 +570,21 @@ fn pagination_keys_are_checked() {
 /// 10 (DRF's PageNumberPagination), polled without `no_pagination`.
 #[test]
 fn django_rest_framework_pages_over_the_real_server() {
+    if !require(Need::Django) {
+        return;
+    }
     let dj = Django::start(3600);
     let dir = tempdir();
-    let secret = dir.path().join("client-secret");
-    let password = dir.path().join("password");
-    write_file(&secret, &dj.get("client_secret"));
-    write_file(&password, &dj.get("password"));
     let db = dir.path().join("state.db");
     let config = dir.path().join("config.toml");
     write_file(
         &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-interval = "1s"
-timeout = "10s"
-
-[[account]]
-name = "inode"
-base_url = "{base}"
-
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "{client_id}"
-client_secret_file = "{secret}"
-client_auth = "body"
-scope = "sync"
-grant = "password"
-username = "owner"
-password_file = "{password}"
-
-[[account.endpoint]]
-name = "measurements"
-path = "v1/measurements/"
-"#,
-            db = db.display(),
-            base = dj.get("base_url"),
-            client_id = dj.get("client_id"),
-            secret = secret.display(),
-            password = password.display(),
-        ),
+        &Config::polling(&db, "1s", "10s")
+            .account(
+                crate::django::inode_account(&dj, dir.path())
+                    .endpoint(Endpoint::new("measurements", "v1/measurements/")),
+            )
+            .toml(),
     );
     let out = run(Some(&config), &["poll-once"]);
     let log = text(&out);
@@ -725,31 +688,18 @@ fn a_401_in_the_middle_of_a_collection_refreshes_once_and_asks_for_that_page_aga
     let config = dir.path().join("config.toml");
     write_file(
         &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-timeout = "5s"
-
-[[account]]
-name = "api"
-base_url = "{base}"
-seed_file = "{seed}"
-
-[account.oauth2]
-token_url = "token"
-client_id = "id"
-client_secret = "secret"
-client_auth = "body"
-
-[[account.endpoint]]
-name = "list"
-path = "items/"
-"#,
-            db = db.display(),
-            base = api.url("/"),
-            seed = seed.display(),
-        ),
+        &Config::new(&db)
+            .daemon("timeout", "5s")
+            .account(
+                Account::new("api", &api.url("/"))
+                    .seed_file(&seed)
+                    .oauth2("token_url", "token")
+                    .oauth2("client_id", "id")
+                    .oauth2("client_secret", "secret")
+                    .oauth2("client_auth", "body")
+                    .endpoint(Endpoint::new("list", "items/")),
+            )
+            .toml(),
     );
     let out = run(Some(&config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -46,7 +46,11 @@ fn retry_after_delays_that_endpoints_next_poll() {
         "target=api&kind=status&status=429&retry_after=3&count=1&path=devices",
     );
     let d = Daemon::start(&s.config, &[]);
-    d.wait_for("endpoint=devices status=200", 2, Duration::from_secs(15));
+    let devices_ok = Polls {
+        endpoint: Some("devices"),
+        ..Polls::ok()
+    };
+    d.wait_polls(&s.db, devices_ok, 2, Duration::from_secs(15));
     drop(d);
     let devices = poll_times(&s, "devices");
     assert_eq!(devices[0].1, Some(429), "{devices:?}");
@@ -71,7 +75,11 @@ fn store_bodies_changes_all_none() {
             &format!("store_bodies = \"{mode}\""),
         );
         let mut d = Daemon::start(&s.config, &[]);
-        d.wait_for("endpoint=links status=200", 3, Duration::from_secs(10));
+        let links_ok = Polls {
+            endpoint: Some("links"),
+            ..Polls::ok()
+        };
+        d.wait_polls(&s.db, links_ok, 3, Duration::from_secs(10));
         // A graceful stop flushes the rows gathered for the next commit.
         d.signal(SIGTERM);
         d.wait_exit(Duration::from_secs(5));
@@ -147,7 +155,7 @@ fn a_failing_token_endpoint_backs_off_and_the_old_token_stays_in_use() {
     write_file(&s.config, &cfg);
     fault(&s, "target=token&kind=status&status=503&count=2");
     let d = Daemon::start(&s.config, &[]);
-    d.wait_for("token refreshed", 1, Duration::from_secs(12));
+    d.wait_events(&s.db, "refreshed", 1, Duration::from_secs(12));
     assert_eq!(
         d.count("token request failed (temporary)"),
         2,

@@ -1,5 +1,6 @@
 //! Under a real systemd: PID 1 in private namespaces (as root), driving the shipped unit.
 
+use crate::config_builder::{Account, Config, Endpoint};
 use crate::util::*;
 use oauth_poller_sim::{Profile, SimOptions};
 use std::path::Path;
@@ -8,28 +9,9 @@ use std::time::{Duration, Instant};
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/oauth-poller.service");
 
-/// Whether this machine can run the tests that boot systemd (root, systemd, nsenter). Outside
-/// CI they are skipped with a word on stderr; with CI=true a missing piece fails the test.
+/// Whether this machine can run the tests that boot systemd (see [`Need::Systemd`]).
 pub fn systemd_available() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let why = if !root {
-        "the systemd tests run systemd as PID 1 in private namespaces and need root"
-    } else if !Path::new("/lib/systemd/systemd").exists() {
-        "no /lib/systemd/systemd"
-    } else if Command::new("nsenter").arg("--version").output().is_err() {
-        "no nsenter"
-    } else {
-        return true;
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why} (CI=true: .ci/run installs systemd and runs as root)");
-    }
-    eprintln!("skipped: {why}");
-    false
+    require(Need::Systemd)
 }
 
 /// systemd as PID 1 of new PID, mount, UTS and IPC namespaces (same network: it reaches
@@ -160,14 +142,27 @@ exec /lib/systemd/systemd --system --unit=multi-user.target"#;
     }
 
     fn journal(&self) -> String {
-        self.ok(&[
+        self.journal_at(None)
+    }
+
+    /// The unit's journal lines of priority `warning` or worse.
+    fn warnings(&self) -> String {
+        self.journal_at(Some("warning"))
+    }
+
+    fn journal_at(&self, priority: Option<&str>) -> String {
+        let mut args = vec![
             "journalctl",
             "-u",
             "oauth-poller",
             "--no-pager",
             "-o",
             "cat",
-        ])
+        ];
+        if let Some(p) = priority {
+            args.extend(["-p", p]);
+        }
+        self.ok(&args)
     }
 
     fn wait_journal(&self, needle: &str, n: usize, timeout: Duration) {
@@ -222,31 +217,25 @@ impl Drop for Systemd {
 }
 
 fn config(sim: &Sim, endpoints: &[&str]) -> String {
-    let mut text = format!(
-        r#"[daemon]
-interval = "1s"
-
-[[account]]
-name = "inode"
-base_url = "{}"
-seed_file = "${{CREDENTIALS_DIRECTORY}}/inode-seed"
-
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "demo-client"
-client_secret_file = "${{CREDENTIALS_DIRECTORY}}/inode-client-secret"
-client_auth = "body"
-scope = "sync"
-grant = "refresh_token"
-"#,
-        sim.base_url()
-    );
+    let mut account = Account::new("inode", &sim.base_url())
+        .set("seed_file", "${CREDENTIALS_DIRECTORY}/inode-seed")
+        .oauth2("token_url", "oauth/token/")
+        .oauth2("client_id", "demo-client")
+        .oauth2(
+            "client_secret_file",
+            "${CREDENTIALS_DIRECTORY}/inode-client-secret",
+        )
+        .oauth2("client_auth", "body")
+        .oauth2("scope", "sync")
+        .oauth2("grant", "refresh_token");
     for e in endpoints {
-        text.push_str(&format!(
-            "\n[[account.endpoint]]\nname = \"{e}\"\npath = \"v1/{e}/\"\nquery = {{ no_pagination = \"\" }}\n"
-        ));
+        account =
+            account.endpoint(Endpoint::new(e, &format!("v1/{e}/")).query("no_pagination", ""));
     }
-    text
+    Config::default()
+        .daemon("interval", "1s")
+        .account(account)
+        .toml()
 }
 
 fn write_public(path: &Path, text: &str, mode: u32) {
@@ -325,16 +314,7 @@ fn the_unit_under_a_real_systemd() {
         sd.show("StatusText")
     );
     // Priorities reach the journal: poll lines are info (6), not in a warning-or-worse view.
-    let warnings = sd.ok(&[
-        "journalctl",
-        "-u",
-        "oauth-poller",
-        "-p",
-        "warning",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]);
+    let warnings = sd.warnings();
     assert!(!warnings.contains("poll account="), "{warnings}");
 
     // reload applies a changed configuration.
@@ -406,7 +386,7 @@ fn the_unit_under_a_real_systemd() {
     // A broken configuration: exit 2, and no restart loop.
     write_public(
         &config_path,
-        &format!("{}\nbogus = 1\n", config(&sim, &["links"])),
+        &format!("bogus = 1\n{}", config(&sim, &["links"])),
         0o644,
     );
     let out = sd.run(&["systemctl", "start", "oauth-poller"]);
@@ -672,16 +652,7 @@ fn the_readme_operator_path_under_a_real_systemd() {
     assert_eq!(edits, 1);
     assert_eq!(sd.show("ActiveState"), "inactive");
     assert!(sd.journal().contains("stopped"), "{}", sd.journal());
-    let warnings = sd.ok(&[
-        "journalctl",
-        "-u",
-        "oauth-poller",
-        "-p",
-        "warning",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]);
+    let warnings = sd.warnings();
     // The daemon's own lines (systemd's about the unit, such as cgroup migration in this
     // namespace, are not the operator path's).
     let warnings: Vec<&str> = warnings
@@ -703,18 +674,10 @@ fn the_deb_installs_with_apt_and_its_unit_starts() {
     if !systemd_available() {
         return;
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let has_deb = Command::new(&cargo)
-        .args(["deb", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_deb {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("cargo-deb is not installed (CI=true: .ci/run installs it)");
-        }
-        eprintln!("skipped: cargo-deb is not installed (cargo install cargo-deb)");
+    if !require(Need::CargoDeb) {
         return;
     }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let dir = tempdir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let debian = dir.path().join("repo/target/debian");

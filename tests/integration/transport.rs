@@ -1,6 +1,7 @@
 //! Files and transport: file modes, secret files readable by others, http:// to
 //! non-loopback hosts, TLS verification, redirects and credentials.
 
+use crate::config_builder::{path, Account, Config, Endpoint};
 use crate::util::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -53,33 +54,16 @@ fn answer(status: &str, headers: &str, body: &str) -> String {
 }
 
 fn api_key_config(dir: &Path, base_url: &str, extra_account: &str) -> std::path::PathBuf {
-    let config = dir.join("config.toml");
-    write_file(
-        &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-timeout = "3s"
-
-[[account]]
-name = "api"
-base_url = "{base_url}"
-auth = "api_key"
-header_scheme = "Token"
-{extra_account}
-
-[account.api_key]
-key = "SECRET-api-key-0123456789"
-
-[[account.endpoint]]
-name = "things"
-path = "things"
-"#,
-            db = dir.join("state.db").display()
-        ),
-    );
-    config
+    Config::new(&dir.join("state.db"))
+        .daemon("timeout", "3s")
+        .account(
+            Account::new("api", base_url)
+                .api_key("SECRET-api-key-0123456789")
+                .set("header_scheme", "Token")
+                .toml(extra_account)
+                .endpoint(Endpoint::new("things", "things")),
+        )
+        .write(&dir.join("config.toml"))
 }
 
 #[test]
@@ -121,29 +105,16 @@ fn secret_and_seed_files_readable_by_others_are_warned_about() {
     );
     write_file(
         &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-
-[[account]]
-name = "inode"
-base_url = "https://inode.example.com/api/"
-seed_file = "{seed}"
-
-[account.oauth2]
-token_url = "oauth/token/"
-client_id = "id"
-client_secret_file = "{secret}"
-
-[[account.endpoint]]
-name = "links"
-path = "v1/links/"
-"#,
-            db = dir.path().join("state.db").display(),
-            seed = seed.display(),
-            secret = secret.display()
-        ),
+        &Config::new(&dir.path().join("state.db"))
+            .account(
+                Account::new("inode", "https://inode.example.com/api/")
+                    .seed_file(&seed)
+                    .oauth2("token_url", "oauth/token/")
+                    .oauth2("client_id", "id")
+                    .oauth2("client_secret_file", path(&secret))
+                    .endpoint(Endpoint::new("links", "v1/links/")),
+            )
+            .toml(),
     );
     let out = run(Some(&config), &["check"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -173,43 +144,33 @@ path = "v1/links/"
 #[test]
 fn http_is_refused_for_a_non_loopback_host_unless_allow_http() {
     let dir = tempdir();
-    for (base, token_url, allow, key) in [
+    for (base, token_url, key) in [
         (
             "http://api.example.com/",
             "https://auth.example.com/token",
-            "",
             "base_url",
         ),
         (
             "https://api.example.com/",
             "http://auth.example.com/token",
-            "",
             "token_url",
         ),
     ] {
         let config = dir.path().join("config.toml");
-        let body = format!(
-            r#"
-[daemon]
-database = "{db}"
-
-[[account]]
-name = "a"
-base_url = "{base}"
-{allow}
-
-[account.oauth2]
-token_url = "{token_url}"
-client_id = "id"
-client_auth = "none"
-
-[[account.endpoint]]
-name = "e"
-path = "x"
-"#,
-            db = dir.path().join("state.db").display()
-        );
-        write_file(&config, &body);
+        let body = |allow_http: bool| {
+            let mut account = Account::new("a", base)
+                .oauth2("token_url", token_url)
+                .oauth2("client_id", "id")
+                .oauth2("client_auth", "none")
+                .endpoint(Endpoint::new("e", "x"));
+            if allow_http {
+                account = account.set("allow_http", true);
+            }
+            Config::new(&dir.path().join("state.db"))
+                .account(account)
+                .write(&config)
+        };
+        body(false);
         let out = run(Some(&config), &["check"]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         let t = text(&out);
@@ -224,11 +185,7 @@ path = "x"
             .match_indices(&prefix)
             .any(|(i, _)| t[i + prefix.len()..].starts_with(|c: char| c.is_ascii_digit()));
         assert!(line_follows, "names the file and the line: {t}");
-        let allowed = body.replace(
-            "\n\n[account.oauth2]",
-            "\nallow_http = true\n\n[account.oauth2]",
-        );
-        write_file(&config, &allowed);
+        body(true);
         let out = run(Some(&config), &["check"]);
         assert!(out.status.success(), "allow_http = true: {}", text(&out));
     }
@@ -343,30 +300,20 @@ fn token_endpoint_redirects_are_not_followed() {
     let config = dir.path().join("config.toml");
     write_file(
         &config,
-        &format!(
-            r#"
-[daemon]
-database = "{db}"
-timeout = "3s"
-
-[[account]]
-name = "a"
-base_url = "http://127.0.0.1:{port}/"
-seed_file = "{seed}"
-
-[account.oauth2]
-token_url = "http://127.0.0.1:{port}/token"
-client_id = "id"
-client_secret = "SECRET-client-0123456789"
-
-[[account.endpoint]]
-name = "e"
-path = "x"
-"#,
-            db = dir.path().join("state.db").display(),
-            port = token.port,
-            seed = seed.display()
-        ),
+        &Config::new(&dir.path().join("state.db"))
+            .daemon("timeout", "3s")
+            .account(
+                Account::new("a", &format!("http://127.0.0.1:{}/", token.port))
+                    .seed_file(&seed)
+                    .oauth2(
+                        "token_url",
+                        format!("http://127.0.0.1:{}/token", token.port),
+                    )
+                    .oauth2("client_id", "id")
+                    .oauth2("client_secret", "SECRET-client-0123456789")
+                    .endpoint(Endpoint::new("e", "x")),
+            )
+            .toml(),
     );
     let out = run(Some(&config), &["token", "a"]);
     let t = text(&out);

@@ -12,6 +12,16 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_oauth-poller"))
 }
 
+/// A port nothing listens on now (bound to 127.0.0.1:0 and released): other test runs on the
+/// machine pick theirs the same way, so none is fixed.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("oauth-poller-test-")
@@ -188,6 +198,63 @@ impl Daemon {
         );
     }
 
+    /// Waits until the store at `db` holds `n` token events `event` ("refreshed",
+    /// "obtained") for any account: what happened, whatever the log says about it.
+    pub fn wait_events(&self, db: &Path, event: &str, n: i64, timeout: Duration) {
+        self.wait_store(db, timeout, &format!("{n} x {event:?} events"), |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM token_events WHERE event = ?1",
+                [event],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|have| have >= n)
+        });
+    }
+
+    /// Waits until `sql` (one number) on the store at `db` reaches `n`.
+    pub fn wait_count(&self, db: &Path, sql: &str, n: i64, timeout: Duration) {
+        self.wait_store(db, timeout, &format!("{sql} >= {n}"), |c| {
+            c.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|have| have >= n)
+        });
+    }
+
+    /// Waits until the store at `db` holds `n` poll rows matching `filter` (see [`Polls`]).
+    pub fn wait_polls(&self, db: &Path, filter: Polls, n: i64, timeout: Duration) {
+        self.wait_store(db, timeout, &format!("{n} polls {filter:?}"), |c| {
+            filter.count_in(c).map(|have| have >= n)
+        });
+    }
+
+    fn wait_store(
+        &self,
+        db: &Path,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&rusqlite::Connection) -> rusqlite::Result<bool>,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            // Until the daemon has created the store (and its tables) there is nothing yet.
+            if read_only(db).is_some_and(|c| done(&c).unwrap_or(false)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what} in {}; log:\n{}",
+            db.display(),
+            self.log()
+        );
+    }
+
+    /// A graceful stop that must succeed (exit 0); panics with the log otherwise.
+    pub fn stop(&mut self) {
+        self.signal(SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{status}: {}", self.log());
+    }
+
     pub fn signal(&self, sig: i32) {
         let rc = unsafe_kill(self.child.id() as i32, sig);
         assert_eq!(rc, 0, "kill({sig}) failed");
@@ -303,6 +370,78 @@ pub fn db(path: &Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(path).expect("open db");
     c.busy_timeout(Duration::from_secs(30)).unwrap();
     c
+}
+
+/// The store opened read-only, as a second process would read it while the daemon runs;
+/// None while it does not exist yet.
+pub fn read_only(path: &Path) -> Option<rusqlite::Connection> {
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()?;
+    c.busy_timeout(Duration::from_secs(5)).ok()?;
+    Some(c)
+}
+
+/// Which poll rows to count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Polls<'a> {
+    pub account: Option<&'a str>,
+    pub endpoint: Option<&'a str>,
+    pub status: Option<i64>,
+}
+
+impl Polls<'_> {
+    /// Every poll.
+    pub fn all() -> Polls<'static> {
+        Polls::default()
+    }
+
+    /// Polls answered 200.
+    pub fn ok() -> Polls<'static> {
+        Polls {
+            status: Some(200),
+            ..Polls::default()
+        }
+    }
+
+    fn count_in(&self, c: &rusqlite::Connection) -> rusqlite::Result<i64> {
+        c.query_row(
+            "SELECT COUNT(*) FROM polls WHERE (?1 IS NULL OR account = ?1) \
+             AND (?2 IS NULL OR endpoint = ?2) AND (?3 IS NULL OR status = ?3)",
+            rusqlite::params![self.account, self.endpoint, self.status],
+            |r| r.get(0),
+        )
+    }
+
+    /// How many the store at `db` holds now (0 before it exists).
+    pub fn count(&self, db: &Path) -> i64 {
+        read_only(db)
+            .and_then(|c| self.count_in(&c).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The refresh tokens the simulator still honours, from its stats.
+pub fn valid_refresh_tokens(stats: &serde_json::Value) -> Vec<&str> {
+    stats["valid_refresh_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect()
+}
+
+/// How many token events `event` ("refreshed", "obtained") the store at `db` holds now.
+pub fn events(db: &Path, event: &str) -> i64 {
+    read_only(db)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM token_events WHERE event = ?1",
+                [event],
+                |r| r.get(0),
+            )
+            .ok()
+        })
+        .unwrap_or(0)
 }
 
 pub fn query_i64(path: &Path, sql: &str) -> i64 {
@@ -550,4 +689,114 @@ pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
     Some(Request { head, body })
+}
+
+/// Something a test needs from the machine beyond the binary and loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Root: namespaces, mounts, files owned by others.
+    Root,
+    /// systemd as PID 1 in private namespaces: root, /lib/systemd/systemd, unshare, nsenter.
+    Systemd,
+    /// The real iNode software: Django, DRF and django-oauth-toolkit for python3.
+    Django,
+    /// The real SciNote token endpoint: Ruby with Rails, Doorkeeper, Puma and SQLite.
+    Doorkeeper,
+    /// `cargo deb`, to build the package.
+    CargoDeb,
+    /// An IPv6 loopback address (::1) to listen on.
+    Ipv6Loopback,
+    /// `script` (util-linux), to give a process a terminal.
+    Script,
+}
+
+impl Need {
+    /// None when the machine has it, else why not and how to get it.
+    fn missing(self) -> Option<String> {
+        let runs = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let root = || {
+            Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        };
+        match self {
+            Need::Root if !root() => Some("needs root".into()),
+            Need::Systemd if !root() => {
+                Some("runs systemd as PID 1 in private namespaces and needs root".into())
+            }
+            Need::Systemd if !Path::new("/lib/systemd/systemd").exists() => {
+                Some("no /lib/systemd/systemd (apt-get install systemd)".into())
+            }
+            Need::Systemd
+                if !runs("nsenter", &["--version"]) || !runs("unshare", &["--version"]) =>
+            {
+                Some("no nsenter or unshare (apt-get install util-linux)".into())
+            }
+            Need::Django
+                if !runs(
+                    "python3",
+                    &["-c", "import django, rest_framework, oauth2_provider"],
+                ) =>
+            {
+                Some(
+                    "python3 cannot import django, rest_framework and oauth2_provider \
+                     (pip install -r tests/django_inode/requirements.txt)"
+                        .into(),
+                )
+            }
+            Need::Doorkeeper
+                if !runs(
+                    "ruby",
+                    &[
+                        "-e",
+                        "require 'rails'; require 'doorkeeper'; require 'puma'; require 'sqlite3'",
+                    ],
+                ) =>
+            {
+                Some(
+                    "ruby cannot load rails, doorkeeper, puma and sqlite3 \
+                     (apt-get install ruby-doorkeeper ruby-rails puma ruby-sqlite3)"
+                        .into(),
+                )
+            }
+            Need::CargoDeb => {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                (!runs(&cargo, &["deb", "--version"]))
+                    .then(|| "cargo-deb is not installed (cargo install cargo-deb)".into())
+            }
+            Need::Ipv6Loopback if std::net::TcpListener::bind("[::1]:0").is_err() => {
+                Some("no IPv6 loopback on this machine".into())
+            }
+            Need::Script if !runs("script", &["--version"]) => {
+                Some("no `script` (util-linux) to give the process a terminal".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether CI runs this: there a test that would skip fails instead, so that a CI machine
+/// missing a piece cannot pass by testing less.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// True when the machine has `need`. Otherwise prints `skipped: <why>` and returns false
+/// (the test then returns), or, under CI, panics with the reason (.ci/run installs it all).
+pub fn require(need: Need) -> bool {
+    let Some(why) = need.missing() else {
+        return true;
+    };
+    assert!(!in_ci(), "CI=true but {need:?} is missing: {why}");
+    eprintln!("skipped: {why}");
+    false
 }
