@@ -127,7 +127,7 @@ enum Before<'a> {
     Answered(Result<Access, AccessError>),
     /// Ask the provider, holding the cross-process refresh lock until the commit.
     Ask {
-        attempt: Attempt<'a>,
+        attempt: Box<Attempt<'a>>,
         lock: std::fs::File,
     },
 }
@@ -457,7 +457,7 @@ impl Tokens {
         let slot = self.slot(name)?;
         let (attempt, _refresh_lock) = match self.decide_to_ask(slot, seen, force).await? {
             Before::Answered(result) => return result,
-            Before::Ask { attempt, lock } => (attempt, lock),
+            Before::Ask { attempt, lock } => (*attempt, lock),
         };
         let (grant, answer) = self.ask_provider(&attempt).await?;
         match answer {
@@ -525,7 +525,10 @@ impl Tokens {
             clock: Instant::now(),
             force,
         };
-        Ok(Before::Ask { attempt, lock })
+        Ok(Before::Ask {
+            attempt: Box::new(attempt),
+            lock,
+        })
     }
 
     /// Step 2: asks the token endpoint with the refresh token, and after a permanent failure
