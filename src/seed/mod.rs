@@ -40,7 +40,7 @@ pub struct SeedToken {
 pub fn parse_seed_file(path: &Path, now: i64) -> Result<SeedToken, InputError> {
     crate::files::warn_if_readable_by_others(path);
     let name = path.display().to_string();
-    let (bytes, mtime) = read_seed(path, now).map_err(|msg| InputError::new(&name, msg))?;
+    let (bytes, mtime) = read_seed(path, now).map_err(|e| InputError::new(&name, e.to_string()))?;
     parse_seed_bytes(&name, &bytes, mtime, now)
 }
 
@@ -81,9 +81,20 @@ pub fn parse_time(s: &str) -> Option<i64> {
     crate::time::parse_rfc3339(s)
 }
 
+/// Why a seed file's bytes could not be had; the caller names the file.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("cannot open: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("larger than {MAX_SEED_BYTES} bytes: not a seed file")]
+    TooLarge,
+}
+
 /// Reads at most [`MAX_SEED_BYTES`]; works on pipes too (`seed acct <(vault read ...)`).
-fn read_seed(path: &Path, now: i64) -> Result<(Vec<u8>, i64), String> {
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+fn read_seed(path: &Path, now: i64) -> Result<(Vec<u8>, i64), ReadError> {
+    let file = File::open(path).map_err(ReadError::Open)?;
     let mtime = file
         .metadata()
         .ok()
@@ -93,11 +104,9 @@ fn read_seed(path: &Path, now: i64) -> Result<(Vec<u8>, i64), String> {
     let mut bytes = Vec::new();
     file.take(MAX_SEED_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(ReadError::Read)?;
     if bytes.len() as u64 > MAX_SEED_BYTES {
-        return Err(format!(
-            "larger than {MAX_SEED_BYTES} bytes: not a seed file"
-        ));
+        return Err(ReadError::TooLarge);
     }
     Ok((bytes, mtime))
 }
@@ -388,9 +397,18 @@ mod tests {
         let path = temp_path("missing.ini");
         let e = parse_seed_file(&path, NOW).unwrap_err();
         assert_eq!(e.file, path.display().to_string());
-        assert!(e.message.contains("cannot open"), "{e}");
+        let io = File::open(&path).unwrap_err();
+        assert_eq!(e.message, format!("cannot open: {io}"));
         let e = parse_seed_file(&std::env::temp_dir(), NOW).unwrap_err();
-        assert!(e.message.contains("cannot read"), "{e}");
+        assert!(e.message.starts_with("cannot read: "), "{e}");
+        let path = temp_path("large.json");
+        std::fs::write(&path, vec![b' '; MAX_SEED_BYTES as usize + 1]).unwrap();
+        let e = parse_seed_file(&path, NOW);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            e.unwrap_err().message,
+            "larger than 1048576 bytes: not a seed file"
+        );
         let path = temp_path("bad.json");
         std::fs::write(&path, "{\n\"expires_in\": 1}\n").unwrap();
         let e = parse_seed_file(&path, NOW);

@@ -154,3 +154,42 @@ fn token_refreshed_line_matches_the_poll_lines() {
     assert_eq!(refreshed["expires_in_s"], 1, "{refreshed}");
     assert!(refreshed.get("commit_us").is_none(), "{refreshed}");
 }
+
+/// A text line starts with the time it was written, in UTC to the microsecond:
+/// `2026-11-22T19:01:21.123456Z  INFO ...`, and that time is the wall clock's.
+#[test]
+fn text_lines_start_with_the_utc_time_to_the_microsecond() {
+    let s = setup(600, "60s", "refresh_token", "");
+    let before = jiff::Timestamp::now();
+    let out = run(Some(&s.config), &["poll-once"]);
+    let after = jiff::Timestamp::now();
+    assert!(out.status.success(), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        let (stamp, rest) = line
+            .split_at_checked(28)
+            .unwrap_or_else(|| panic!("{line}"));
+        let shape = stamp.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'.',
+            26 => b == b'Z',
+            27 => b == b' ',
+            _ => b.is_ascii_digit(),
+        });
+        assert!(shape, "not YYYY-MM-DDTHH:MM:SS.ffffffZ: {line}");
+        assert!(
+            rest.starts_with(" INFO ") || rest.starts_with(" WARN ") || rest.starts_with("ERROR "),
+            "{line}"
+        );
+        // Read back with the crate the test trusts, not with the code under test.
+        let at: jiff::Timestamp = stamp.trim_end().parse().expect(line);
+        let tick = jiff::SignedDuration::from_micros(1);
+        assert!(
+            at >= before - tick && at <= after + tick,
+            "{line}: not between {before} and {after}"
+        );
+    }
+}
