@@ -122,7 +122,7 @@ const TOKEN_ANSWER: &str =
     r#"{"access_token":"access-0123456789abcdef","token_type":"Bearer","expires_in":3600}"#;
 
 /// The daemon with `config` and `args`, the proxy variables of the test's own environment
-/// replaced by `proxies`.
+/// replaced by `proxies` (and any other variable given there).
 fn with_proxies(config: &Path, args: &[&str], proxies: &[(&str, String)]) -> std::process::Output {
     let mut cmd = Command::new(bin());
     cmd.arg("--config").arg(config).args(args);
@@ -626,16 +626,11 @@ fn https_polls_tunnel_through_the_proxy_the_environment_names() {
         }
     });
     let config = api_key_config(dir.path(), "https://api.invalid:8443/", "");
-    let mut cmd = Command::new(bin());
-    cmd.arg("--config").arg(&config).arg("poll-once");
-    for name in ["http_proxy", "https_proxy", "all_proxy", "no_proxy"] {
-        cmd.env_remove(name).env_remove(name.to_ascii_uppercase());
-    }
-    let out = cmd
-        .env("HTTPS_PROXY", format!("http://127.0.0.1:{proxy_port}"))
-        .env("SSL_CERT_FILE", &ca)
-        .output()
-        .unwrap();
+    let env = [
+        ("HTTPS_PROXY", format!("http://127.0.0.1:{proxy_port}")),
+        ("SSL_CERT_FILE", ca.display().to_string()),
+    ];
+    let out = with_proxies(&config, &["poll-once"], &env);
     let _ = server.kill();
     let _ = server.wait();
     assert!(out.status.success(), "{}", text(&out));
