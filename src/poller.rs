@@ -1,10 +1,10 @@
 //! Polling: one poll of one endpoint, and the schedule that repeats it.
 
 use crate::config::{Account, DaemonConfig, Endpoint, Paginate, StoreBodies};
-use crate::oauth::describe;
 use crate::pagination::{Collection, Scan};
 use crate::store::{now, PollRecord, PollWriter};
 use crate::tokens::{AccessError, Tokens};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LINK};
 use secrecy::ExposeSecret;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ pub struct Poller {
     pub tokens: Tokens,
     pub writer: Arc<PollWriter>,
     pub daemon: DaemonConfig,
-    http: Http,
+    http: crate::http::Client,
     pub skipped_ticks: AtomicU64,
     pub polls_ok: AtomicU64,
     pub polls_failed: AtomicU64,
@@ -65,21 +65,7 @@ impl Poller {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Poller, crate::error::Error> {
         let connect_timeout = daemon.timeout.min(Duration::from_secs(10));
-        let http = if crate::http::proxy_in_environment() {
-            let client = crate::http::with_environment_proxy(reqwest::Client::builder())
-                .timeout(daemon.timeout)
-                .connect_timeout(connect_timeout)
-                .redirect(same_origin_redirects())
-                .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
-                .pool_idle_timeout(Duration::from_secs(90))
-                .build()
-                .map_err(|e| {
-                    crate::error::Error::runtime(format!("cannot build the HTTP client: {e}"))
-                })?;
-            Http::Proxied(client)
-        } else {
-            Http::Direct(crate::http::ApiClient::new(daemon.timeout, connect_timeout))
-        };
+        let http = crate::http::Client::new(daemon.timeout, connect_timeout);
         Ok(Poller {
             tokens,
             writer,
@@ -448,7 +434,7 @@ impl Poller {
         authorization: &str,
         max_body: u64,
     ) -> Result<Answer, FetchError> {
-        let mut auth = reqwest::header::HeaderValue::from_str(authorization).map_err(|_| {
+        let mut auth = HeaderValue::from_str(authorization).map_err(|_| {
             FetchError::Failed(
                 None,
                 "the token holds characters not allowed in a header".into(),
@@ -456,66 +442,51 @@ impl Poller {
             )
         })?;
         auth.set_sensitive(true);
-        let (status, headers, body) = match &self.http {
-            Http::Direct(client) => {
-                let later;
-                let target = match url {
-                    Some(u) => {
-                        later = crate::http::Target::new(u)
-                            .map_err(|m| FetchError::Failed(None, m, None))?;
-                        &later
-                    }
-                    None => {
-                        if state.target.is_none() {
-                            let target = crate::http::Target::new(&endpoint.url)
-                                .map_err(|m| FetchError::Failed(None, m, None))?;
-                            state.target = Some(target);
-                        }
-                        state.target.as_ref().expect("set above")
-                    }
-                };
-                let r = client
-                    .get(target, &auth, max_body)
-                    .await
-                    .map_err(|e| match e {
-                        // A later page ran over what the earlier ones left of max_body.
-                        crate::http::Error::TooLarge { status, .. } if url.is_some() => {
-                            FetchError::Failed(Some(status), self.collection_too_large(), None)
-                        }
-                        e => FetchError::Failed(e.status(), e.to_string(), None),
-                    })?;
-                (r.status, r.headers, r.body)
+        let later;
+        let target = match url {
+            Some(u) => {
+                later =
+                    crate::http::Target::new(u).map_err(|m| FetchError::Failed(None, m, None))?;
+                &later
             }
-            Http::Proxied(client) => {
-                let response = client
-                    .get(url.unwrap_or(&endpoint.url).clone())
-                    .header(reqwest::header::AUTHORIZATION, auth)
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .send()
-                    .await
-                    .map_err(|e| FetchError::Failed(None, request_error(e), None))?;
-                let status = response.status().as_u16();
-                let headers = response.headers().clone();
-                let body = read_body(response, max_body).await.map_err(|m| {
-                    let m = match m.contains("max_body") && url.is_some() {
-                        true => self.collection_too_large(),
-                        false => m,
-                    };
-                    FetchError::Failed(Some(status), m, None)
-                })?;
-                (status, headers, body)
+            None => {
+                if state.target.is_none() {
+                    let target = crate::http::Target::new(&endpoint.url)
+                        .map_err(|m| FetchError::Failed(None, m, None))?;
+                    state.target = Some(target);
+                }
+                state.target.as_ref().expect("set above")
             }
         };
+        let request = crate::http::Request {
+            method: crate::http::Method::GET,
+            target,
+            headers: &[(AUTHORIZATION, auth)],
+            body: bytes::Bytes::new(),
+            redirects: crate::http::Redirects::SameOrigin,
+            max_body,
+        };
+        let crate::http::Response {
+            status,
+            headers,
+            body,
+        } = self.http.send(request).await.map_err(|e| match e {
+            // A later page ran over what the earlier ones left of max_body.
+            crate::http::Error::TooLarge { status, .. } if url.is_some() => {
+                FetchError::Failed(Some(status), self.collection_too_large(), None)
+            }
+            e => FetchError::Failed(e.status(), e.to_string(), None),
+        })?;
         let retry_after = if matches!(status, 429 | 503) {
-            crate::oauth::retry_after(&headers)
+            crate::http::retry_after(&headers)
         } else {
             None
         };
         // Kept as the header (a reference count, no copy): only the rare error message
         // about a body that is not JSON formats it.
-        let content_type = headers.get(reqwest::header::CONTENT_TYPE).cloned();
+        let content_type = headers.get(CONTENT_TYPE).cloned();
         let link = match endpoint.paginate {
-            Paginate::Auto | Paginate::Link => headers.get(reqwest::header::LINK).cloned(),
+            Paginate::Auto | Paginate::Link => headers.get(LINK).cloned(),
             _ => None,
         };
         Ok(Answer {
@@ -632,24 +603,18 @@ struct Body {
 struct Answer {
     status: u16,
     retry_after: Option<Duration>,
-    content_type: Option<reqwest::header::HeaderValue>,
+    content_type: Option<HeaderValue>,
     /// The `Link` header, when the endpoint may page by it.
-    link: Option<reqwest::header::HeaderValue>,
+    link: Option<HeaderValue>,
     body: Vec<u8>,
 }
 
 /// A `Content-Type` for an error message: printable, and short.
-fn describe_content_type(value: Option<&reqwest::header::HeaderValue>) -> String {
+fn describe_content_type(value: Option<&HeaderValue>) -> String {
     match value.and_then(|v| v.to_str().ok()) {
         Some(v) => v.chars().filter(|c| !c.is_control()).take(60).collect(),
         None => "no content type".into(),
     }
-}
-
-/// How API polls reach the network: directly, or through the proxy the environment names.
-enum Http {
-    Direct(crate::http::ApiClient),
-    Proxied(reqwest::Client),
 }
 
 enum FetchError {
@@ -705,48 +670,6 @@ fn log_poll(r: &PollRecord, max_pages: u32) {
     }
 }
 
-/// Follow redirects only within the same origin: credentials never go to another host.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first().map(|u| u.origin());
-        if attempt.previous().len() > 5 || first.as_ref() != Some(&attempt.url().origin()) {
-            attempt.stop()
-        } else {
-            attempt.follow()
-        }
-    })
-}
-
-fn request_error(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", describe(&e.without_url()))
-}
-
-/// Reads the body, refusing one larger than `max` (the poll then counts as failed).
-async fn read_body(mut response: reqwest::Response, max: u64) -> Result<Vec<u8>, String> {
-    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(max) as usize);
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if (body.len() + chunk.len()) as u64 > max {
-                    return Err(format!(
-                        "response body larger than max_body ({max} bytes): cut off"
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(format!("reading the body: {}", request_error(e))),
-        }
-    }
-}
-
 /// A fingerprint of a body for change detection: 128-bit xxh3 (not a secret-keeping hash:
 /// bodies are API data, and a collision only hides one change).
 fn body_hash(body: &[u8]) -> String {
@@ -792,7 +715,6 @@ mod tests {
 
     #[test]
     fn content_types_in_messages_are_printable_and_short() {
-        use reqwest::header::HeaderValue;
         assert_eq!(describe_content_type(None), "no content type");
         let html = HeaderValue::from_static("text/html; charset=utf-8");
         assert_eq!(

@@ -1,19 +1,22 @@
-//! The token-endpoint client, written over reqwest because providers' quirks need control:
-//! parameters in the query string (Citesphere), client authentication in the body
-//! (iNode) or HTTP Basic, string `expires_in`, missing `token_type`.
+//! The token-endpoint client, on the crate's one HTTP client ([`crate::http`]): providers'
+//! quirks need control: parameters in the query string (Citesphere), client authentication
+//! in the body (iNode) or HTTP Basic, string `expires_in`, missing `token_type`.
 
 pub mod response;
 
 pub use response::{TokenError, TokenResponse};
 
 use crate::config::{ClientAuth, OAuth2, TokenRequestStyle};
+use crate::http::{Client, Method, Redirects, Request, Target};
 use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// A token response is small; anything larger is not one.
-const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
+const MAX_TOKEN_RESPONSE: u64 = 256 * 1024;
 
 /// What to ask the token endpoint for.
 pub enum Grant<'a> {
@@ -40,34 +43,14 @@ impl Grant<'_> {
 
 #[derive(Clone)]
 pub struct TokenClient {
-    timeout: Duration,
-    /// Built at the first token request: its TLS set-up (the system's roots) costs memory
-    /// and start-up time that a daemon with valid tokens does not need for hours.
-    http: std::sync::OnceLock<Result<reqwest::Client, String>>,
+    http: std::sync::Arc<Client>,
 }
 
 impl TokenClient {
     pub fn new(timeout: Duration) -> Result<TokenClient, crate::error::Error> {
         Ok(TokenClient {
-            timeout,
-            http: std::sync::OnceLock::new(),
+            http: std::sync::Arc::new(Client::new(timeout, timeout.min(Duration::from_secs(10)))),
         })
-    }
-
-    fn http(&self) -> Result<&reqwest::Client, TokenError> {
-        self.http
-            .get_or_init(|| {
-                crate::http::with_environment_proxy(reqwest::Client::builder())
-                    .timeout(self.timeout)
-                    .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-                    // A redirect from the token endpoint would carry credentials elsewhere.
-                    .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(concat!("oauth-poller/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))
-            })
-            .as_ref()
-            .map_err(|m| TokenError::temporary("client_setup", m.clone()))
     }
 
     /// One request to the token endpoint. No retries here: the caller's policy decides.
@@ -157,12 +140,13 @@ impl TokenClient {
                 .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
                 .finish(),
         );
-        let mut request = match oauth.token_request {
-            TokenRequestStyle::Form => self
-                .http()?
-                .post(token_url.clone())
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(encoded.to_string()),
+        let form: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(2);
+        let (url, body) = match oauth.token_request {
+            TokenRequestStyle::Form => {
+                headers.push((CONTENT_TYPE, form));
+                (token_url.clone(), Bytes::from(encoded.as_bytes().to_vec()))
+            }
             TokenRequestStyle::Query => {
                 let mut url = token_url.clone();
                 let query = match url.query() {
@@ -170,17 +154,38 @@ impl TokenClient {
                     _ => encoded.to_string(),
                 };
                 url.set_query(Some(&query));
-                self.http()?.post(url).header("Content-Length", "0")
+                headers.push((CONTENT_LENGTH, HeaderValue::from_static("0")));
+                (url, Bytes::new())
             }
         };
-        request = request.header("Accept", "application/json");
         if let Some(b) = basic {
-            request = request.header("Authorization", b);
+            let mut value = HeaderValue::from_str(&b).map_err(|_| {
+                TokenError::permanent(
+                    "invalid_client",
+                    "the client credentials are not a valid header",
+                )
+            })?;
+            value.set_sensitive(true);
+            headers.push((AUTHORIZATION, value));
         }
-        let response = request.send().await.map_err(network_error)?;
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let body = Zeroizing::new(read_limited(response, MAX_TOKEN_RESPONSE).await?);
+        let target = Target::new(&url).map_err(|m| {
+            TokenError::permanent("invalid_token_url", format!("token endpoint: {m}"))
+        })?;
+        let response = self
+            .http
+            .send(Request {
+                method: Method::POST,
+                target: &target,
+                headers: &headers,
+                body,
+                redirects: Redirects::None,
+                max_body: MAX_TOKEN_RESPONSE,
+            })
+            .await
+            .map_err(network_error)?;
+        let status = response.status;
+        let retry_after = crate::http::retry_after(&response.headers);
+        let body = Zeroizing::new(response.body);
         on_body(status, &body);
         response::parse(status, &body, retry_after, &sent)
     }
@@ -196,71 +201,22 @@ pub fn basic_credentials(id: &str, secret: &str) -> String {
     )
 }
 
-/// A network error with the URL removed: in query mode the URL holds secrets.
-fn network_error(e: reqwest::Error) -> TokenError {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "network"
+/// A network error as a temporary token error (the text never holds the URL: in query mode
+/// the URL holds secrets).
+fn network_error(e: crate::http::Error) -> TokenError {
+    use crate::http::Error;
+    let kind = match e {
+        Error::TooLarge { max, .. } => {
+            return TokenError::temporary(
+                "invalid_response",
+                format!("token endpoint response is larger than {max} bytes"),
+            )
+        }
+        Error::Timeout => "timeout",
+        Error::Connect(_) => "connect",
+        Error::Request(_) | Error::Body { .. } => "network",
     };
-    TokenError::temporary(
-        kind,
-        format!(
-            "token endpoint: {kind} error: {}",
-            describe(&e.without_url())
-        ),
-    )
-}
-
-/// The error and its causes on one line (reqwest's Display alone says little).
-pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
-}
-
-async fn read_limited(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, TokenError> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return Err(TokenError::temporary(
-                        "invalid_response",
-                        format!("token endpoint response is larger than {limit} bytes"),
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(network_error(e)),
-        }
-    }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and treated as absent).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(86400)))
+    TokenError::temporary(kind, format!("token endpoint: {kind} error: {e}"))
 }
 
 #[cfg(test)]

@@ -66,6 +66,44 @@ fn api_key_config(dir: &Path, base_url: &str, extra_account: &str) -> std::path:
         .write(&dir.join("config.toml"))
 }
 
+/// An OAuth2 account `a` with its API at `base_url` and its token endpoint at `token_url`,
+/// seeded with a refresh token: `token a` asks the endpoint once.
+fn oauth_config(dir: &Path, base_url: &str, token_url: &str) -> std::path::PathBuf {
+    let seed = dir.join("seed.json");
+    write_file(&seed, r#"{"refresh_token":"SECRET-refresh-0123456789"}"#);
+    let config = dir.join("config.toml");
+    write_file(
+        &config,
+        &Config::new(&dir.join("state.db"))
+            .daemon("timeout", "3s")
+            .account(
+                Account::new("a", base_url)
+                    .seed_file(&seed)
+                    .oauth2("token_url", token_url)
+                    .oauth2("client_id", "id")
+                    .oauth2("client_secret", "SECRET-client-0123456789")
+                    .endpoint(Endpoint::new("e", "x")),
+            )
+            .toml(),
+    );
+    config
+}
+
+const TOKEN_ANSWER: &str =
+    r#"{"access_token":"access-0123456789abcdef","token_type":"Bearer","expires_in":3600}"#;
+
+/// The daemon with `config` and `args`, the proxy variables of the test's own environment
+/// replaced by `proxies` (and any other variable given there).
+fn with_proxies(config: &Path, args: &[&str], proxies: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config").arg(config).args(args);
+    for name in ["http_proxy", "https_proxy", "all_proxy", "no_proxy"] {
+        cmd.env_remove(name).env_remove(name.to_ascii_uppercase());
+    }
+    cmd.envs(proxies.iter().map(|(k, v)| (k, v)));
+    cmd.output().unwrap()
+}
+
 #[test]
 fn the_database_and_its_wal_and_shm_are_0600_whatever_the_umask() {
     let s = crate::lifecycle::setup(600, "1s", "refresh_token", "");
@@ -195,24 +233,24 @@ fn http_is_refused_for_a_non_loopback_host_unless_allow_http() {
     );
 }
 
-#[test]
-fn tls_certificates_are_verified() {
-    let dir = tempdir();
+/// An HTTPS server on loopback answering `[1, 2]`, its certificate for 127.0.0.1 and
+/// `api.invalid` signed by a private CA unknown to the system: (server, port, the CA's PEM).
+fn tls_server(dir: &Path) -> (std::process::Child, u16, std::path::PathBuf) {
     let (cert, key, ca) = (
-        dir.path().join("cert.pem"),
-        dir.path().join("key.pem"),
-        dir.path().join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
     );
     // A private CA and a server certificate it signed: unknown to the system's roots.
     let script = r#"set -e
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=oauth-poller-test-ca -keyout ca.key -out ca.pem
 openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr
-printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > leaf.ext
+printf 'subjectAltName=IP:127.0.0.1,DNS:api.invalid\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > leaf.ext
 openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem
 "#;
     let status = Command::new("sh")
         .args(["-c", script])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -249,7 +287,14 @@ s.serve_forever()
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut port)
         .unwrap();
-    let base = format!("https://127.0.0.1:{}/", port.trim());
+    (child, port.trim().parse().unwrap(), ca)
+}
+
+#[test]
+fn tls_certificates_are_verified() {
+    let dir = tempdir();
+    let (mut child, port, ca) = tls_server(dir.path());
+    let base = format!("https://127.0.0.1:{port}/");
     let config = api_key_config(dir.path(), &base, "");
 
     // A certificate from a CA the system does not trust: refused.
@@ -295,26 +340,8 @@ fn token_endpoint_redirects_are_not_followed() {
         )
     });
     let dir = tempdir();
-    let seed = dir.path().join("seed.json");
-    write_file(&seed, r#"{"refresh_token":"SECRET-refresh-0123456789"}"#);
-    let config = dir.path().join("config.toml");
-    write_file(
-        &config,
-        &Config::new(&dir.path().join("state.db"))
-            .daemon("timeout", "3s")
-            .account(
-                Account::new("a", &format!("http://127.0.0.1:{}/", token.port))
-                    .seed_file(&seed)
-                    .oauth2(
-                        "token_url",
-                        format!("http://127.0.0.1:{}/token", token.port),
-                    )
-                    .oauth2("client_id", "id")
-                    .oauth2("client_secret", "SECRET-client-0123456789")
-                    .endpoint(Endpoint::new("e", "x")),
-            )
-            .toml(),
-    );
+    let base = format!("http://127.0.0.1:{}/", token.port);
+    let config = oauth_config(dir.path(), &base, &format!("{base}token"));
     let out = run(Some(&config), &["token", "a"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
@@ -401,5 +428,161 @@ fn api_polls_go_through_the_proxy_the_environment_names() {
             .iter()
             .any(|r| r.starts_with("GET http://api.invalid:9/things ")),
         "{requests:?}"
+    );
+}
+
+#[test]
+fn token_requests_go_through_the_proxy_the_environment_names() {
+    // A regression guard: token requests went through the environment's proxy before the
+    // HTTP stacks were one (over reqwest), and must still.
+    let proxy =
+        Mini::start(|_| answer("200 OK", "Content-Type: application/json\r\n", TOKEN_ANSWER));
+    let dir = tempdir();
+    let config = oauth_config(
+        dir.path(),
+        "http://api.invalid:9/",
+        "http://auth.invalid:9/token",
+    );
+    let url = format!(
+        "http://proxyuser:SECRET-proxy-0123@127.0.0.1:{}",
+        proxy.port
+    );
+    let out = with_proxies(&config, &["token", "a"], &[("HTTP_PROXY", url)]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let request = &requests[0];
+    assert!(
+        request.starts_with("POST http://auth.invalid:9/token "),
+        "{request}"
+    );
+    assert!(request.contains("grant_type=refresh_token"), "{request}");
+    // The proxy's credentials from its URL, as Basic (proxyuser:SECRET-proxy-0123).
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("proxy-authorization: basic chjvehl1c2vyolnfq1jfvc1wcm94es0wmtiz"),
+        "{request}"
+    );
+    assert!(!t.contains("SECRET-"), "{t}");
+}
+
+#[test]
+fn loopback_is_never_proxied_neither_polls_nor_token_requests() {
+    // A regression guard: the old reqwest clients were given the same rule by hand.
+    let proxy = Mini::start(|_| answer("502 Bad Gateway", "", ""));
+    let api = Mini::start(|req| match req.starts_with("POST /token ") {
+        true => answer("200 OK", "Content-Type: application/json\r\n", TOKEN_ANSWER),
+        false => answer("200 OK", "Content-Type: application/json\r\n", "[1]"),
+    });
+    let dir = tempdir();
+    let config = oauth_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{}/", api.port),
+        &format!("http://localhost:{}/token", api.port),
+    );
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let proxies = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"].map(|k| (k, url.clone()));
+    let out = with_proxies(&config, &["poll-once"], &proxies);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        proxy.requests().is_empty(),
+        "loopback went through the proxy: {:?}",
+        proxy.requests()
+    );
+    let seen: Vec<String> = api
+        .requests()
+        .iter()
+        .map(|r| r.lines().next().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        seen.iter().any(|l| l.starts_with("POST /token ")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l.starts_with("GET /x ")), "{seen:?}");
+}
+
+#[test]
+fn a_redirect_loop_ends_the_same_way_through_a_proxy_as_directly() {
+    // One redirect rule for every route: five same-origin redirects followed, then the poll
+    // fails saying so. (Before, the proxied route returned the sixth 302 as the answer.)
+    let looping = || Mini::start(|_| answer("302 Found", "Location: /again\r\n", ""));
+    let direct = looping();
+    let dir = tempdir();
+    let config = api_key_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{}/", direct.port),
+        "",
+    );
+    let out = with_proxies(&config, &["poll-once"], &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("more than 5 redirects"), "directly: {t}");
+    assert_eq!(direct.requests().len(), 6, "{:?}", direct.requests());
+
+    let proxy = looping();
+    let dir = tempdir();
+    let config = api_key_config(dir.path(), "http://api.invalid:9/", "allow_http = true");
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let out = with_proxies(&config, &["poll-once"], &[("HTTP_PROXY", url)]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("more than 5 redirects"),
+        "through the proxy: {t}"
+    );
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 6, "{requests:?}");
+    assert!(
+        requests[5].starts_with("GET http://api.invalid:9/again "),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn https_polls_tunnel_through_the_proxy_the_environment_names() {
+    // A regression guard for the CONNECT tunnel (reqwest made it before the HTTP stacks were
+    // one): the only way to `api.invalid` is the tunnel, and TLS is verified end to end.
+    let dir = tempdir();
+    let (mut server, server_port, ca) = tls_server(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let connects = Arc::new(Mutex::new(Vec::new()));
+    let seen = connects.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut client) = stream else { continue };
+            let mut reader = BufReader::new(client.try_clone().unwrap());
+            let Some(request) = read_request(&mut reader) else {
+                continue;
+            };
+            seen.lock().unwrap().push(request.head.clone());
+            let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", server_port)) else {
+                continue;
+            };
+            let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+            let (mut up_read, mut up_write) = (upstream.try_clone().unwrap(), upstream);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut reader, &mut up_write);
+            });
+            let _ = std::io::copy(&mut up_read, &mut client);
+        }
+    });
+    let config = api_key_config(dir.path(), "https://api.invalid:8443/", "");
+    let env = [
+        ("HTTPS_PROXY", format!("http://127.0.0.1:{proxy_port}")),
+        ("SSL_CERT_FILE", ca.display().to_string()),
+    ];
+    let out = with_proxies(&config, &["poll-once"], &env);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    let connects = connects.lock().unwrap().clone();
+    assert!(
+        connects
+            .iter()
+            .any(|h| h.starts_with("CONNECT api.invalid:8443 HTTP/1.1")),
+        "{connects:?}"
     );
 }
