@@ -41,7 +41,7 @@ fn main() {
     report.line(&format!("binary: {}", binary.display()));
     report.line(&format!(
         "date: {}",
-        oauth_poller::inspect::fmt_time(oauth_poller::store::now())
+        oauth_poller::format_utc(oauth_poller::now())
     ));
 
     // One scenario alone, for iteration; BENCH_SECS sets its length (e.g. to attach a profiler).
@@ -347,7 +347,7 @@ fn arrivals(sim: &SimHandle, tag: &str) -> Vec<(String, f64)> {
 fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize) {
     let iv = setup.interval.as_secs_f64();
     // The daemon's own spread of first polls, over its endpoints in configuration order.
-    let offsets = oauth_poller::poller::start_offsets(&vec![setup.interval; setup.order.len()]);
+    let offsets = oauth_poller::start_offsets(&vec![setup.interval; setup.order.len()]);
     let offset: HashMap<&str, f64> = setup
         .order
         .iter()

@@ -64,7 +64,7 @@ pub enum Error {
     Runtime(String),
     /// A database operation failed (a runtime failure: exit 1).
     #[error(transparent)]
-    Store(#[from] crate::store::error::StoreError),
+    Store(#[from] StoreError),
 }
 
 impl Error {
@@ -80,4 +80,25 @@ impl Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// A database operation failed. The message names the database; `source()` is the backend's
+/// own error (SQLite's today), boxed, so that no backend type leaves `store`: a second
+/// backend boxes its errors the same way.
+#[derive(Debug, thiserror::Error)]
+#[error("database {path}: {source}")]
+pub struct StoreError {
+    path: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    pub(crate) fn new(
+        path: &std::path::Path,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError {
+            path: path.display().to_string(),
+            source: source.into(),
+        }
+    }
+}

@@ -207,10 +207,6 @@ impl Tokens {
         })
     }
 
-    pub fn client(&self) -> &TokenClient {
-        &self.inner.client
-    }
-
     fn slot(&self, name: &str) -> Result<&AccountSlot, AccessError> {
         self.inner
             .accounts

@@ -1,7 +1,7 @@
 //! The store: tokens, token events, polls, pending authorizations and the refresh journal,
 //! behind the one interface the rest of the crate uses. No SQLite type or SQL leaves this
 //! module; the crate sees [`Store`], [`Handle`], [`RefreshLock`], [`PollWriter`], the row
-//! types and [`StoreError`].
+//! types and [`StoreError`](crate::error::StoreError).
 //!
 //! SQLite is the one backend today. Each purpose gets its own connection: token reads and
 //! writes (`synchronous=FULL`, so a rotated refresh token is on disk before it is used),
@@ -33,8 +33,7 @@
 pub(crate) mod access;
 mod authorizations;
 pub mod crypto;
-pub mod error;
-mod keyed;
+pub mod keyed;
 mod migrate;
 pub mod pending;
 mod polls;
@@ -42,11 +41,10 @@ mod tokens;
 
 pub use authorizations::{Pending, PENDING_TTL};
 pub use crypto::StoreKey;
-pub use error::StoreError;
-pub use polls::{PollRecord, PollRow, PollWriter};
-pub use tokens::{EventRow, RefreshLock, TokenRow, TokenState};
+pub use polls::{PollRecord, PollWriter};
+pub use tokens::{RefreshLock, TokenRow, TokenState};
 
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

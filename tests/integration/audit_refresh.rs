@@ -139,7 +139,7 @@ fn a_refresh_expiry_in_the_past_still_tries_the_refresh_token() {
     let s = setup(600, "60s", "refresh_token", "");
     let out = run(Some(&s.config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
-    let past = oauth_poller::store::now() - 3600;
+    let past = oauth_poller::now() - 3600;
     db_conn(&s.db)
         .execute(
             "UPDATE tokens SET access_expires_at = ?1, refresh_expires_at = ?1",
@@ -229,7 +229,7 @@ fn absurd_expires_in_values_do_not_refresh_on_every_poll() {
         let db = dir.path().join("state.db");
         let expires = query_i64(&db, "SELECT COALESCE(access_expires_at, -1) FROM tokens");
         assert!(
-            expires == -1 || expires > oauth_poller::store::now(),
+            expires == -1 || expires > oauth_poller::now(),
             "expires_in {expires_in}: stored expiry {expires}"
         );
     }

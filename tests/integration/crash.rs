@@ -298,7 +298,7 @@ pub(crate) fn refresh_behind_its_back(
         &journal,
         &format!(
             "oauth-poller-pending v1 {generation} {} refresh_token {}\n{body}",
-            oauth_poller::store::now(),
+            oauth_poller::now(),
             body.len()
         ),
     );

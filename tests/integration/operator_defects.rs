@@ -40,7 +40,7 @@ fn good_seed() -> PathBuf {
 
 /// An empty store, made the way the daemon makes one.
 fn empty_store(db: &Path) {
-    oauth_poller::store::Store::open(db, None).expect("create the store");
+    oauth_poller::Store::open(db, None).expect("create the store");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! inserted, removed or garbled, drawn from the keys the parsers know.
 
 use crate::util::*;
-use oauth_poller::oauth::response;
+
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -136,7 +136,7 @@ proptest! {
         ext in prop::sample::select(&["seed.ini", "seed.toml", "seed.json", "seed.txt"][..]),
     ) {
         let now = 1_700_000_000;
-        match oauth_poller::seed::parse_seed_bytes(ext, &doc, now - 10, now) {
+        match oauth_poller::parse_seed_bytes(ext, &doc, now - 10, now) {
             Ok(seed) => prop_assert!(seed.access_token.is_some() || seed.refresh_token.is_some()),
             Err(e) => {
                 prop_assert_eq!(&e.file, ext);
@@ -151,7 +151,7 @@ proptest! {
         doc in document(CONFIG_LINES, GOOD_CONFIG),
     ) {
         let text = String::from_utf8_lossy(&doc);
-        match oauth_poller::config::parse("config.toml", &text, Some(Path::new("/nonexistent/db"))) {
+        match oauth_poller::parse_config("config.toml", &text, Some(Path::new("/nonexistent/db"))) {
             Ok(c) => prop_assert!(!c.accounts.is_empty()),
             Err(e) => {
                 prop_assert_eq!(&e.file, "config.toml");
@@ -174,7 +174,7 @@ proptest! {
             )
             .into_bytes();
         }
-        match response::parse(status, &body, None, &[SECRET]) {
+        match oauth_poller::parse_token_response(status, &body, None, &[SECRET]) {
             Ok(r) => {
                 let debug = format!("{:?}", r);
                 prop_assert!((200..300).contains(&status) && !debug.contains(SECRET));
