@@ -78,6 +78,7 @@ fn oauth_config(dir: &Path, base_url: &str, token_url: &str) -> std::path::PathB
             .daemon("timeout", "3s")
             .account(
                 Account::new("a", base_url)
+                    .set("allow_http", true)
                     .seed_file(&seed)
                     .oauth2("token_url", token_url)
                     .oauth2("client_id", "id")
