@@ -166,16 +166,7 @@ pub(crate) fn with_param(uri: &axum::http::Uri, key: &str, value: &str) -> Strin
         Some(p) => p.1 = value.to_owned(),
         None => pairs.push((key.to_owned(), value.to_owned())),
     }
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in &pairs {
-        // `?no_pagination` stays a bare key.
-        if v.is_empty() {
-            s.append_key_only(k);
-        } else {
-            s.append_pair(k, v);
-        }
-    }
-    format!("{}?{}", uri.path(), s.finish())
+    path_and_query(uri, &pairs)
 }
 
 /// The request's path and query without `key`.
@@ -184,11 +175,17 @@ pub(crate) fn without_param(uri: &axum::http::Uri, key: &str) -> String {
         .into_iter()
         .filter(|(k, _)| k != key)
         .collect();
+    path_and_query(uri, &pairs)
+}
+
+/// `uri`'s path with `pairs` as its query (none: the path alone).
+fn path_and_query(uri: &axum::http::Uri, pairs: &[(String, String)]) -> String {
     if pairs.is_empty() {
         return uri.path().to_owned();
     }
     let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in &pairs {
+    for (k, v) in pairs {
+        // `?no_pagination` stays a bare key.
         if v.is_empty() {
             s.append_key_only(k);
         } else {
