@@ -22,7 +22,7 @@ pub struct Poller {
     pub polls_failed: AtomicU64,
     /// When each endpoint task promises to be back in its loop (ms since `epoch`): the
     /// watchdog stops petting systemd when one of them is overdue.
-    promises: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+    promises: parking_lot::Mutex<Vec<Arc<AtomicU64>>>,
     epoch: Instant,
     pub hooks: crate::hooks::Hooks,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -74,7 +74,7 @@ impl Poller {
             skipped_ticks: AtomicU64::new(0),
             polls_ok: AtomicU64::new(0),
             polls_failed: AtomicU64::new(0),
-            promises: std::sync::Mutex::new(Vec::new()),
+            promises: parking_lot::Mutex::new(Vec::new()),
             epoch: Instant::now(),
             hooks,
             metrics,
@@ -568,10 +568,7 @@ impl Poller {
 impl Poller {
     fn promise(&self) -> Arc<AtomicU64> {
         let p = Arc::new(AtomicU64::new(u64::MAX));
-        self.promises
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(p.clone());
+        self.promises.lock().push(p.clone());
         p
     }
 
@@ -583,7 +580,7 @@ impl Poller {
     /// How late the most overdue endpoint task is, if any is later than `grace`.
     pub fn overdue(&self, grace: Duration) -> Option<Duration> {
         let now = self.epoch.elapsed().as_millis() as u64;
-        let promises = self.promises.lock().unwrap_or_else(|e| e.into_inner());
+        let promises = self.promises.lock();
         let earliest = promises.iter().map(|p| p.load(Ordering::Relaxed)).min()?;
         let late = Duration::from_millis(now.saturating_sub(earliest));
         (late > grace).then_some(late)

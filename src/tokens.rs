@@ -16,11 +16,12 @@ use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
 use crate::seed::SeedToken;
 use crate::store::{now, pending, Handle, Store, TokenRow, TokenState};
+use parking_lot::Mutex;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -97,7 +98,7 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 
 impl AccountSlot {
     fn cached(&self) -> Option<Access> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = self.cache.lock();
         let c = cache.as_ref().filter(|c| c.read_at.elapsed() < CACHE_FOR)?;
         let fresh = fresh_until(&self.account, c.access_expires_at, c.obtained_at, now());
         fresh.then(|| Access {
@@ -107,7 +108,7 @@ impl AccountSlot {
     }
 
     fn remember(&self, row: &TokenRow, access: &Access) {
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
+        *self.cache.lock() = Some(Cached {
             read_at: Instant::now(),
             generation: row.generation,
             access_expires_at: row.access_expires_at,
@@ -117,7 +118,7 @@ impl AccountSlot {
     }
 
     fn forget(&self) {
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.cache.lock() = None;
     }
 }
 
@@ -221,11 +222,7 @@ impl Tokens {
     }
 
     pub fn read(&self, name: &str) -> Result<Option<TokenRow>, Error> {
-        self.inner
-            .store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .token(name)
+        self.inner.store.lock().token(name)
     }
 
     /// [`Tokens::read`] on a blocking thread: the runtime thread keeps the schedule and the
@@ -236,7 +233,7 @@ impl Tokens {
     }
 
     pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
-        f(&mut self.inner.store.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self.inner.store.lock())
     }
 
     /// A token to use now: the stored one while valid, else a refreshed one.
@@ -291,10 +288,7 @@ impl Tokens {
         if !slot.refusing.load(Ordering::Relaxed) {
             return None;
         }
-        slot.refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .waiting()
+        slot.refusals.lock().waiting()
     }
 
     /// Whether the API is refusing the account's freshly refreshed tokens (for metrics).
@@ -308,11 +302,7 @@ impl Tokens {
     /// as a `rejected` token event (which `status` shows), until the API accepts a token.
     pub async fn refused_fresh(&self, name: &str, generation: i64) {
         let Ok(slot) = self.slot(name) else { return };
-        let refused = slot
-            .refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .refuse(generation);
+        let refused = slot.refusals.lock().refuse(generation);
         let Some((steps, wait)) = refused else { return };
         slot.refusing.store(true, Ordering::Relaxed);
         if steps > 1 {
@@ -346,7 +336,7 @@ impl Tokens {
         if !slot.refusing.load(Ordering::Relaxed) || !slot.refusing.swap(false, Ordering::Relaxed) {
             return;
         }
-        *slot.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
+        *slot.refusals.lock() = Refusals::default();
         tracing::info!(account = name, "the API accepts the token again");
     }
 
@@ -480,11 +470,7 @@ impl Tokens {
                 return Ok(Before::Answered(Ok(access_of(account, &row))));
             }
         }
-        let waiting = slot
-            .backoff
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .waiting();
+        let waiting = slot.backoff.lock().waiting();
         if let Some(wait) = waiting {
             return Ok(Before::Answered(
                 self.while_backing_off(account, force, wait).await,
@@ -639,12 +625,7 @@ impl Tokens {
             commit_us = received.elapsed().as_micros() as u64,
             "token committed"
         );
-        attempt
-            .slot
-            .backoff
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .reset();
+        attempt.slot.backoff.lock().reset();
         tracing::info!(
             account = name,
             grant = grant.as_str(),
@@ -672,11 +653,10 @@ impl Tokens {
         self.inner
             .metrics
             .refresh(name, RefreshOutcome::TemporaryFailure);
-        let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(
-            e.retry_after,
-            slot.backoff_cap,
-            attempt.clock,
-        );
+        let delay = slot
+            .backoff
+            .lock()
+            .fail(e.retry_after, slot.backoff_cap, attempt.clock);
         let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
         tracing::warn!(account = name, grant = grant.as_str(), error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
         let (db, name_owned) = (self.inner.db.clone(), name.to_string());
