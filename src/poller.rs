@@ -327,7 +327,7 @@ impl Poller {
                     })?,
                 )),
             };
-            let joined = match (collection.as_mut(), &next) {
+            match (collection.as_mut(), &next) {
                 // The common case, a collection of one page: the answer as it came.
                 (None, None) => {
                     return Ok(Body {
@@ -339,30 +339,18 @@ impl Poller {
                     })
                 }
                 (None, Some((style, _))) => {
-                    collection.insert(Collection::first(&bytes, *style).map_err(|e| {
+                    collection = Some(Collection::first(&bytes, *style).map_err(|e| {
                         FetchError::Failed(Some(status), e.to_string(), None).on_page(page)
-                    })?)
+                    })?);
                 }
                 (Some(c), _) => {
                     c.push(&bytes).map_err(|e| {
                         FetchError::Failed(Some(status), e.to_string(), None).on_page(page)
                     })?;
-                    c
                 }
-            };
+            }
             let Some((_, next)) = next else {
-                let items = joined.item_count() as i64;
-                let bytes = collection
-                    .take()
-                    .map(|c| c.finish(None))
-                    .unwrap_or_default();
-                return Ok(Body {
-                    status,
-                    bytes,
-                    items: Some(items),
-                    pages: page,
-                    partial: false,
-                });
+                return Ok(joined_body(status, collection.take(), page, None));
             };
             if next.origin() != endpoint.url.origin() {
                 return Err(FetchError::Failed(
@@ -385,18 +373,7 @@ impl Poller {
                 .on_page(page + 1));
             }
             if page >= endpoint.max_pages {
-                let items = joined.item_count() as i64;
-                let bytes = collection
-                    .take()
-                    .map(|c| c.finish(Some(next.as_str())))
-                    .unwrap_or_default();
-                return Ok(Body {
-                    status,
-                    bytes,
-                    items: Some(items),
-                    pages: page,
-                    partial: true,
-                });
+                return Ok(joined_body(status, collection.take(), page, Some(&next)));
             }
             visited.push(next.clone());
             url = Some(next);
@@ -594,6 +571,28 @@ struct Body {
     pages: u32,
     /// `max_pages` stopped the poll with more pages announced.
     partial: bool,
+}
+
+/// The pages joined so far as the poll's body. `unfollowed`: the next link `max_pages` did
+/// not follow, kept in the body so that the reader sees where the collection goes on (the
+/// poll is partial).
+fn joined_body(
+    status: u16,
+    collection: Option<Collection>,
+    pages: u32,
+    unfollowed: Option<&url::Url>,
+) -> Body {
+    let items = collection.as_ref().map_or(0, Collection::item_count) as i64;
+    let bytes = collection
+        .map(|c| c.finish(unfollowed.map(url::Url::as_str)))
+        .unwrap_or_default();
+    Body {
+        status,
+        bytes,
+        items: Some(items),
+        pages,
+        partial: unfollowed.is_some(),
+    }
 }
 
 /// An API answer of any status, read in full.

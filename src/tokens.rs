@@ -122,6 +122,16 @@ impl AccountSlot {
     }
 }
 
+/// What [`Tokens::commit_attempt`] does with the refresh journal ([`pending`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    /// The provider's answer being committed is in it: done with once committed.
+    Clear,
+    /// The commit stores no answer of the provider: whatever the journal holds stays for
+    /// the next refresh to settle.
+    Keep,
+}
+
 /// What [`Tokens::decide_to_ask`] found.
 enum Before<'a> {
     /// No request: this is the answer.
@@ -319,13 +329,18 @@ impl Tokens {
             REFUSED_CAP.as_secs()
         );
         tracing::error!(account = name, "{detail}");
-        let (db, name) = (self.inner.db.clone(), name.to_string());
-        let recorded = off_thread(move || {
-            Store::lock(&db)?.commit_event(&name, TokenEvent::Rejected.as_str(), &detail)
-        })
-        .await;
+        self.record_event(name, TokenEvent::Rejected, detail).await;
+    }
+
+    /// Records a token event on a blocking thread. A failure is logged, not returned: the
+    /// event repeats what the log already said, and the caller's outcome does not wait on it.
+    async fn record_event(&self, name: &str, event: TokenEvent, detail: String) {
+        let (db, owned) = (self.inner.db.clone(), name.to_string());
+        let recorded =
+            off_thread(move || Store::lock(&db)?.commit_event(&owned, event.as_str(), &detail))
+                .await;
         if let Err(e) = recorded {
-            tracing::warn!(error = %e, "cannot record the API's refusal");
+            tracing::warn!(account = name, event = event.as_str(), error = %e, "token event not recorded");
         }
     }
 
@@ -598,21 +613,16 @@ impl Tokens {
         let old = attempt.row.as_ref();
         let new_row = row_from_response(account, old, response, grant, attempt.started);
         let (event, detail) = describe_new_token(&new_row, old, grant);
-        let committed = {
-            let (db, name, generation) = (db.clone(), name.to_string(), attempt.generation);
-            off_thread(move || {
-                let committed = commit_if_unchanged(&db, &name, generation, |lock| {
-                    lock.commit_token(&new_row, event.as_str(), &detail)
-                });
-                // Removed only once its content is committed (or superseded): a failed
-                // commit leaves it for the next attempt.
-                if committed.is_ok() {
-                    pending::remove(&db, &name);
-                }
-                committed
-            })
-            .await?
-        };
+        let committed = self
+            .commit_attempt(
+                name,
+                attempt.generation,
+                new_row,
+                event,
+                detail,
+                Journal::Clear,
+            )
+            .await?;
         let stored = match committed {
             Committed::Stored(stored) => stored,
             Committed::Superseded { current } => return self.superseded(account, current),
@@ -659,14 +669,8 @@ impl Tokens {
             .fail(e.retry_after, slot.backoff_cap, attempt.clock);
         let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
         tracing::warn!(account = name, grant = grant.as_str(), error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
-        let (db, name_owned) = (self.inner.db.clone(), name.to_string());
-        let recorded = off_thread(move || {
-            Store::lock(&db)?.commit_event(&name_owned, TokenEvent::RefreshFailed.as_str(), &detail)
-        })
-        .await;
-        if let Err(e) = recorded {
-            tracing::warn!(account = name, error = %e, "token event not recorded");
-        }
+        self.record_event(name, TokenEvent::RefreshFailed, detail)
+            .await;
         self.while_backing_off(&slot.account, attempt.force, delay)
             .await
     }
@@ -691,16 +695,16 @@ impl Tokens {
             .unwrap_or_else(|| TokenRow::new(name, "seed", attempt.started));
         r.state = TokenState::NeedsReauth;
         r.state_detail = Some(detail.clone());
-        let committed = {
-            let (db, name, detail) = (self.inner.db.clone(), name.to_string(), detail.clone());
-            let generation = attempt.generation;
-            off_thread(move || {
-                commit_if_unchanged(&db, &name, generation, |lock| {
-                    lock.commit_token(&r, TokenEvent::NeedsReauth.as_str(), &detail)
-                })
-            })
-            .await?
-        };
+        let committed = self
+            .commit_attempt(
+                name,
+                attempt.generation,
+                r,
+                TokenEvent::NeedsReauth,
+                detail.clone(),
+                Journal::Keep,
+            )
+            .await?;
         if let Committed::Superseded { current } = committed {
             return self.superseded(account, current);
         }
@@ -708,6 +712,32 @@ impl Tokens {
         self.hook(name, EventKind::RefreshFailed, &e.to_string());
         self.hook(name, EventKind::NeedsReauth, &detail);
         Err(AccessError::NeedsReauth(detail))
+    }
+
+    /// On a blocking thread, under the database's write lock: stores the attempt's outcome
+    /// `row` with its event, unless the stored row has moved on from `from_generation`.
+    async fn commit_attempt(
+        &self,
+        name: &str,
+        from_generation: i64,
+        row: TokenRow,
+        event: TokenEvent,
+        detail: String,
+        journal: Journal,
+    ) -> Result<Committed, Error> {
+        let (db, name, generation) = (self.inner.db.clone(), name.to_string(), from_generation);
+        off_thread(move || {
+            let committed = commit_if_unchanged(&db, &name, generation, |lock| {
+                lock.commit_token(&row, event.as_str(), &detail)
+            });
+            // Removed only once its content is committed (or superseded): a failed commit
+            // leaves it for the next attempt.
+            if journal == Journal::Clear && committed.is_ok() {
+                pending::remove(&db, &name);
+            }
+            committed
+        })
+        .await
     }
 
     /// The stored token was replaced while the provider was asked: use the new one.
