@@ -90,11 +90,14 @@ impl Poller {
     ) -> PollResult {
         let started_at = now();
         let clock = Instant::now();
+        let result = self.fetch(account, endpoint, state).await;
+        // Microsecond resolution: a loopback poll takes well under a millisecond.
+        let duration_ms = clock.elapsed().as_micros() as f64 / 1000.0;
         let mut record = PollRecord {
             account: account.name.clone(),
             endpoint: endpoint.name.clone(),
             started_at,
-            duration_ms: 0.0,
+            duration_ms,
             status: None,
             bytes: None,
             items: None,
@@ -105,11 +108,7 @@ impl Poller {
             pages: None,
             partial: false,
         };
-        let mut retry_after = None;
-        let result = self.fetch(account, endpoint, state).await;
-        // Microsecond resolution: a loopback poll takes well under a millisecond.
-        record.duration_ms = clock.elapsed().as_micros() as f64 / 1000.0;
-        let outcome = match result {
+        let (outcome, retry_after) = match result {
             Err(FetchError::NeedsReauth(msg)) => {
                 if !state.reauth_logged {
                     tracing::error!(account = %account.name, endpoint = %endpoint.name, "skipping polls: {msg}");
@@ -123,52 +122,83 @@ impl Poller {
             Err(FetchError::Failed(status, msg, ra)) => {
                 record.status = status;
                 record.error = Some(msg);
-                retry_after = ra;
-                Outcome::Failed
+                (Outcome::Failed, ra)
             }
             Ok(body) => {
                 state.reauth_logged = false;
-                record.status = Some(body.status);
-                record.bytes = Some(body.bytes.len() as i64);
-                record.items = body.items;
-                record.pages = Some(body.pages);
-                record.partial = body.partial;
-                if self.daemon.log_bodies {
-                    tracing::info!(account = %account.name, endpoint = %endpoint.name, body = %String::from_utf8_lossy(&body.bytes), "body");
-                }
-                if body.partial {
-                    // Not the whole collection: kept for the operator to see, but not
-                    // compared with the last whole one nor handed to on_change as if it were.
-                    if self.daemon.store_bodies != StoreBodies::None {
-                        record.body = Some(body.bytes);
-                    }
-                } else {
-                    let hash = body_hash(&body.bytes);
-                    let changed = state.last_hash.as_deref() != Some(hash.as_str());
-                    record.changed = Some(changed);
-                    let keep = match self.daemon.store_bodies {
-                        StoreBodies::All => true,
-                        StoreBodies::Changes => changed,
-                        StoreBodies::None => false,
-                    };
-                    record.body_hash = Some(hash.clone());
-                    state.last_hash = Some(hash);
-                    if changed {
-                        self.hooks.changed(
-                            &endpoint.on_change,
-                            &account.name,
-                            &endpoint.name,
-                            body.bytes.clone(),
-                        );
-                    }
-                    if keep {
-                        record.body = Some(body.bytes);
-                    }
-                }
-                Outcome::Ok
+                self.take_body(account, endpoint, state, &mut record, body);
+                (Outcome::Ok, None)
             }
         };
         log_poll(&record, endpoint.max_pages);
+        self.count(account, endpoint, state, &record, outcome, clock);
+        self.writer.record(record);
+        PollResult {
+            outcome,
+            retry_after,
+        }
+    }
+
+    /// A successful poll's body into its record: compared with the last whole one (which
+    /// may run `on_change`) and kept as `store_bodies` says.
+    fn take_body(
+        &self,
+        account: &Account,
+        endpoint: &Endpoint,
+        state: &mut EndpointState,
+        record: &mut PollRecord,
+        body: Body,
+    ) {
+        record.status = Some(body.status);
+        record.bytes = Some(body.bytes.len() as i64);
+        record.items = body.items;
+        record.pages = Some(body.pages);
+        record.partial = body.partial;
+        if self.daemon.log_bodies {
+            tracing::info!(account = %account.name, endpoint = %endpoint.name, body = %String::from_utf8_lossy(&body.bytes), "body");
+        }
+        if body.partial {
+            // Not the whole collection: kept for the operator to see, but not
+            // compared with the last whole one nor handed to on_change as if it were.
+            if self.daemon.store_bodies != StoreBodies::None {
+                record.body = Some(body.bytes);
+            }
+            return;
+        }
+        let hash = body_hash(&body.bytes);
+        let changed = state.last_hash.as_deref() != Some(hash.as_str());
+        record.changed = Some(changed);
+        let keep = match self.daemon.store_bodies {
+            StoreBodies::All => true,
+            StoreBodies::Changes => changed,
+            StoreBodies::None => false,
+        };
+        record.body_hash = Some(hash.clone());
+        state.last_hash = Some(hash);
+        if changed {
+            self.hooks.changed(
+                &endpoint.on_change,
+                &account.name,
+                &endpoint.name,
+                body.bytes.clone(),
+            );
+        }
+        if keep {
+            record.body = Some(body.bytes);
+        }
+    }
+
+    /// Counts a finished poll: the endpoint's run of failures (told to `on_event` when it
+    /// reaches [`crate::hooks::FAILING_AFTER`]), the daemon's counters and the metrics.
+    fn count(
+        &self,
+        account: &Account,
+        endpoint: &Endpoint,
+        state: &mut EndpointState,
+        record: &PollRecord,
+        outcome: Outcome,
+        clock: Instant,
+    ) {
         if outcome == Outcome::Ok {
             state.failures = 0;
         } else {
@@ -194,11 +224,6 @@ impl Poller {
             .metrics
             .get_or_insert_with(|| self.metrics.endpoint(&account.name, &endpoint.name))
             .poll(record.status, outcome == Outcome::Ok, seconds);
-        self.writer.record(record);
-        PollResult {
-            outcome,
-            retry_after,
-        }
     }
 
     /// Fetches the endpoint's whole collection: page after page with the same token (one
