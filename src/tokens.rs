@@ -273,7 +273,8 @@ impl Tokens {
                 Ok(access)
             }
             // Boxed: the refresh's state is large, and every endpoint task would otherwise
-            // carry room for it while it sleeps (10,000 tasks, tens of MiB).
+            // carry room for it while it sleeps, so the daemon's memory would grow with its
+            // endpoints for a path that runs rarely. Boxed, it costs only while refreshing.
             _ => Box::pin(self.refresh(name, row.map(|r| r.generation), false)).await,
         }
     }
