@@ -585,26 +585,12 @@ impl Ctx<'_> {
 
     fn account(
         &self,
-        raw: RawAccount,
+        mut raw: RawAccount,
         line: usize,
         daemon: &DaemonConfig,
     ) -> Result<Account, InputError> {
         let at = |key: &str| format!("account[{}].{key}", raw.name);
-        if raw.name.is_empty()
-            || !raw
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        {
-            return Err(self.err(
-                Some(line),
-                "account.name",
-                format!(
-                    "`{}` is not a valid account name: use [a-z0-9_-]+",
-                    raw.name
-                ),
-            ));
-        }
+        self.check_account_name(&raw.name, line)?;
         let allow_http = raw.allow_http.unwrap_or(false);
         let mut base = raw.base_url.clone();
         if !base.ends_with('/') {
@@ -613,7 +599,7 @@ impl Ctx<'_> {
         }
         let base_url = self.url(&at("base_url"), &base, None, allow_http)?;
         let auth = raw.auth.unwrap_or(AuthKind::Oauth2);
-        let header_scheme = raw.header_scheme.unwrap_or_else(|| "Bearer".into());
+        let header_scheme = raw.header_scheme.take().unwrap_or_else(|| "Bearer".into());
         if !header_scheme.bytes().all(is_tchar) {
             return Err(self.err(
                 None,
@@ -623,108 +609,21 @@ impl Ctx<'_> {
         }
         let seed_file = raw
             .seed_file
+            .take()
             .map(|p| self.path(&at("seed_file"), &p))
             .transpose()?;
-        let (oauth2, api_key) = match auth {
-            AuthKind::Oauth2 => {
-                if raw.api_key.is_some() {
-                    return Err(self.err(
-                        None,
-                        &at("api_key"),
-                        "[account.api_key] goes with auth = \"api_key\"",
-                    ));
-                }
-                let o = raw.oauth2.ok_or_else(|| {
-                    self.err(
-                        Some(line),
-                        &at("oauth2"),
-                        "auth = \"oauth2\" needs an [account.oauth2] section",
-                    )
-                })?;
-                (
-                    Some(self.oauth2(&raw.name, o, &base_url, allow_http)?),
-                    None,
-                )
-            }
-            AuthKind::ApiKey => {
-                if raw.oauth2.is_some() {
-                    return Err(self.err(
-                        None,
-                        &at("oauth2"),
-                        "[account.oauth2] goes with auth = \"oauth2\"",
-                    ));
-                }
-                let k = raw.api_key.ok_or_else(|| {
-                    self.err(
-                        Some(line),
-                        &at("api_key"),
-                        "auth = \"api_key\" needs an [account.api_key] section",
-                    )
-                })?;
-                let key = self.secret(&at("api_key.key"), k.key, k.key_file, k.key_env)?;
-                let key = key.ok_or_else(|| {
-                    self.err(
-                        Some(line),
-                        &at("api_key.key"),
-                        "an API key is required: key, key_file or key_env",
-                    )
-                })?;
-                (None, Some(key))
-            }
-        };
+        let (oauth2, api_key) = self.credentials(&mut raw, auth, line, &base_url, allow_http)?;
         let mut endpoints: Vec<Endpoint> = Vec::new();
         for e in raw.endpoint {
-            let name_line = line_of(self.text, e.name.span().start);
-            let name = e.name.into_inner();
-            let key = format!("account[{}].endpoint[{}]", raw.name, name);
-            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(self.err(
-                    Some(name_line),
-                    &format!("{key}.name"),
-                    "an endpoint name must be non-empty and have no spaces",
-                ));
-            }
-            if endpoints.iter().any(|x| x.name == name) {
-                return Err(self.err(
-                    Some(name_line),
-                    &format!("{key}.name"),
-                    format!("endpoint `{name}` is defined twice"),
-                ));
-            }
-            let mut url = self.url(&format!("{key}.path"), &e.path, Some(&base_url), allow_http)?;
-            if url.origin() != base_url.origin() {
-                // Credentials go only to the account's own host.
-                return Err(self.err(
-                    None,
-                    &format!("{key}.path"),
-                    "must stay on the host of base_url",
-                ));
-            }
-            append_query(&mut url, &e.query);
-            let interval = e.interval.unwrap_or(daemon.interval);
-            if interval.is_zero() {
-                return Err(self.err(
-                    None,
-                    &format!("{key}.interval"),
-                    "must be greater than zero",
-                ));
-            }
-            let max_pages = e.max_pages.unwrap_or(DEFAULT_MAX_PAGES);
-            if !(1..=MAX_MAX_PAGES).contains(&max_pages) {
-                return Err(self.err(
-                    None,
-                    &format!("{key}.max_pages"),
-                    format!("must be between 1 and {MAX_MAX_PAGES}"),
-                ));
-            }
-            endpoints.push(Endpoint {
-                name,
-                url,
-                interval,
-                on_change: e.on_change.unwrap_or_default(),
-                paginate: e.paginate.unwrap_or(Paginate::Auto),
-                max_pages,
-            });
+            let endpoint = self.endpoint(
+                &raw.name,
+                e,
+                &base_url,
+                allow_http,
+                daemon.interval,
+                &endpoints,
+            )?;
+            endpoints.push(endpoint);
         }
         Ok(Account {
             name: raw.name,
@@ -743,6 +642,141 @@ impl Ctx<'_> {
             oauth2,
             api_key,
             endpoints,
+        })
+    }
+
+    fn check_account_name(&self, name: &str, line: usize) -> Result<(), InputError> {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if valid {
+            return Ok(());
+        }
+        Err(self.err(
+            Some(line),
+            "account.name",
+            format!("`{name}` is not a valid account name: use [a-z0-9_-]+"),
+        ))
+    }
+
+    /// The account's credentials, taken out of the one section of `raw` its `auth` asks for
+    /// (the other section is an error, not ignored).
+    fn credentials(
+        &self,
+        raw: &mut RawAccount,
+        auth: AuthKind,
+        line: usize,
+        base_url: &Url,
+        allow_http: bool,
+    ) -> Result<(Option<OAuth2>, Option<SecretString>), InputError> {
+        let at = |key: &str| format!("account[{}].{key}", raw.name);
+        match auth {
+            AuthKind::Oauth2 => {
+                if raw.api_key.is_some() {
+                    return Err(self.err(
+                        None,
+                        &at("api_key"),
+                        "[account.api_key] goes with auth = \"api_key\"",
+                    ));
+                }
+                let o = raw.oauth2.take().ok_or_else(|| {
+                    self.err(
+                        Some(line),
+                        &at("oauth2"),
+                        "auth = \"oauth2\" needs an [account.oauth2] section",
+                    )
+                })?;
+                Ok((Some(self.oauth2(&raw.name, o, base_url, allow_http)?), None))
+            }
+            AuthKind::ApiKey => {
+                if raw.oauth2.is_some() {
+                    return Err(self.err(
+                        None,
+                        &at("oauth2"),
+                        "[account.oauth2] goes with auth = \"oauth2\"",
+                    ));
+                }
+                let k = raw.api_key.take().ok_or_else(|| {
+                    self.err(
+                        Some(line),
+                        &at("api_key"),
+                        "auth = \"api_key\" needs an [account.api_key] section",
+                    )
+                })?;
+                let key = self.secret(&at("api_key.key"), k.key, k.key_file, k.key_env)?;
+                let key = key.ok_or_else(|| {
+                    self.err(
+                        Some(line),
+                        &at("api_key.key"),
+                        "an API key is required: key, key_file or key_env",
+                    )
+                })?;
+                Ok((None, Some(key)))
+            }
+        }
+    }
+
+    /// One `[[account.endpoint]]`; `defined`: the account's endpoints before it.
+    fn endpoint(
+        &self,
+        account: &str,
+        e: RawEndpoint,
+        base_url: &Url,
+        allow_http: bool,
+        default_interval: Duration,
+        defined: &[Endpoint],
+    ) -> Result<Endpoint, InputError> {
+        let name_line = line_of(self.text, e.name.span().start);
+        let name = e.name.into_inner();
+        let key = format!("account[{account}].endpoint[{name}]");
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.err(
+                Some(name_line),
+                &format!("{key}.name"),
+                "an endpoint name must be non-empty and have no spaces",
+            ));
+        }
+        if defined.iter().any(|x| x.name == name) {
+            return Err(self.err(
+                Some(name_line),
+                &format!("{key}.name"),
+                format!("endpoint `{name}` is defined twice"),
+            ));
+        }
+        let mut url = self.url(&format!("{key}.path"), &e.path, Some(base_url), allow_http)?;
+        if url.origin() != base_url.origin() {
+            // Credentials go only to the account's own host.
+            return Err(self.err(
+                None,
+                &format!("{key}.path"),
+                "must stay on the host of base_url",
+            ));
+        }
+        append_query(&mut url, &e.query);
+        let interval = e.interval.unwrap_or(default_interval);
+        if interval.is_zero() {
+            return Err(self.err(
+                None,
+                &format!("{key}.interval"),
+                "must be greater than zero",
+            ));
+        }
+        let max_pages = e.max_pages.unwrap_or(DEFAULT_MAX_PAGES);
+        if !(1..=MAX_MAX_PAGES).contains(&max_pages) {
+            return Err(self.err(
+                None,
+                &format!("{key}.max_pages"),
+                format!("must be between 1 and {MAX_MAX_PAGES}"),
+            ));
+        }
+        Ok(Endpoint {
+            name,
+            url,
+            interval,
+            on_change: e.on_change.unwrap_or_default(),
+            paginate: e.paginate.unwrap_or(Paginate::Auto),
+            max_pages,
         })
     }
 

@@ -11,7 +11,8 @@
 //! A hook's environment is cleared: besides its `OAUTH_POLLER_*` variables it gets only
 //! `PATH`, `LANG` and `TZ` from the daemon's (see [`INHERITED`]).
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
@@ -92,7 +93,7 @@ impl Hooks {
     }
 
     fn spawn(&self, hook: impl std::future::Future<Output = ()> + Send + 'static) {
-        let mut tasks = self.running.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.running.tasks.lock();
         // Finished hooks are reaped here, so that a daemon running for months keeps none.
         while tasks.try_join_next().is_some() {}
         tasks.spawn_on(hook, &self.running.runtime);
@@ -101,8 +102,7 @@ impl Hooks {
     /// Waits for the hooks started so far (each ends within [`HOOK_TIMEOUT`]): `poll-once`
     /// must not kill them by ending its runtime.
     pub async fn wait(&self) {
-        let mut tasks =
-            std::mem::take(&mut *self.running.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tasks = std::mem::take(&mut *self.running.tasks.lock());
         while tasks.join_next().await.is_some() {}
     }
 

@@ -22,7 +22,7 @@ pub struct Poller {
     pub polls_failed: AtomicU64,
     /// When each endpoint task promises to be back in its loop (ms since `epoch`): the
     /// watchdog stops petting systemd when one of them is overdue.
-    promises: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+    promises: parking_lot::Mutex<Vec<Arc<AtomicU64>>>,
     epoch: Instant,
     pub hooks: crate::hooks::Hooks,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -74,7 +74,7 @@ impl Poller {
             skipped_ticks: AtomicU64::new(0),
             polls_ok: AtomicU64::new(0),
             polls_failed: AtomicU64::new(0),
-            promises: std::sync::Mutex::new(Vec::new()),
+            promises: parking_lot::Mutex::new(Vec::new()),
             epoch: Instant::now(),
             hooks,
             metrics,
@@ -90,11 +90,14 @@ impl Poller {
     ) -> PollResult {
         let started_at = now();
         let clock = Instant::now();
+        let result = self.fetch(account, endpoint, state).await;
+        // Microsecond resolution: a loopback poll takes well under a millisecond.
+        let duration_ms = clock.elapsed().as_micros() as f64 / 1000.0;
         let mut record = PollRecord {
             account: account.name.clone(),
             endpoint: endpoint.name.clone(),
             started_at,
-            duration_ms: 0.0,
+            duration_ms,
             status: None,
             bytes: None,
             items: None,
@@ -105,11 +108,7 @@ impl Poller {
             pages: None,
             partial: false,
         };
-        let mut retry_after = None;
-        let result = self.fetch(account, endpoint, state).await;
-        // Microsecond resolution: a loopback poll takes well under a millisecond.
-        record.duration_ms = clock.elapsed().as_micros() as f64 / 1000.0;
-        let outcome = match result {
+        let (outcome, retry_after) = match result {
             Err(FetchError::NeedsReauth(msg)) => {
                 if !state.reauth_logged {
                     tracing::error!(account = %account.name, endpoint = %endpoint.name, "skipping polls: {msg}");
@@ -123,52 +122,83 @@ impl Poller {
             Err(FetchError::Failed(status, msg, ra)) => {
                 record.status = status;
                 record.error = Some(msg);
-                retry_after = ra;
-                Outcome::Failed
+                (Outcome::Failed, ra)
             }
             Ok(body) => {
                 state.reauth_logged = false;
-                record.status = Some(body.status);
-                record.bytes = Some(body.bytes.len() as i64);
-                record.items = body.items;
-                record.pages = Some(body.pages);
-                record.partial = body.partial;
-                if self.daemon.log_bodies {
-                    tracing::info!(account = %account.name, endpoint = %endpoint.name, body = %String::from_utf8_lossy(&body.bytes), "body");
-                }
-                if body.partial {
-                    // Not the whole collection: kept for the operator to see, but not
-                    // compared with the last whole one nor handed to on_change as if it were.
-                    if self.daemon.store_bodies != StoreBodies::None {
-                        record.body = Some(body.bytes);
-                    }
-                } else {
-                    let hash = body_hash(&body.bytes);
-                    let changed = state.last_hash.as_deref() != Some(hash.as_str());
-                    record.changed = Some(changed);
-                    let keep = match self.daemon.store_bodies {
-                        StoreBodies::All => true,
-                        StoreBodies::Changes => changed,
-                        StoreBodies::None => false,
-                    };
-                    record.body_hash = Some(hash.clone());
-                    state.last_hash = Some(hash);
-                    if changed {
-                        self.hooks.changed(
-                            &endpoint.on_change,
-                            &account.name,
-                            &endpoint.name,
-                            body.bytes.clone(),
-                        );
-                    }
-                    if keep {
-                        record.body = Some(body.bytes);
-                    }
-                }
-                Outcome::Ok
+                self.take_body(account, endpoint, state, &mut record, body);
+                (Outcome::Ok, None)
             }
         };
         log_poll(&record, endpoint.max_pages);
+        self.count(account, endpoint, state, &record, outcome, clock);
+        self.writer.record(record);
+        PollResult {
+            outcome,
+            retry_after,
+        }
+    }
+
+    /// A successful poll's body into its record: compared with the last whole one (which
+    /// may run `on_change`) and kept as `store_bodies` says.
+    fn take_body(
+        &self,
+        account: &Account,
+        endpoint: &Endpoint,
+        state: &mut EndpointState,
+        record: &mut PollRecord,
+        body: Body,
+    ) {
+        record.status = Some(body.status);
+        record.bytes = Some(body.bytes.len() as i64);
+        record.items = body.items;
+        record.pages = Some(body.pages);
+        record.partial = body.partial;
+        if self.daemon.log_bodies {
+            tracing::info!(account = %account.name, endpoint = %endpoint.name, body = %String::from_utf8_lossy(&body.bytes), "body");
+        }
+        if body.partial {
+            // Not the whole collection: kept for the operator to see, but not
+            // compared with the last whole one nor handed to on_change as if it were.
+            if self.daemon.store_bodies != StoreBodies::None {
+                record.body = Some(body.bytes);
+            }
+            return;
+        }
+        let hash = body_hash(&body.bytes);
+        let changed = state.last_hash.as_deref() != Some(hash.as_str());
+        record.changed = Some(changed);
+        let keep = match self.daemon.store_bodies {
+            StoreBodies::All => true,
+            StoreBodies::Changes => changed,
+            StoreBodies::None => false,
+        };
+        record.body_hash = Some(hash.clone());
+        state.last_hash = Some(hash);
+        if changed {
+            self.hooks.changed(
+                &endpoint.on_change,
+                &account.name,
+                &endpoint.name,
+                body.bytes.clone(),
+            );
+        }
+        if keep {
+            record.body = Some(body.bytes);
+        }
+    }
+
+    /// Counts a finished poll: the endpoint's run of failures (told to `on_event` when it
+    /// reaches [`crate::hooks::FAILING_AFTER`]), the daemon's counters and the metrics.
+    fn count(
+        &self,
+        account: &Account,
+        endpoint: &Endpoint,
+        state: &mut EndpointState,
+        record: &PollRecord,
+        outcome: Outcome,
+        clock: Instant,
+    ) {
         if outcome == Outcome::Ok {
             state.failures = 0;
         } else {
@@ -194,11 +224,6 @@ impl Poller {
             .metrics
             .get_or_insert_with(|| self.metrics.endpoint(&account.name, &endpoint.name))
             .poll(record.status, outcome == Outcome::Ok, seconds);
-        self.writer.record(record);
-        PollResult {
-            outcome,
-            retry_after,
-        }
     }
 
     /// Fetches the endpoint's whole collection: page after page with the same token (one
@@ -327,7 +352,7 @@ impl Poller {
                     })?,
                 )),
             };
-            let joined = match (collection.as_mut(), &next) {
+            match (collection.as_mut(), &next) {
                 // The common case, a collection of one page: the answer as it came.
                 (None, None) => {
                     return Ok(Body {
@@ -339,30 +364,18 @@ impl Poller {
                     })
                 }
                 (None, Some((style, _))) => {
-                    collection.insert(Collection::first(&bytes, *style).map_err(|e| {
+                    collection = Some(Collection::first(&bytes, *style).map_err(|e| {
                         FetchError::Failed(Some(status), e.to_string(), None).on_page(page)
-                    })?)
+                    })?);
                 }
                 (Some(c), _) => {
                     c.push(&bytes).map_err(|e| {
                         FetchError::Failed(Some(status), e.to_string(), None).on_page(page)
                     })?;
-                    c
                 }
-            };
+            }
             let Some((_, next)) = next else {
-                let items = joined.item_count() as i64;
-                let bytes = collection
-                    .take()
-                    .map(|c| c.finish(None))
-                    .unwrap_or_default();
-                return Ok(Body {
-                    status,
-                    bytes,
-                    items: Some(items),
-                    pages: page,
-                    partial: false,
-                });
+                return Ok(joined_body(status, collection.take(), page, None));
             };
             if next.origin() != endpoint.url.origin() {
                 return Err(FetchError::Failed(
@@ -385,18 +398,7 @@ impl Poller {
                 .on_page(page + 1));
             }
             if page >= endpoint.max_pages {
-                let items = joined.item_count() as i64;
-                let bytes = collection
-                    .take()
-                    .map(|c| c.finish(Some(next.as_str())))
-                    .unwrap_or_default();
-                return Ok(Body {
-                    status,
-                    bytes,
-                    items: Some(items),
-                    pages: page,
-                    partial: true,
-                });
+                return Ok(joined_body(status, collection.take(), page, Some(&next)));
             }
             visited.push(next.clone());
             url = Some(next);
@@ -568,10 +570,7 @@ impl Poller {
 impl Poller {
     fn promise(&self) -> Arc<AtomicU64> {
         let p = Arc::new(AtomicU64::new(u64::MAX));
-        self.promises
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(p.clone());
+        self.promises.lock().push(p.clone());
         p
     }
 
@@ -583,7 +582,7 @@ impl Poller {
     /// How late the most overdue endpoint task is, if any is later than `grace`.
     pub fn overdue(&self, grace: Duration) -> Option<Duration> {
         let now = self.epoch.elapsed().as_millis() as u64;
-        let promises = self.promises.lock().unwrap_or_else(|e| e.into_inner());
+        let promises = self.promises.lock();
         let earliest = promises.iter().map(|p| p.load(Ordering::Relaxed)).min()?;
         let late = Duration::from_millis(now.saturating_sub(earliest));
         (late > grace).then_some(late)
@@ -597,6 +596,28 @@ struct Body {
     pages: u32,
     /// `max_pages` stopped the poll with more pages announced.
     partial: bool,
+}
+
+/// The pages joined so far as the poll's body. `unfollowed`: the next link `max_pages` did
+/// not follow, kept in the body so that the reader sees where the collection goes on (the
+/// poll is partial).
+fn joined_body(
+    status: u16,
+    collection: Option<Collection>,
+    pages: u32,
+    unfollowed: Option<&url::Url>,
+) -> Body {
+    let items = collection.as_ref().map_or(0, Collection::item_count) as i64;
+    let bytes = collection
+        .map(|c| c.finish(unfollowed.map(url::Url::as_str)))
+        .unwrap_or_default();
+    Body {
+        status,
+        bytes,
+        items: Some(items),
+        pages,
+        partial: unfollowed.is_some(),
+    }
 }
 
 /// An API answer of any status, read in full.

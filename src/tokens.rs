@@ -16,11 +16,12 @@ use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
 use crate::seed::SeedToken;
 use crate::store::{now, pending, Handle, Store, TokenRow, TokenState};
+use parking_lot::Mutex;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -97,7 +98,7 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 
 impl AccountSlot {
     fn cached(&self) -> Option<Access> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = self.cache.lock();
         let c = cache.as_ref().filter(|c| c.read_at.elapsed() < CACHE_FOR)?;
         let fresh = fresh_until(&self.account, c.access_expires_at, c.obtained_at, now());
         fresh.then(|| Access {
@@ -107,7 +108,7 @@ impl AccountSlot {
     }
 
     fn remember(&self, row: &TokenRow, access: &Access) {
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
+        *self.cache.lock() = Some(Cached {
             read_at: Instant::now(),
             generation: row.generation,
             access_expires_at: row.access_expires_at,
@@ -117,8 +118,18 @@ impl AccountSlot {
     }
 
     fn forget(&self) {
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.cache.lock() = None;
     }
+}
+
+/// What [`Tokens::commit_attempt`] does with the refresh journal ([`pending`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    /// The provider's answer being committed is in it: done with once committed.
+    Clear,
+    /// The commit stores no answer of the provider: whatever the journal holds stays for
+    /// the next refresh to settle.
+    Keep,
 }
 
 /// What [`Tokens::decide_to_ask`] found.
@@ -221,11 +232,7 @@ impl Tokens {
     }
 
     pub fn read(&self, name: &str) -> Result<Option<TokenRow>, Error> {
-        self.inner
-            .store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .token(name)
+        self.inner.store.lock().token(name)
     }
 
     /// [`Tokens::read`] on a blocking thread: the runtime thread keeps the schedule and the
@@ -236,7 +243,7 @@ impl Tokens {
     }
 
     pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
-        f(&mut self.inner.store.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self.inner.store.lock())
     }
 
     /// A token to use now: the stored one while valid, else a refreshed one.
@@ -266,7 +273,8 @@ impl Tokens {
                 Ok(access)
             }
             // Boxed: the refresh's state is large, and every endpoint task would otherwise
-            // carry room for it while it sleeps (10,000 tasks, tens of MiB).
+            // carry room for it while it sleeps, so the daemon's memory would grow with its
+            // endpoints for a path that runs rarely. Boxed, it costs only while refreshing.
             _ => Box::pin(self.refresh(name, row.map(|r| r.generation), false)).await,
         }
     }
@@ -291,10 +299,7 @@ impl Tokens {
         if !slot.refusing.load(Ordering::Relaxed) {
             return None;
         }
-        slot.refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .waiting()
+        slot.refusals.lock().waiting()
     }
 
     /// Whether the API is refusing the account's freshly refreshed tokens (for metrics).
@@ -308,11 +313,7 @@ impl Tokens {
     /// as a `rejected` token event (which `status` shows), until the API accepts a token.
     pub async fn refused_fresh(&self, name: &str, generation: i64) {
         let Ok(slot) = self.slot(name) else { return };
-        let refused = slot
-            .refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .refuse(generation);
+        let refused = slot.refusals.lock().refuse(generation);
         let Some((steps, wait)) = refused else { return };
         slot.refusing.store(true, Ordering::Relaxed);
         if steps > 1 {
@@ -329,13 +330,18 @@ impl Tokens {
             REFUSED_CAP.as_secs()
         );
         tracing::error!(account = name, "{detail}");
-        let (db, name) = (self.inner.db.clone(), name.to_string());
-        let recorded = off_thread(move || {
-            Store::lock(&db)?.commit_event(&name, TokenEvent::Rejected.as_str(), &detail)
-        })
-        .await;
+        self.record_event(name, TokenEvent::Rejected, detail).await;
+    }
+
+    /// Records a token event on a blocking thread. A failure is logged, not returned: the
+    /// event repeats what the log already said, and the caller's outcome does not wait on it.
+    async fn record_event(&self, name: &str, event: TokenEvent, detail: String) {
+        let (db, owned) = (self.inner.db.clone(), name.to_string());
+        let recorded =
+            off_thread(move || Store::lock(&db)?.commit_event(&owned, event.as_str(), &detail))
+                .await;
         if let Err(e) = recorded {
-            tracing::warn!(error = %e, "cannot record the API's refusal");
+            tracing::warn!(account = name, event = event.as_str(), error = %e, "token event not recorded");
         }
     }
 
@@ -346,7 +352,7 @@ impl Tokens {
         if !slot.refusing.load(Ordering::Relaxed) || !slot.refusing.swap(false, Ordering::Relaxed) {
             return;
         }
-        *slot.refusals.lock().unwrap_or_else(|e| e.into_inner()) = Refusals::default();
+        *slot.refusals.lock() = Refusals::default();
         tracing::info!(account = name, "the API accepts the token again");
     }
 
@@ -480,11 +486,7 @@ impl Tokens {
                 return Ok(Before::Answered(Ok(access_of(account, &row))));
             }
         }
-        let waiting = slot
-            .backoff
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .waiting();
+        let waiting = slot.backoff.lock().waiting();
         if let Some(wait) = waiting {
             return Ok(Before::Answered(
                 self.while_backing_off(account, force, wait).await,
@@ -612,21 +614,16 @@ impl Tokens {
         let old = attempt.row.as_ref();
         let new_row = row_from_response(account, old, response, grant, attempt.started);
         let (event, detail) = describe_new_token(&new_row, old, grant);
-        let committed = {
-            let (db, name, generation) = (db.clone(), name.to_string(), attempt.generation);
-            off_thread(move || {
-                let committed = commit_if_unchanged(&db, &name, generation, |lock| {
-                    lock.commit_token(&new_row, event.as_str(), &detail)
-                });
-                // Removed only once its content is committed (or superseded): a failed
-                // commit leaves it for the next attempt.
-                if committed.is_ok() {
-                    pending::remove(&db, &name);
-                }
-                committed
-            })
-            .await?
-        };
+        let committed = self
+            .commit_attempt(
+                name,
+                attempt.generation,
+                new_row,
+                event,
+                detail,
+                Journal::Clear,
+            )
+            .await?;
         let stored = match committed {
             Committed::Stored(stored) => stored,
             Committed::Superseded { current } => return self.superseded(account, current),
@@ -639,12 +636,7 @@ impl Tokens {
             commit_us = received.elapsed().as_micros() as u64,
             "token committed"
         );
-        attempt
-            .slot
-            .backoff
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .reset();
+        attempt.slot.backoff.lock().reset();
         tracing::info!(
             account = name,
             grant = grant.as_str(),
@@ -672,21 +664,14 @@ impl Tokens {
         self.inner
             .metrics
             .refresh(name, RefreshOutcome::TemporaryFailure);
-        let delay = slot.backoff.lock().unwrap_or_else(|e| e.into_inner()).fail(
-            e.retry_after,
-            slot.backoff_cap,
-            attempt.clock,
-        );
+        let delay = slot
+            .backoff
+            .lock()
+            .fail(e.retry_after, slot.backoff_cap, attempt.clock);
         let detail = format!("{grant}: {e}; next try in {}s", delay.as_secs());
         tracing::warn!(account = name, grant = grant.as_str(), error = %e, retry_in_s = delay.as_secs(), "token request failed (temporary)");
-        let (db, name_owned) = (self.inner.db.clone(), name.to_string());
-        let recorded = off_thread(move || {
-            Store::lock(&db)?.commit_event(&name_owned, TokenEvent::RefreshFailed.as_str(), &detail)
-        })
-        .await;
-        if let Err(e) = recorded {
-            tracing::warn!(account = name, error = %e, "token event not recorded");
-        }
+        self.record_event(name, TokenEvent::RefreshFailed, detail)
+            .await;
         self.while_backing_off(&slot.account, attempt.force, delay)
             .await
     }
@@ -711,16 +696,16 @@ impl Tokens {
             .unwrap_or_else(|| TokenRow::new(name, "seed", attempt.started));
         r.state = TokenState::NeedsReauth;
         r.state_detail = Some(detail.clone());
-        let committed = {
-            let (db, name, detail) = (self.inner.db.clone(), name.to_string(), detail.clone());
-            let generation = attempt.generation;
-            off_thread(move || {
-                commit_if_unchanged(&db, &name, generation, |lock| {
-                    lock.commit_token(&r, TokenEvent::NeedsReauth.as_str(), &detail)
-                })
-            })
-            .await?
-        };
+        let committed = self
+            .commit_attempt(
+                name,
+                attempt.generation,
+                r,
+                TokenEvent::NeedsReauth,
+                detail.clone(),
+                Journal::Keep,
+            )
+            .await?;
         if let Committed::Superseded { current } = committed {
             return self.superseded(account, current);
         }
@@ -728,6 +713,32 @@ impl Tokens {
         self.hook(name, EventKind::RefreshFailed, &e.to_string());
         self.hook(name, EventKind::NeedsReauth, &detail);
         Err(AccessError::NeedsReauth(detail))
+    }
+
+    /// On a blocking thread, under the database's write lock: stores the attempt's outcome
+    /// `row` with its event, unless the stored row has moved on from `from_generation`.
+    async fn commit_attempt(
+        &self,
+        name: &str,
+        from_generation: i64,
+        row: TokenRow,
+        event: TokenEvent,
+        detail: String,
+        journal: Journal,
+    ) -> Result<Committed, Error> {
+        let (db, name, generation) = (self.inner.db.clone(), name.to_string(), from_generation);
+        off_thread(move || {
+            let committed = commit_if_unchanged(&db, &name, generation, |lock| {
+                lock.commit_token(&row, event.as_str(), &detail)
+            });
+            // Removed only once its content is committed (or superseded): a failed commit
+            // leaves it for the next attempt.
+            if journal == Journal::Clear && committed.is_ok() {
+                pending::remove(&db, &name);
+            }
+            committed
+        })
+        .await
     }
 
     /// The stored token was replaced while the provider was asked: use the new one.

@@ -17,8 +17,8 @@ use http::header::{
     HeaderName, HeaderValue, ACCEPT, HOST, LOCATION, PROXY_AUTHORIZATION, USER_AGENT,
 };
 use http_body_util::{BodyExt, Full};
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -268,7 +268,7 @@ impl Client {
     }
 
     fn checkout(&self, origin: &Origin) -> Option<Connection> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock();
         let list = idle.get_mut(origin)?;
         while let Some(c) = list.pop() {
             if c.since.elapsed() < IDLE_TIMEOUT && !c.connection.sender.is_closed() {
@@ -283,7 +283,7 @@ impl Client {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock();
         if !idle.contains_key(origin) {
             idle.insert(origin.clone(), Vec::new());
         }

@@ -3,9 +3,10 @@
 
 use super::{connect, now, Handle, Store};
 use crate::error::Error;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use rusqlite::{params, Connection};
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+        self.pending.lock()
     }
 }
 
@@ -138,7 +139,7 @@ fn writer_loop(conn: Connection, path: PathBuf, shared: &Shared, keep: Duration)
         let (batch, flushed, closed) = {
             let mut p = shared.lock();
             while p.rows.is_empty() && p.flushed.is_empty() && !p.closed {
-                p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                shared.wake.wait(&mut p);
             }
             // Gather what arrives within a short window: one commit (and its WAL
             // checksums) for many rows. A flush or shutdown commits at once.
@@ -148,11 +149,7 @@ fn writer_loop(conn: Connection, path: PathBuf, shared: &Shared, keep: Duration)
                 if left.is_zero() {
                     break;
                 }
-                p = shared
-                    .wake
-                    .wait_timeout(p, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                shared.wake.wait_for(&mut p, left);
             }
             (
                 std::mem::take(&mut p.rows),
