@@ -4,18 +4,21 @@
 //!
 //! # Layout
 //!
-//! From the command line down; a module uses only those listed below it (no import cycles).
+//! From the command line down; a module uses only those listed after it, so there is no
+//! import cycle (`tests/integration/layout.rs` holds the code to this list).
 //!
 //! - `cli`: the command line (clap), and the dispatch to `commands`.
 //! - `commands`: one file per command; each builds what it needs (the configuration, the
 //!   store with its key, a `Hooks`, a `Metrics`) and passes it down explicitly. There is no
 //!   process-wide mutable state.
 //! - `demo` (cargo feature `demo`): the daemon against the simulator crate, `oauth-poller-sim`.
+//! - `authorize`: obtains a first token (the authorization URL, PKCE, `--code`, the loopback
+//!   listener).
 //! - `daemon`: the running service: the `Context` (hooks and metrics), signals, reload,
 //!   sd_notify and the watchdog.
 //! - `poller`: one poll of one endpoint and the schedule; `pagination` follows collections.
 //! - `tokens`: when a token is usable, the single-flight refresh in steps (decide, ask the
-//!   provider, commit, report), backoff, `needs_reauth`; `authorize` obtains a first token.
+//!   provider, commit, report), backoff, `needs_reauth`.
 //! - `oauth`: token-endpoint requests and lenient parsing of providers' answers.
 //! - `http`: the one HTTP client, for polls and token requests (pool, redirects, body limit,
 //!   proxies, TLS).
@@ -27,8 +30,9 @@
 //!   names the store and reads its key), seed files, secrets.
 //! - `store`: everything persistent behind one interface (`Store`, `Handle`), opened with its
 //!   encryption key; SQLite is its one backend, and no SQL lives outside it.
+//! - `logging`: the log formats.
 //! - `files`, `units`, `time`: checks on handed-over files, durations and sizes, dates.
-//! - `error`: the two error families and the exit codes; `logging`: the log formats.
+//! - `error`: the two error families and the exit codes.
 //!
 //! Everything is `pub(crate)`: the library's public surface is the command line and the few
 //! parsers and helpers the integration tests and the benchmark drive directly (below).

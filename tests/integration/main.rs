@@ -15,6 +15,7 @@ mod encryption;
 mod examples;
 mod faults;
 mod hooks;
+mod layout;
 mod lifecycle;
 mod logs;
 mod metrics;
