@@ -562,8 +562,14 @@ fn the_readme_operator_path_under_a_real_systemd() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(repo.join("target/release")).unwrap();
     std::fs::copy(bin(), repo.join("target/release/oauth-poller")).unwrap();
+    // Copies, not links: a checkout under /tmp is out of reach of the booted systemd, which
+    // has a /tmp of its own.
     for d in ["deploy", "config"] {
-        std::os::unix::fs::symlink(manifest.join(d), repo.join(d)).unwrap();
+        std::fs::create_dir(repo.join(d)).unwrap();
+        for entry in std::fs::read_dir(manifest.join(d)).unwrap() {
+            let from = entry.unwrap().path();
+            std::fs::copy(&from, repo.join(d).join(from.file_name().unwrap())).unwrap();
+        }
     }
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
