@@ -153,7 +153,7 @@ where
 /// (`SSL_CERT_FILE` honoured), HTTP/1.1 only.
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
     use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up: {e}"))?
