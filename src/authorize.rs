@@ -19,7 +19,7 @@
 use crate::config::{Account, AuthKind, Config, OAuth2};
 use crate::error::{Error, InputError};
 use crate::oauth::{Grant, TokenClient, TokenResponse};
-use crate::store::{now, Pending, Store, TokenRow};
+use crate::store::{now, Pending, TokenRow};
 use crate::tokens::{GrantKind, TokenEvent};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -423,13 +423,12 @@ async fn finish(
         (None, _) => "no refresh token".into(),
     };
     let detail = format!("authorization_code: {how}; {expiry}; {refresh}");
-    let lock = Store::lock(&flow.config.store())?;
+    let lock = flow.config.store().lock(name)?;
     let stored = lock.commit_token(&row, TokenEvent::Obtained.as_str(), &detail)?;
     tracing::info!(account = %name, generation = stored.generation, "token obtained by authorization");
     let line = format!(
         "authorized account `{name}`: {expiry}, {refresh} (generation {}, stored in {})",
-        stored.generation,
-        flow.config.daemon.database.display()
+        stored.generation, flow.config.daemon.database
     );
     println!("{line}");
     Ok(line)

@@ -6,13 +6,14 @@
 
 use crate::credentials::Credentials;
 use crate::error::InputError;
-use crate::store::{self, StoreKey};
+use crate::store::{self, Database, PgTarget, StoreKey};
 use crate::units::{bounded_secs, parse_duration, parse_size};
 use secrecy::SecretString;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -38,7 +39,8 @@ impl Config {
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    pub database: PathBuf,
+    /// The store: a SQLite file, or a PostgreSQL database (with its password, if any).
+    pub database: Database,
     /// Where `${CREDENTIALS_DIRECTORY}` points (see `crate::credentials`).
     pub credentials: Credentials,
     pub interval: Duration,
@@ -198,6 +200,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     database: Option<String>,
+    database_password_file: Option<String>,
+    database_password_env: Option<String>,
     credentials_directory: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     interval: Option<Duration>,
@@ -529,23 +533,7 @@ impl Ctx<'_> {
     }
 
     fn daemon(&self, raw: RawDaemon, database: Option<&Path>) -> Result<DaemonConfig, InputError> {
-        let database = match (database, raw.database) {
-            (Some(flag), _) => flag.to_path_buf(),
-            (None, Some(p)) => self.path("daemon.database", &p)?,
-            (None, None) => match std::env::var_os("STATE_DIRECTORY") {
-                // systemd may pass several directories separated by ':'; the first is ours.
-                Some(dir) if !dir.is_empty() => {
-                    let dir = dir
-                        .to_string_lossy()
-                        .split(':')
-                        .next()
-                        .unwrap_or("")
-                        .to_string();
-                    PathBuf::from(dir).join("state.db")
-                }
-                _ => PathBuf::from("oauth-poller.db"),
-            },
-        };
+        let database = self.database(database, &raw)?;
         let interval = raw.interval.unwrap_or(Duration::from_secs(60));
         if interval.is_zero() {
             return Err(self.err(None, "daemon.interval", "must be greater than zero"));
@@ -581,6 +569,61 @@ impl Ctx<'_> {
             metrics_listen: raw.metrics_listen,
             on_event,
         })
+    }
+
+    /// The store: `--database`, else `daemon.database`, else `state.db` in systemd's
+    /// `STATE_DIRECTORY`, else `oauth-poller.db` here. A `postgres://` URL is a PostgreSQL
+    /// database, whose password comes from `daemon.database_password_file` or `_env` (or
+    /// the libpq password file).
+    fn database(&self, flag: Option<&Path>, raw: &RawDaemon) -> Result<Database, InputError> {
+        let (key, value) = match (flag, &raw.database) {
+            (Some(flag), _) => ("--database", flag.to_string_lossy().into_owned()),
+            (None, Some(v)) => ("daemon.database", v.clone()),
+            (None, None) => {
+                return Ok(Database::File(match std::env::var_os("STATE_DIRECTORY") {
+                    // systemd may pass several directories separated by ':'; the first is ours.
+                    Some(dir) if !dir.is_empty() => {
+                        let dir = dir
+                            .to_string_lossy()
+                            .split(':')
+                            .next()
+                            .unwrap_or("")
+                            .to_string();
+                        PathBuf::from(dir).join("state.db")
+                    }
+                    _ => PathBuf::from("oauth-poller.db"),
+                }));
+            }
+        };
+        let password_given =
+            raw.database_password_file.is_some() || raw.database_password_env.is_some();
+        if !Database::is_postgres_url(&value) {
+            if password_given {
+                return Err(self.err(
+                    None,
+                    if raw.database_password_file.is_some() {
+                        "daemon.database_password_file"
+                    } else {
+                        "daemon.database_password_env"
+                    },
+                    "a database password goes with a postgres:// database",
+                ));
+            }
+            return match flag {
+                Some(flag) => Ok(Database::File(flag.to_path_buf())),
+                None => Ok(Database::File(self.path(key, &value)?)),
+            };
+        }
+        let target = PgTarget::parse(&value).map_err(|m| self.err(None, key, m))?;
+        let password = self.secret_with(
+            "daemon.database_password",
+            None,
+            raw.database_password_file.clone(),
+            raw.database_password_env.clone(),
+            // `status` and `history` skip the accounts' secrets, not the database's.
+            Secrets::Read,
+        )?;
+        Ok(Database::Postgres(Arc::new(target.with_password(password))))
     }
 
     fn account(
@@ -851,6 +894,17 @@ impl Ctx<'_> {
         file: Option<String>,
         env: Option<String>,
     ) -> Result<Option<SecretString>, InputError> {
+        self.secret_with(key, inline, file, env, self.secrets)
+    }
+
+    fn secret_with(
+        &self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<String>,
+        env: Option<String>,
+        secrets: Secrets,
+    ) -> Result<Option<SecretString>, InputError> {
         let given = [inline.is_some(), file.is_some(), env.is_some()]
             .iter()
             .filter(|&&b| b)
@@ -866,7 +920,7 @@ impl Ctx<'_> {
             self.inline_secret.set(true);
             return Ok(Some(SecretString::from(v)));
         }
-        if self.secrets == Secrets::Skip && given == 1 {
+        if secrets == Secrets::Skip && given == 1 {
             return Ok(Some(SecretString::from(String::new())));
         }
         if let Some(f) = file {

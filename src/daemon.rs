@@ -8,10 +8,10 @@ use crate::error::Error;
 use crate::hooks::Hooks;
 use crate::metrics::{AccountReading, Metrics, Readings};
 use crate::poller::{start_offsets, Poller};
-use crate::store::PollWriter;
+use crate::store::{Database, PollWriter};
 use crate::tokens::{seed_from_file, SeedOutcome, Tokens};
 use sd_notify::NotifyState;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -52,7 +52,7 @@ pub async fn run(
     notify(&[NotifyState::Ready]);
     tracing::info!(accounts = config.accounts.len(),
         endpoints = config.accounts.iter().map(|a| a.endpoints.len()).sum::<usize>(),
-        database = %config.daemon.database.display(), "oauth-poller started");
+        database = %config.daemon.database, "oauth-poller started");
     loop {
         match control.recv().await {
             None | Some(Control::Stop) => {
@@ -107,7 +107,9 @@ pub async fn run(
 
 /// Marks the database as served by a running daemon, for `status`. Not fatal: the daemon
 /// works without it, only `status` cannot tell.
-fn hold_presence(database: &Path) -> Option<crate::running::Presence> {
+/// A PostgreSQL store has none: instances on many hosts share it.
+fn hold_presence(database: &Database) -> Option<crate::running::Presence> {
+    let database = database.file()?;
     crate::running::Presence::hold(database)
         .inspect_err(|e| {
             tracing::warn!(file = %crate::running::lock_path(database).display(), error = %e,
@@ -406,10 +408,7 @@ pub fn build(
         context.hooks.clone(),
         context.metrics.clone(),
     )?;
-    let writer = Arc::new(PollWriter::start(
-        &config.store(),
-        config.daemon.keep_history,
-    )?);
+    let writer = Arc::new(config.store().poll_writer(config.daemon.keep_history)?);
     let poller = Arc::new(Poller::new(
         tokens,
         writer,
@@ -528,6 +527,6 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
     // runtime would.
     poller.hooks.wait().await;
     // Outside the service, which store was written is not obvious: say it.
-    tracing::info!(database = %config.daemon.database.display(), "poll results stored");
+    tracing::info!(database = %config.daemon.database, "poll results stored");
     Ok(all_ok)
 }

@@ -92,12 +92,13 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    /// `database`: the file, or the PostgreSQL URL without its password.
     pub(crate) fn new(
-        path: &std::path::Path,
+        database: impl std::fmt::Display,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> StoreError {
         StoreError {
-            path: path.display().to_string(),
+            path: database.to_string(),
             source: source.into(),
         }
     }

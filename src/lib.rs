@@ -31,6 +31,7 @@
 //! - `store`: everything persistent behind one interface (`Store`, `Handle`), opened with its
 //!   encryption key; SQLite is its one backend, and no SQL lives outside it.
 //! - `logging`: the log formats.
+//! - `tls`: the one TLS client configuration (HTTPS and PostgreSQL).
 //! - `files`, `units`, `time`: checks on handed-over files, durations and sizes, dates.
 //! - `error`: the two error families and the exit codes.
 //!
@@ -60,6 +61,7 @@ pub(crate) mod running;
 pub(crate) mod seed;
 pub(crate) mod store;
 pub(crate) mod time;
+pub(crate) mod tls;
 pub(crate) mod tokens;
 pub(crate) mod units;
 

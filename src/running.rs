@@ -36,7 +36,7 @@ impl Presence {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(lock_path(database))?;
         // Root running the daemon by hand must not leave a file the service cannot open.
-        if let Err(e) = crate::store::access::give_database_owner(database, &file) {
+        if let Err(e) = crate::store::sqlite::access::give_database_owner(database, &file) {
             tracing::warn!(error = %e, "cannot give the presence lock the database's owner");
         }
         // Blocking: a `status` holds the exclusive lock only for an instant.

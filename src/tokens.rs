@@ -15,7 +15,7 @@ use crate::hooks::{EventKind, Hooks};
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::oauth::{Grant, TokenClient, TokenError, TokenResponse};
 use crate::seed::SeedToken;
-use crate::store::{now, pending, Handle, Store, TokenRow, TokenState};
+use crate::store::{now, Handle, JournalEntry, RefreshGate, Store, TokenRow, TokenState};
 use parking_lot::Mutex;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -139,7 +139,7 @@ enum Before<'a> {
     /// Ask the provider, holding the cross-process refresh lock until the commit.
     Ask {
         attempt: Box<Attempt<'a>>,
-        lock: std::fs::File,
+        lock: RefreshGate,
     },
 }
 
@@ -337,9 +337,11 @@ impl Tokens {
     /// event repeats what the log already said, and the caller's outcome does not wait on it.
     async fn record_event(&self, name: &str, event: TokenEvent, detail: String) {
         let (db, owned) = (self.inner.db.clone(), name.to_string());
-        let recorded =
-            off_thread(move || Store::lock(&db)?.commit_event(&owned, event.as_str(), &detail))
-                .await;
+        let recorded = off_thread(move || {
+            db.lock(&owned)?
+                .commit_event(&owned, event.as_str(), &detail)
+        })
+        .await;
         if let Err(e) = recorded {
             tracing::warn!(account = name, event = event.as_str(), error = %e, "token event not recorded");
         }
@@ -426,14 +428,17 @@ impl Tokens {
 
     /// Takes the account's cross-process refresh lock (a `flock`), waiting while another
     /// process refreshes it.
-    async fn refresh_lock(&self, name: &str) -> Result<std::fs::File, AccessError> {
-        let file = Store::refresh_lock_file(&self.inner.db, name)?;
+    async fn refresh_lock(&self, name: &str) -> Result<RefreshGate, AccessError> {
+        let mut gate = {
+            let (db, name) = (self.inner.db.clone(), name.to_string());
+            off_thread(move || db.refresh_gate(&name)).await?
+        };
         let wait = async {
             loop {
-                match file.try_lock() {
-                    Ok(()) => return Ok(()),
-                    Err(std::fs::TryLockError::WouldBlock) => tokio::time::sleep(LOCK_POLL).await,
-                    Err(std::fs::TryLockError::Error(e)) => {
+                match gate.try_take() {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => tokio::time::sleep(LOCK_POLL).await,
+                    Err(e) => {
                         return Err(TokenError::temporary(
                             "lock",
                             format!("cannot take the refresh lock: {e}"),
@@ -443,7 +448,7 @@ impl Tokens {
             }
         };
         match self.unless_abandoned(wait).await {
-            Ok(()) => Ok(file),
+            Ok(()) => Ok(gate),
             Err(e) => Err(AccessError::Unavailable(e.to_string())),
         }
     }
@@ -551,7 +556,13 @@ impl Tokens {
             let (generation, started) = (attempt.generation, attempt.started);
             move |status: u16, body: &[u8]| {
                 if (200..300).contains(&status) {
-                    pending::write(&db, &name, generation, started, grant.as_str(), body);
+                    let entry = JournalEntry {
+                        generation,
+                        started,
+                        grant: grant.as_str().to_string(),
+                        body: zeroize::Zeroizing::new(body.to_vec()),
+                    };
+                    db.journal_write(&name, &entry);
                 }
             }
         };
@@ -644,7 +655,7 @@ impl Tokens {
             expires_in_s = stored.access_expires_at.map(|t| t - attempt.started),
             // Outside the service (`token`, `poll-once`), which store was written is not
             // obvious: say it.
-            database = %db.path().display(),
+            database = %db.shown(),
             "token {}",
             event.as_str()
         );
@@ -734,7 +745,7 @@ impl Tokens {
             // Removed only once its content is committed (or superseded): a failed commit
             // leaves it for the next attempt.
             if journal == Journal::Clear && committed.is_ok() {
-                pending::remove(&db, &name);
+                db.journal_remove(&name);
             }
             committed
         })
@@ -908,7 +919,7 @@ pub fn store_seed(
     seed: SeedToken,
     force: bool,
 ) -> Result<SeedOutcome, Error> {
-    let lock = Store::lock(db)?;
+    let lock = db.lock(account)?;
     if let Some(old) = lock.token(account)? {
         if !force && old.obtained_at > seed.issued_at && old.state == TokenState::Ok {
             lock.release();

@@ -3,7 +3,7 @@
 use super::Paths;
 use crate::config::{self, Config};
 use crate::error::Error;
-use std::path::PathBuf;
+use crate::store::Database;
 use std::process::ExitCode;
 
 pub fn status(paths: &Paths, json: bool) -> Result<ExitCode, Error> {
@@ -27,7 +27,7 @@ pub fn history(
 /// `status` and `history` read the store; the configuration, when it loads, adds the
 /// endpoints that have not polled yet. `--database` alone is enough; a configuration that
 /// was asked for (or exists) and fails to load is then a warning, not a silent omission.
-fn target(paths: &Paths) -> Result<(PathBuf, Option<Config>), Error> {
+fn target(paths: &Paths) -> Result<(Database, Option<Config>), Error> {
     // Reading the store needs no secret: a root shell without the service's credentials
     // inspects it all the same.
     let path = paths.config_path();
@@ -43,7 +43,7 @@ fn target(paths: &Paths) -> Result<(PathBuf, Option<Config>), Error> {
                     "oauth-poller: warning: the configuration was not loaded, showing the store alone: {e}"
                 );
             }
-            Ok((db.clone(), None))
+            Ok((Database::from_flag(db)?, None))
         }
         (Err(e), None) => Err(e),
     }

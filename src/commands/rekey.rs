@@ -11,17 +11,18 @@ pub fn run(paths: &Paths, new_key_file: &Path) -> Result<ExitCode, Error> {
         InputError::new(new_key_file.display().to_string(), m.to_string()).key("NEW_KEY_FILE")
     })?;
     // A running daemon would go on writing with the old key.
-    if crate::running::probe(&config.daemon.database) == crate::running::Daemon::Running {
+    let running = config.daemon.database.file().map(crate::running::probe);
+    if running == Some(crate::running::Daemon::Running) {
         return Err(Error::runtime(format!(
             "a daemon is running on {}: stop it before rekey (systemctl stop oauth-poller)",
-            config.daemon.database.display()
+            config.daemon.database
         )));
     }
     let store = config.store().open()?;
     let count = store.rekey(&new_key)?;
     println!(
         "re-encrypted {count} stored secret(s) of {} with {}: set daemon.encryption_key_file to it before the next start",
-        config.daemon.database.display(),
+        config.daemon.database,
         new_key_file.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -14,7 +14,7 @@ pub fn run(paths: &Paths, name: &str, file: &Path, force: bool) -> Result<ExitCo
             println!(
                 "seeded account `{name}` from {} into {} (generation {generation})",
                 file.display(),
-                config.daemon.database.display()
+                config.daemon.database
             );
             Ok(ExitCode::SUCCESS)
         }

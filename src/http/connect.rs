@@ -149,17 +149,8 @@ where
     Ok(sender)
 }
 
-/// The one TLS configuration: the system's roots through rustls-platform-verifier
-/// (`SSL_CERT_FILE` honoured), HTTP/1.1 only.
+/// The one TLS configuration (see [`crate::tls`]), HTTP/1.1 only.
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?
-        .with_platform_verifier()
-        .map_err(|e| format!("TLS set-up: {e}"))?
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = crate::tls::client_config(&[b"http/1.1"])?;
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }

@@ -3,20 +3,19 @@
 use super::fmt_time;
 use crate::config::Config;
 use crate::error::{Error, InputError};
-use crate::store::Store;
+use crate::store::{Database, Handle, Store};
 use serde_json::json;
-use std::path::Path;
 
 /// Prints the history; an account neither configured nor in the store is bad input (exit 2),
 /// as for every other command that takes an account.
 pub fn history(
-    db: &Path,
+    db: &Database,
     config: Option<&Config>,
     account: Option<&str>,
     limit: usize,
     as_json: bool,
 ) -> Result<(), Error> {
-    let store = Store::open_existing(db, config.and_then(|c| c.store_key.as_ref()))?;
+    let store = Handle::new(db, config.and_then(|c| c.store_key.as_ref())).open_existing()?;
     if let Some(name) = account {
         check_account(&store, db, config, name)?;
     }
@@ -50,7 +49,7 @@ pub fn history(
         let whose = account
             .map(|a| format!(" for account `{a}`"))
             .unwrap_or_default();
-        println!("no polls or token events{whose} in {} yet", db.display());
+        println!("no polls or token events{whose} in {db} yet");
         return Ok(());
     }
     for (_, _, v) in items {
@@ -61,7 +60,7 @@ pub fn history(
 
 fn check_account(
     store: &Store,
-    db: &Path,
+    db: &Database,
     config: Option<&Config>,
     name: &str,
 ) -> Result<(), Error> {
@@ -76,14 +75,11 @@ fn check_account(
     let err = match config {
         Some(c) => InputError::new(
             c.path.display().to_string(),
-            format!(
-                "no account named `{name}` (nor any history of one in {})",
-                db.display()
-            ),
+            format!("no account named `{name}` (nor any history of one in {db})"),
         )
         .key("account.name"),
         None => InputError::new(
-            db.display().to_string(),
+            db.to_string(),
             format!("no account named `{name}` in this store"),
         ),
     };

@@ -6,11 +6,10 @@ use crate::config::{Account, AuthKind, Config, FallbackGrant};
 use crate::error::Error;
 use crate::running::{self, Daemon};
 use crate::store::TokenState;
-use crate::store::{now, Store};
+use crate::store::{now, Database, Handle};
 use crate::units::human;
 use serde::Serialize;
 use serde_json::json;
-use std::path::Path;
 
 /// An account's state as `status` shows it (`state` in `--json`, an interface: the names
 /// are fixed).
@@ -37,13 +36,19 @@ impl From<TokenState> for AccountState {
 /// Prints per-account state; returns false when an account has no usable grant (no token,
 /// or it needs re-authorization).
 pub fn status(
-    db: &Path,
+    db: &Database,
     config: Option<&Config>,
     how: &Invocation,
     as_json: bool,
 ) -> Result<bool, Error> {
-    let store = Store::open_existing(db, config.and_then(|c| c.store_key.as_ref()))?;
-    let daemon = running::probe(db);
+    let store = Handle::new(db, config.and_then(|c| c.store_key.as_ref())).open_existing()?;
+    let daemon = match db.file() {
+        Some(file) => running::probe(file),
+        None => Daemon::Unknown(
+            "a PostgreSQL store is shared by instances on many hosts; only a SQLite store's daemon is probed"
+                .into(),
+        ),
+    };
     let t = now();
     let rows = store.tokens()?;
     let mut names: Vec<String> = rows.iter().map(|r| r.account.clone()).collect();
@@ -121,7 +126,7 @@ pub fn status(
     }
     if as_json {
         let doc = json!({
-            "database": db.display().to_string(),
+            "database": db.to_string(),
             "daemon": daemon.as_str(),
             "now": t,
             "accounts": out,
@@ -129,12 +134,15 @@ pub fn status(
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(all_ok);
     }
-    println!("database: {}", db.display());
+    println!("database: {db}");
     match &daemon {
         Daemon::Running => println!("daemon:   running"),
         Daemon::NotRunning => println!(
             "daemon:   not running (no `oauth-poller run` holds {})",
-            running::lock_path(db).display()
+            db.file()
+                .map(running::lock_path)
+                .unwrap_or_default()
+                .display()
         ),
         Daemon::Unknown(why) => println!("daemon:   unknown ({why})"),
     }

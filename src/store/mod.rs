@@ -1,222 +1,292 @@
 //! The store: tokens, token events, polls, pending authorizations and the refresh journal,
-//! behind the one interface the rest of the crate uses. No SQLite type or SQL leaves this
-//! module; the crate sees [`Store`], [`Handle`], [`RefreshLock`], [`PollWriter`], the row
-//! types and [`StoreError`](crate::error::StoreError).
+//! behind the one interface the rest of the crate uses. No SQL and no backend type leaves
+//! this module; the crate sees [`Database`], [`Handle`], [`Store`], [`RefreshLock`],
+//! [`RefreshGate`], [`PollWriter`], the row types and
+//! [`StoreError`](crate::error::StoreError).
 //!
-//! SQLite is the one backend today. Each purpose gets its own connection: token reads and
-//! writes (`synchronous=FULL`, so a rotated refresh token is on disk before it is used),
-//! refresh locks (a fresh connection holding `BEGIN IMMEDIATE`, the cross-process write
-//! lock), and the poll writer (batched, `synchronous=NORMAL`: a lost poll row costs nothing,
-//! a lost token costs a grant).
-//!
-//! The store is opened with its key ([`crypto::StoreKey`], from the configuration): every
-//! secret it writes is sealed with that key and every secret it reads opened with it. A
-//! [`Handle`] (where the store is, and its key) is what the parts that open their own
-//! connection or file are given.
-//!
-//! A second backend (PostgreSQL) provides the same interface, with the same guarantees:
+//! Two backends keep the same guarantees: [`sqlite`], the embedded default (a file), and
+//! [`postgres`], one database shared by many instances. Each operation is one `match` here,
+//! so what one backend offers the other must offer too:
 //! - [`Handle::open`] / [`Handle::open_existing`]: migrate (or check) the schema, refuse a
-//!   newer one as bad input, settle the encryption state ([`keyed`]).
+//!   newer one as bad input, settle the encryption state.
 //! - Tokens: [`Store::token`], [`Store::tokens`], [`Store::event`], [`Store::events`],
 //!   [`Store::mark_refresh_warned`]; [`Store::rekey`].
-//! - [`Store::lock`]: a [`RefreshLock`], the write lock under which a refresh is decided and
+//! - [`Handle::lock`]: a [`RefreshLock`], the write lock under which a refresh is decided and
 //!   its answer committed (durably, before the token is used), held for milliseconds.
-//! - [`Store::refresh_lock_file`]: what serializes one account's refreshes across processes
-//!   while the provider is asked (an advisory lock there, a `flock` here).
-//! - The refresh journal ([`pending`]): the provider's answer kept, before it is parsed, until
-//!   it is committed, so a crash between the two spends no refresh token.
+//! - [`Handle::refresh_gate`]: what serializes one account's refreshes across processes and
+//!   hosts while the provider is asked (a `flock` beside a SQLite file, an advisory lock in
+//!   PostgreSQL).
+//! - The refresh journal ([`Handle::journal_write`]): the provider's answer kept, before it
+//!   is parsed, until it is committed, so a crash between the two spends no refresh token.
 //! - Polls: [`PollWriter`] (batched writes off the async runtime), [`Store::polls`],
 //!   [`Store::endpoint_summary`], [`Store::endpoints_of`], [`Store::last_body_hash`].
 //! - Pending authorizations: [`Store::put_pending`], [`Store::pending`],
 //!   [`Store::clear_pending`].
 
-pub(crate) mod access;
-mod authorizations;
 pub mod crypto;
-pub mod keyed;
-mod migrate;
-pub mod pending;
-mod polls;
-mod tokens;
+mod database;
+mod postgres;
+mod rows;
+pub(crate) mod sqlite;
+mod writer;
 
-pub use authorizations::{Pending, PENDING_TTL};
 pub use crypto::StoreKey;
-pub use polls::{PollRecord, PollWriter};
-pub use tokens::{RefreshLock, TokenRow, TokenState};
+pub use database::{Database, PgTarget};
+pub use rows::{
+    EventRow, JournalEntry, Pending, PollRecord, PollRow, TokenRow, TokenState, PENDING_TTL,
+};
+pub use writer::PollWriter;
 
-use crate::error::{Error, StoreError};
-use rusqlite::Connection;
-use std::path::{Path, PathBuf};
+use crate::error::Error;
+use std::path::Path;
 use std::time::Duration;
 
-/// How long a connection waits for another's write lock before giving up. An operator may
-/// hold a transaction open in `sqlite3`; the daemon waits rather than fails.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Environment variable: the most pages the database may grow to (`PRAGMA max_page_count`).
-pub const MAX_PAGES_ENV: &str = "OAUTH_POLLER_MAX_DB_PAGES";
-
 /// Where a store is and the key it is opened with: cheap to clone, for the parts that open
-/// their own connection or file (refresh locks, the poll writer, the refresh journal).
+/// their own connection (refresh locks, the poll writer, the refresh journal).
 #[derive(Debug, Clone)]
-pub struct Handle {
-    path: PathBuf,
-    key: Option<StoreKey>,
+pub enum Handle {
+    Sqlite(sqlite::Handle),
+    Postgres(postgres::Handle),
+}
+
+/// One expression for each backend's value of the same name.
+macro_rules! each {
+    ($value:expr, $enum:ident, $inner:ident => $e:expr) => {
+        match $value {
+            $enum::Sqlite($inner) => $e,
+            $enum::Postgres($inner) => $e,
+        }
+    };
 }
 
 impl Handle {
-    pub fn new(path: &Path, key: Option<&StoreKey>) -> Handle {
-        Handle {
-            path: path.to_path_buf(),
-            key: key.cloned(),
+    pub fn new(database: &Database, key: Option<&StoreKey>) -> Handle {
+        match database {
+            Database::File(path) => Handle::Sqlite(sqlite::Handle::new(path, key)),
+            Database::Postgres(target) => {
+                Handle::Postgres(postgres::Handle::new(target.clone(), key))
+            }
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The database, as messages name it (a PostgreSQL URL without its password).
+    pub fn shown(&self) -> String {
+        match self {
+            Handle::Sqlite(h) => h.path().display().to_string(),
+            Handle::Postgres(h) => h.target().to_string(),
+        }
     }
 
-    pub(crate) fn key(&self) -> Option<&StoreKey> {
-        self.key.as_ref()
+    /// The SQLite file, if the store is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Handle::Sqlite(h) => Some(h.path()),
+            Handle::Postgres(_) => None,
+        }
     }
 
-    /// Opens (creating with mode 0600 if needed) and migrates the database.
+    /// Opens (creating if needed) and migrates the store.
     pub fn open(&self) -> Result<Store, Error> {
-        let path = self.path();
-        access::check(path)?;
-        if path.exists() {
-            migrate::refuse_newer(path)?;
-        }
-        create_private(path)?;
-        let conn = connect(path, true)?;
-        let store = Store {
-            at: self.clone(),
-            conn,
-        };
-        migrate::migrate(&store.conn).map_err(|e| store.err(e))?;
-        tokens::top_up_reserve(&store.conn);
-        store.restrict_sidecars();
-        keyed::settle(&store)?;
-        Ok(store)
+        Ok(match self {
+            Handle::Sqlite(h) => Store::Sqlite(h.open()?),
+            Handle::Postgres(h) => Store::Postgres(h.open()?),
+        })
     }
 
-    /// Opens an existing database without creating or migrating it (for `status`, `history`).
+    /// Opens an existing store without creating or migrating it (for `status`, `history`).
     pub fn open_existing(&self) -> Result<Store, Error> {
-        let path = self.path();
-        if !path.exists() {
-            return Err(Error::runtime(format!(
-                "no database at {}: start the daemon or seed an account first",
-                path.display()
-            )));
+        Ok(match self {
+            Handle::Sqlite(h) => Store::Sqlite(h.open_existing()?),
+            Handle::Postgres(h) => Store::Postgres(h.open_existing()?),
+        })
+    }
+
+    /// Takes the write lock for `account` (blocking while another holder commits), to
+    /// decide or to commit. Held for milliseconds: never across a request to the provider.
+    pub fn lock(&self, account: &str) -> Result<RefreshLock, Error> {
+        Ok(match self {
+            Handle::Sqlite(h) => RefreshLock::Sqlite(sqlite::Store::lock(h)?),
+            Handle::Postgres(h) => RefreshLock::Postgres(h.lock(account)?),
+        })
+    }
+
+    /// What serializes `account`'s refreshes across processes and hosts; unlike
+    /// [`Handle::lock`], it may be held across the request to the provider.
+    pub fn refresh_gate(&self, account: &str) -> Result<RefreshGate, Error> {
+        Ok(match self {
+            Handle::Sqlite(h) => RefreshGate::File(sqlite::Store::refresh_lock_file(h, account)?),
+            Handle::Postgres(h) => RefreshGate::Postgres(Box::new(h.refresh_gate(account)?)),
+        })
+    }
+
+    /// Journals a provider's 2xx answer the moment it arrives (sealed with the store's key
+    /// when it has one). Best-effort: a failure is logged and the commit proceeds.
+    pub fn journal_write(&self, account: &str, entry: &JournalEntry) {
+        each!(self, Handle, h => h.journal_write(account, entry))
+    }
+
+    /// The account's journaled answer, if there is a complete one.
+    pub fn journal_read(&self, account: &str) -> Option<JournalEntry> {
+        each!(self, Handle, h => h.journal_read(account))
+    }
+
+    /// Forgets the account's journaled answer (once it is committed).
+    pub fn journal_remove(&self, account: &str) {
+        each!(self, Handle, h => h.journal_remove(account))
+    }
+
+    /// Starts the poll writer: rows are written in batches on a thread of its own, and
+    /// history older than `keep_history` is pruned.
+    pub fn poll_writer(&self, keep_history: Duration) -> Result<PollWriter, Error> {
+        match self {
+            Handle::Sqlite(h) => {
+                PollWriter::start(sqlite::PollSink::open(h)?, self.shown(), keep_history)
+            }
+            Handle::Postgres(h) => PollWriter::start(h.poll_sink()?, self.shown(), keep_history),
         }
-        access::check(path)?;
-        migrate::refuse_newer(path)?;
-        let conn = connect(path, true)?;
-        let store = Store {
-            at: self.clone(),
-            conn,
-        };
-        migrate::check_version(&store.conn).map_err(|e| store.err(e))?;
-        keyed::settle(&store)?;
-        Ok(store)
     }
 }
 
-/// An open store: its connection for token reads and writes, and its key.
-pub struct Store {
-    at: Handle,
-    conn: Connection,
+/// An open store.
+pub enum Store {
+    Sqlite(sqlite::Store),
+    Postgres(postgres::Store),
 }
 
 impl Store {
-    /// [`Handle::open`] for the database at `path`, with `key` (none: the store holds
+    /// [`Handle::open`] for the SQLite database at `path`, with `key` (none: the store holds
     /// plaintext, and an encrypted store is refused).
     pub fn open(path: &Path, key: Option<&StoreKey>) -> Result<Store, Error> {
-        Handle::new(path, key).open()
+        Handle::Sqlite(sqlite::Handle::new(path, key)).open()
     }
 
-    /// [`Handle::open_existing`] for the database at `path`, with `key`.
-    pub fn open_existing(path: &Path, key: Option<&StoreKey>) -> Result<Store, Error> {
-        Handle::new(path, key).open_existing()
+    pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
+        each!(self, Store, s => s.token(account))
     }
 
-    pub fn handle(&self) -> &Handle {
-        &self.at
+    pub fn tokens(&self) -> Result<Vec<TokenRow>, Error> {
+        each!(self, Store, s => s.tokens())
     }
 
-    pub fn path(&self) -> &Path {
-        self.at.path()
+    pub fn event(&self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
+        each!(self, Store, s => s.event(account, event, detail))
     }
 
-    pub(crate) fn key(&self) -> Option<&StoreKey> {
-        self.at.key()
+    /// Records that the refresh-token expiry warning was given at `at`.
+    pub fn mark_refresh_warned(&self, account: &str, at: i64) -> Result<(), Error> {
+        each!(self, Store, s => s.mark_refresh_warned(account, at))
     }
 
-    pub(crate) fn err(&self, source: rusqlite::Error) -> Error {
-        store_err(self.path(), source)
+    /// Token events, newest first.
+    pub fn events(&self, account: Option<&str>, limit: usize) -> Result<Vec<EventRow>, Error> {
+        each!(self, Store, s => s.events(account, limit))
     }
 
-    /// The `-wal` and `-shm` files hold token values too: same mode as the database.
-    fn restrict_sidecars(&self) {
-        use std::os::unix::fs::PermissionsExt;
-        for suffix in ["-wal", "-shm"] {
-            let mut p = self.path().as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    /// Re-seals every stored secret with `new_key`; returns how many.
+    pub fn rekey(&self, new_key: &StoreKey) -> Result<usize, Error> {
+        each!(self, Store, s => s.rekey(new_key))
+    }
+
+    /// Recent polls, newest first.
+    pub fn polls(&self, account: Option<&str>, limit: usize) -> Result<Vec<PollRow>, Error> {
+        each!(self, Store, s => s.polls(account, limit))
+    }
+
+    /// The last poll of an endpoint, and how many polls in a row failed.
+    pub fn endpoint_summary(
+        &self,
+        account: &str,
+        endpoint: &str,
+    ) -> Result<(Option<PollRow>, i64), Error> {
+        each!(self, Store, s => s.endpoint_summary(account, endpoint))
+    }
+
+    /// Endpoints an account has polls for.
+    pub fn endpoints_of(&self, account: &str) -> Result<Vec<String>, Error> {
+        each!(self, Store, s => s.endpoints_of(account))
+    }
+
+    /// The body hash of an endpoint's last successful poll (change detection across restarts).
+    pub fn last_body_hash(&self, account: &str, endpoint: &str) -> Result<Option<String>, Error> {
+        each!(self, Store, s => s.last_body_hash(account, endpoint))
+    }
+
+    /// Records a pending authorization (and forgets expired ones).
+    pub fn put_pending(&self, account: &str, p: &Pending) -> Result<(), Error> {
+        each!(self, Store, s => s.put_pending(account, p))
+    }
+
+    /// The account's unexpired pending authorization with this `state`, or (no state given)
+    /// its newest one.
+    pub fn pending(&self, account: &str, state: Option<&str>) -> Result<Option<Pending>, Error> {
+        each!(self, Store, s => s.pending(account, state))
+    }
+
+    /// Forgets every pending authorization of the account (once one has been redeemed).
+    pub fn clear_pending(&self, account: &str) -> Result<(), Error> {
+        each!(self, Store, s => s.clear_pending(account))
+    }
+}
+
+/// The write lock under which a refresh is decided or its answer committed. Dropped
+/// uncommitted, it rolls back.
+pub enum RefreshLock {
+    Sqlite(sqlite::RefreshLock),
+    Postgres(postgres::RefreshLock),
+}
+
+impl RefreshLock {
+    pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
+        each!(self, RefreshLock, l => l.token(account))
+    }
+
+    /// Before a refresh is requested: makes sure the answer will have room to be committed.
+    /// When it would not, this fails and the refresh is not attempted: nothing is lost.
+    pub fn ensure_room(&self) -> Result<(), Error> {
+        each!(self, RefreshLock, l => l.ensure_room())
+    }
+
+    /// Writes the token and its event, and commits durably before returning. The stored
+    /// generation becomes the previous one + 1; the row as stored is returned.
+    pub fn commit_token(
+        self,
+        row: &TokenRow,
+        event: &str,
+        detail: &str,
+    ) -> Result<TokenRow, Error> {
+        each!(self, RefreshLock, l => l.commit_token(row, event, detail))
+    }
+
+    /// Records an event only and releases the lock (the token row is left as it was).
+    pub fn commit_event(self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
+        each!(self, RefreshLock, l => l.commit_event(account, event, detail))
+    }
+
+    pub fn release(self) {
+        each!(self, RefreshLock, l => l.release())
+    }
+}
+
+/// One account's cross-process refresh gate, held from the decision to ask the provider to
+/// the commit of its answer. Released when dropped, and by the system when its holder dies
+/// (the kernel closes the file; PostgreSQL ends the session).
+pub enum RefreshGate {
+    File(std::fs::File),
+    Postgres(Box<postgres::Gate>),
+}
+
+impl RefreshGate {
+    /// Takes the gate if nobody holds it: `Ok(false)` while another process or host does.
+    pub fn try_take(&mut self) -> Result<bool, String> {
+        match self {
+            RefreshGate::File(file) => match file.try_lock() {
+                Ok(()) => Ok(true),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+                Err(std::fs::TryLockError::Error(e)) => Err(e.to_string()),
+            },
+            RefreshGate::Postgres(gate) => gate.try_take(),
         }
     }
-}
-
-pub(crate) fn store_err(path: &Path, source: rusqlite::Error) -> Error {
-    Error::Store(StoreError::new(path, source))
-}
-
-/// A connection with the store's settings. `durable`: fsync every commit.
-pub(crate) fn connect(path: &Path, durable: bool) -> Result<Connection, Error> {
-    let conn = Connection::open(path).map_err(|e| store_err(path, e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| store_err(path, e))?;
-    let sync = if durable { "FULL" } else { "NORMAL" };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
-    ))
-    .map_err(|e| store_err(path, e))?;
-    // A size limit in pages (SQLite's `max_page_count`, per connection): for a small disk,
-    // and for the tests that show what a full disk does.
-    if let Some(pages) = std::env::var(MAX_PAGES_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        conn.execute_batch(&format!("PRAGMA max_page_count = {pages}"))
-            .map_err(|e| store_err(path, e))?;
-    }
-    Ok(conn)
-}
-
-/// Creates the database file with mode 0600 before SQLite does (SQLite would use 0644), and
-/// its missing directories with mode 0700 (whatever the umask).
-fn create_private(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if path.exists() {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                Error::runtime(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-    }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::runtime(format!("cannot create database {}: {e}", path.display())))?;
-    Ok(())
 }
 
 pub fn now() -> i64 {

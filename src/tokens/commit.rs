@@ -7,7 +7,7 @@ use crate::config::Account;
 use crate::error::Error;
 use crate::oauth::TokenResponse;
 use crate::store::Handle;
-use crate::store::{now, pending, RefreshLock, Store, TokenRow, TokenState};
+use crate::store::{now, RefreshLock, TokenRow, TokenState};
 use secrecy::ExposeSecret;
 
 /// What the store said before asking the provider.
@@ -53,17 +53,17 @@ pub(super) fn decide(
     force: bool,
 ) -> Result<Decision, Error> {
     let name = &account.name;
-    let lock = Store::lock(db)?;
+    let lock = db.lock(name)?;
     let row = lock.token(name)?;
     // A refresh answered but not committed before the process died: commit it now.
-    if let Some(p) = pending::read(db, name) {
+    if let Some(p) = db.journal_read(name) {
         let current = row.as_ref().map_or(0, |r| r.generation);
         let response = (p.generation == current)
             .then(|| crate::oauth::response::parse(200, &p.body, None, &[]).ok())
             .flatten();
         let Some(response) = response else {
             // Committed already, or superseded by a seed: nothing in it is needed.
-            pending::remove(db, name);
+            db.journal_remove(name);
             return decide_on(lock, account, row, seen, force);
         };
         let grant = GrantKind::from_journal(&p.grant);
@@ -73,7 +73,7 @@ pub(super) fn decide(
         // The journal goes only once what it holds is committed: a failed commit (a full
         // disk) leaves it for the next attempt.
         let stored = lock.commit_token(&new_row, event.as_str(), &detail)?;
-        pending::remove(db, name);
+        db.journal_remove(name);
         tracing::warn!(account = %name, generation = stored.generation,
             "a refresh answered before the last crash was committed from the refresh journal");
         return Ok(Decision::Use(stored));
@@ -117,7 +117,7 @@ pub(super) fn commit_if_unchanged(
     generation: i64,
     write: impl FnOnce(RefreshLock) -> Result<TokenRow, Error>,
 ) -> Result<Committed, Error> {
-    let lock = Store::lock(db)?;
+    let lock = db.lock(name)?;
     let current = lock.token(name)?;
     if current.as_ref().map_or(0, |r| r.generation) != generation {
         lock.release();

@@ -3,30 +3,20 @@
 //! started. The verifier is a short-lived secret: deleted when used, expired after an hour,
 //! and sealed like the tokens when the store is encrypted.
 
-use super::{now, Store};
+use super::Store;
 use crate::error::Error;
+use crate::store::now;
+use crate::store::rows::{Pending, PENDING_TTL};
 use rusqlite::{params, OptionalExtension};
 use secrecy::{ExposeSecret, SecretString};
 
-/// How long a printed authorization URL stays redeemable.
-pub const PENDING_TTL: i64 = 3600;
-
 /// A PKCE verifier is sealed for its account and its request's `state`.
-fn verifier<'a>(account: &'a str, state: &'a str) -> super::crypto::Binding<'a> {
-    super::crypto::Binding {
+fn verifier<'a>(account: &'a str, state: &'a str) -> crate::store::crypto::Binding<'a> {
+    crate::store::crypto::Binding {
         account,
         column: "code_verifier",
         instance: state,
     }
-}
-
-/// One pending authorization request.
-#[derive(Debug)]
-pub struct Pending {
-    pub state: String,
-    pub code_verifier: Option<SecretString>,
-    pub redirect_uri: Option<String>,
-    pub created_at: i64,
 }
 
 impl Store {
@@ -47,7 +37,7 @@ impl Store {
                     p.state,
                     p.code_verifier
                         .as_ref()
-                        .map(|v| super::crypto::seal(self.key(), verifier(account, &p.state), v.expose_secret())),
+                        .map(|v| crate::store::crypto::seal(self.key(), verifier(account, &p.state), v.expose_secret())),
                     p.redirect_uri,
                     p.created_at
                 ],
@@ -70,14 +60,18 @@ impl Store {
                     let code_verifier = match r.get::<_, Option<String>>(1)? {
                         None => None,
                         Some(stored) => Some(SecretString::from(
-                            super::crypto::open(self.key(), verifier(account, &state), stored)
-                                .map_err(|m| {
-                                    rusqlite::Error::FromSqlConversionFailure(
-                                        1,
-                                        rusqlite::types::Type::Text,
-                                        Box::new(m),
-                                    )
-                                })?,
+                            crate::store::crypto::open(
+                                self.key(),
+                                verifier(account, &state),
+                                stored,
+                            )
+                            .map_err(|m| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    1,
+                                    rusqlite::types::Type::Text,
+                                    Box::new(m),
+                                )
+                            })?,
                         )),
                     };
                     Ok(Pending {

@@ -8,9 +8,9 @@
 //! without a key is an error instead of writing plaintext beside ciphertext. [`Store::rekey`]
 //! re-seals everything with a new key.
 
-use super::crypto::{self, Binding, StoreKey};
 use super::{pending, Store};
 use crate::error::Error;
+use crate::store::crypto::{self, Binding, StoreKey};
 use rusqlite::{params, OptionalExtension};
 use zeroize::Zeroizing;
 

@@ -10,19 +10,12 @@
 //! commit that follows guards against power loss.
 
 use super::Handle;
+use crate::store::rows::JournalEntry;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 const MAGIC: &str = "oauth-poller-pending v1";
-
-pub struct Pending {
-    /// The stored token generation the refresh started from (0: none).
-    pub generation: i64,
-    pub started: i64,
-    pub grant: String,
-    pub body: Zeroizing<Vec<u8>>,
-}
 
 pub fn path(db: &Path, account: &str) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
@@ -32,13 +25,14 @@ pub fn path(db: &Path, account: &str) -> PathBuf {
 
 /// Writes the answer (sealed with the store's key when it has one). Best-effort: a failure
 /// is logged and the commit proceeds as before.
-pub fn write(at: &Handle, account: &str, generation: i64, started: i64, grant: &str, body: &[u8]) {
+pub fn write(at: &Handle, account: &str, entry: &JournalEntry) {
     let db = at.path();
-    let Ok(text) = std::str::from_utf8(body) else {
+    let Ok(text) = std::str::from_utf8(&entry.body) else {
         return;
     };
+    let (generation, started, grant) = (entry.generation, entry.started, &entry.grant);
     let instance = generation.to_string();
-    let sealed = Zeroizing::new(super::crypto::seal(
+    let sealed = Zeroizing::new(crate::store::crypto::seal(
         at.key(),
         binding(account, &instance),
         text,
@@ -78,7 +72,7 @@ fn write_new(db: &Path, target: &Path, record: &[u8]) -> std::io::Result<()> {
 }
 
 /// The journal of `account`, if there is a complete one (sealed with the store's key).
-pub fn read(at: &Handle, account: &str) -> Option<Pending> {
+pub fn read(at: &Handle, account: &str) -> Option<JournalEntry> {
     let raw = Zeroizing::new(std::fs::read(path(at.path(), account)).ok()?);
     let newline = raw.iter().position(|&b| b == b'\n')?;
     let head = std::str::from_utf8(&raw[..newline]).ok()?;
@@ -95,13 +89,13 @@ pub fn read(at: &Handle, account: &str) -> Option<Pending> {
     }
     let generation: i64 = generation.parse().ok()?;
     let instance = generation.to_string();
-    let body = super::crypto::open(
+    let body = crate::store::crypto::open(
         at.key(),
         binding(account, &instance),
         String::from_utf8(sealed.to_vec()).ok()?,
     )
     .ok()?;
-    Some(Pending {
+    Some(JournalEntry {
         generation,
         started: started.parse().ok()?,
         grant: grant.to_string(),
@@ -111,8 +105,8 @@ pub fn read(at: &Handle, account: &str) -> Option<Pending> {
 
 /// A journal is sealed for its account and the generation its refresh started from: the
 /// generation in its (plaintext) head cannot be changed without breaking the seal.
-fn binding<'a>(account: &'a str, generation: &'a str) -> super::crypto::Binding<'a> {
-    super::crypto::Binding {
+fn binding<'a>(account: &'a str, generation: &'a str) -> crate::store::crypto::Binding<'a> {
+    crate::store::crypto::Binding {
         account,
         column: "pending",
         instance: generation,
@@ -128,6 +122,15 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
+    fn entry(body: &[u8]) -> JournalEntry {
+        JournalEntry {
+            generation: 1,
+            started: 2,
+            grant: "refresh_token".into(),
+            body: zeroize::Zeroizing::new(body.to_vec()),
+        }
+    }
+
     /// Root writing the journal of a store that belongs to the service's user (a root shell
     /// running `token`) leaves it to that user, who must read and remove it.
     #[test]
@@ -139,13 +142,13 @@ mod tests {
         let me = std::fs::metadata(&db).unwrap();
         if me.uid() != 0 {
             // Only root can give a file away; anyone else creates it as the owner already.
-            write(&at, "a", 1, 2, "refresh_token", b"{}");
+            write(&at, "a", &entry(b"{}"));
             assert_eq!(std::fs::metadata(path(&db, "a")).unwrap().uid(), me.uid());
             eprintln!("skipped: the ownership change needs root");
             return;
         }
         std::os::unix::fs::chown(&db, Some(4321), Some(4322)).unwrap();
-        write(&at, "a", 1, 2, "refresh_token", b"{\"access_token\":\"x\"}");
+        write(&at, "a", &entry(b"{\"access_token\":\"x\"}"));
         let journal = std::fs::metadata(path(&db, "a")).unwrap();
         assert_eq!((journal.uid(), journal.gid()), (4321, 4322));
         assert_eq!(journal.mode() & 0o777, 0o600);

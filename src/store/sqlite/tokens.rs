@@ -1,85 +1,13 @@
 //! The `tokens` and `token_events` tables, and the cross-process refresh lock.
 
-use super::crypto::{self, Binding, StoreKey};
-use super::{connect, now, store_err, Handle, Store};
+use super::{connect, store_err, Handle, Store};
 use crate::error::Error;
+use crate::store::crypto::{self, Binding, StoreKey};
+use crate::store::now;
+use crate::store::rows::{EventRow, TokenRow, TokenState};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenState {
-    Ok,
-    NeedsReauth,
-}
-
-impl TokenState {
-    /// The stored form (the `tokens.state` column).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenState::Ok => "ok",
-            TokenState::NeedsReauth => "needs_reauth",
-        }
-    }
-
-    /// The stored form read back; anything but `needs_reauth` is `Ok`, as it always was.
-    fn from_stored(stored: &str) -> TokenState {
-        match stored {
-            "needs_reauth" => TokenState::NeedsReauth,
-            _ => TokenState::Ok,
-        }
-    }
-}
-
-/// One account's stored token. Secrets stay wrapped; `Debug` redacts them.
-#[derive(Debug, Clone)]
-pub struct TokenRow {
-    pub account: String,
-    pub access_token: Option<SecretString>,
-    pub token_type: Option<String>,
-    pub refresh_token: Option<SecretString>,
-    pub scope: Option<String>,
-    pub access_expires_at: Option<i64>,
-    pub refresh_expires_at: Option<i64>,
-    pub obtained_at: i64,
-    pub obtained_by: String,
-    pub generation: i64,
-    pub state: TokenState,
-    pub state_detail: Option<String>,
-    pub last_refresh_at: Option<i64>,
-    pub refresh_warned_at: Option<i64>,
-}
-
-impl TokenRow {
-    /// A new row for `account` (generation is set on write).
-    pub fn new(account: &str, obtained_by: &str, obtained_at: i64) -> TokenRow {
-        TokenRow {
-            account: account.to_string(),
-            access_token: None,
-            token_type: None,
-            refresh_token: None,
-            scope: None,
-            access_expires_at: None,
-            refresh_expires_at: None,
-            obtained_at,
-            obtained_by: obtained_by.to_string(),
-            generation: 0,
-            state: TokenState::Ok,
-            state_detail: None,
-            last_refresh_at: None,
-            refresh_warned_at: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub id: i64,
-    pub account: String,
-    pub at: i64,
-    pub event: String,
-    pub detail: Option<String>,
-}
 
 const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, scope, \
      access_expires_at, refresh_expires_at, obtained_at, obtained_by, generation, state, \

@@ -6,11 +6,23 @@ use std::path::Path;
 
 /// (version, SQL), in order. Version N is the schema after applying file N.
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../migrations/0001_init.sql")),
-    (2, include_str!("../../migrations/0002_authorizations.sql")),
-    (3, include_str!("../../migrations/0003_reserve.sql")),
-    (4, include_str!("../../migrations/0004_poll_pages.sql")),
-    (5, include_str!("../../migrations/0005_store_key.sql")),
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_authorizations.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_reserve.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_poll_pages.sql"),
+    ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_store_key.sql"),
+    ),
 ];
 
 pub fn latest() -> i64 {

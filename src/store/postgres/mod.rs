@@ -1,0 +1,307 @@
+//! The PostgreSQL backend: one database that many instances share. The same tables as the
+//! SQLite store (`migrations/postgres/`), the same guarantees by PostgreSQL's means:
+//! - a commit is durable when it returns (`synchronous_commit` is left at `on`);
+//! - [`RefreshLock`]: a transaction holding the account's transaction-level advisory lock,
+//!   for milliseconds, to decide and to commit;
+//! - [`Gate`]: the account's session-level advisory lock, held across the request to the
+//!   provider on a connection of its own; PostgreSQL releases it when the session ends, so a
+//!   dead holder frees it;
+//! - the refresh journal is the `refresh_journal` table, written the moment the answer
+//!   arrives.
+//!
+//! The `postgres` client runs its own small runtime, which must not be entered from a
+//! thread that runs async tasks: [`blocking`] moves every call made from such a thread
+//! onto a short-lived thread of its own.
+
+mod authorizations;
+mod keyed;
+mod polls;
+mod tokens;
+
+pub use tokens::{Gate, RefreshLock};
+
+use super::crypto::StoreKey;
+use super::database::{PgTarget, PgTls};
+use crate::error::{Error, InputError, StoreError};
+use parking_lot::Mutex;
+use postgres::Client;
+use std::sync::Arc;
+
+/// (version, SQL), in order. Version N is the schema after applying file N.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+)];
+
+fn latest() -> i32 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
+/// Advisory-lock namespaces (the first key of PostgreSQL's two-key form), so that this
+/// daemon's locks never meet another application's in the same database.
+const LOCK_MIGRATE: i32 = 0x6f61_7001;
+const LOCK_COMMIT: i32 = 0x6f61_7002;
+const LOCK_REFRESH: i32 = 0x6f61_7003;
+
+/// Where the database is, and the key its secrets are sealed with; connections are kept for
+/// reuse.
+#[derive(Clone)]
+pub struct Handle {
+    target: Arc<PgTarget>,
+    key: Option<StoreKey>,
+    idle: Arc<Mutex<Vec<Client>>>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "postgres::Handle({})", self.target)
+    }
+}
+
+/// Idle connections kept for reuse: enough for a refresh's lock, gate and journal at once.
+const IDLE_KEPT: usize = 4;
+
+impl Handle {
+    pub fn new(target: Arc<PgTarget>, key: Option<&StoreKey>) -> Handle {
+        Handle {
+            target,
+            key: key.cloned(),
+            idle: Arc::default(),
+        }
+    }
+
+    pub fn target(&self) -> &PgTarget {
+        &self.target
+    }
+
+    pub(crate) fn key(&self) -> Option<&StoreKey> {
+        self.key.as_ref()
+    }
+
+    pub(crate) fn err(&self, source: postgres::Error) -> Error {
+        Error::Store(StoreError::new(&self.target, source))
+    }
+
+    /// A connection: an idle one still open, else a new one.
+    pub(crate) fn connection(&self) -> Result<Pooled, Error> {
+        loop {
+            let idle = self.idle.lock().pop();
+            match idle {
+                Some(c) if !c.is_closed() => {
+                    return Ok(Pooled {
+                        client: Some(c),
+                        home: self.idle.clone(),
+                    })
+                }
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let client = blocking(|| connect(&self.target)).map_err(|e| match e {
+            Connect::Tls(e) => Error::runtime(format!("database {}: {e}", self.target)),
+            Connect::Postgres(e) => self.err(e),
+        })?;
+        Ok(Pooled {
+            client: Some(client),
+            home: self.idle.clone(),
+        })
+    }
+
+    /// Connects, and creates or migrates the schema.
+    pub fn open(&self) -> Result<Store, Error> {
+        let mut conn = self.connection()?;
+        let version = blocking(|| migrate(&mut conn)).map_err(|e| self.err(e))?;
+        if version > latest() {
+            return Err(self.too_new(version).into());
+        }
+        let store = Store {
+            at: self.clone(),
+            conn: Mutex::new(conn),
+        };
+        keyed::settle(&store)?;
+        Ok(store)
+    }
+
+    /// Connects to a store that exists, without migrating it (for `status`, `history`).
+    pub fn open_existing(&self) -> Result<Store, Error> {
+        let mut conn = self.connection()?;
+        let version = blocking(|| schema_version(&mut conn)).map_err(|e| self.err(e))?;
+        match version {
+            None => {
+                return Err(Error::runtime(format!(
+                    "no oauth-poller store in {}: start the daemon or seed an account first",
+                    self.target
+                )))
+            }
+            Some(v) if v > latest() => return Err(self.too_new(v).into()),
+            Some(v) if v < latest() => {
+                return Err(Error::runtime(format!(
+                    "the store in {} has schema version {v}, older than this oauth-poller's \
+                     {}: start the daemon (or `oauth-poller seed`) once to migrate it",
+                    self.target,
+                    latest()
+                )))
+            }
+            Some(_) => {}
+        }
+        let store = Store {
+            at: self.clone(),
+            conn: Mutex::new(conn),
+        };
+        keyed::settle(&store)?;
+        Ok(store)
+    }
+
+    fn too_new(&self, version: i32) -> InputError {
+        InputError::new(
+            self.target.to_string(),
+            format!(
+                "the store has schema version {version}, newer than this oauth-poller's {}: \
+                 it was written by a newer version; run that version (nothing was changed)",
+                latest()
+            ),
+        )
+    }
+}
+
+/// A connection that goes back to its handle's idle list when dropped (unless it broke).
+pub struct Pooled {
+    client: Option<Client>,
+    home: Arc<Mutex<Vec<Client>>>,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("a pooled connection is present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client
+            .as_mut()
+            .expect("a pooled connection is present until dropped")
+    }
+}
+
+impl Pooled {
+    /// Drops the connection instead of keeping it (its session state is unknown).
+    pub(crate) fn discard(mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            if c.is_closed() {
+                return;
+            }
+            let mut idle = self.home.lock();
+            if idle.len() < IDLE_KEPT {
+                idle.push(c);
+            }
+        }
+    }
+}
+
+/// An open store: a connection for reads and plain writes, and its handle.
+pub struct Store {
+    at: Handle,
+    conn: Mutex<Pooled>,
+}
+
+impl Store {
+    pub fn handle(&self) -> &Handle {
+        &self.at
+    }
+
+    pub(crate) fn key(&self) -> Option<&StoreKey> {
+        self.at.key()
+    }
+
+    /// Runs `work` on the store's connection (reconnecting first if the server went away).
+    pub(crate) fn with<T: Send>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.lock();
+        if conn.is_closed() {
+            *conn = self.at.connection()?;
+        }
+        let client: &mut Client = &mut conn;
+        blocking(|| work(client)).map_err(|e| self.at.err(e))
+    }
+}
+
+/// Why a connection could not be made.
+enum Connect {
+    /// The TLS configuration could not be built (the system's roots).
+    Tls(String),
+    Postgres(postgres::Error),
+}
+
+fn connect(target: &PgTarget) -> Result<Client, Connect> {
+    let config = target.config();
+    match target.tls() {
+        PgTls::Disable => config.connect(postgres::NoTls),
+        PgTls::VerifyFull => {
+            let tls = crate::tls::client_config(&[]).map_err(Connect::Tls)?;
+            config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+        }
+    }
+    .map_err(Connect::Postgres)
+}
+
+/// The schema version, if the store's tables exist.
+fn schema_version(client: &mut Client) -> Result<Option<i32>, postgres::Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('oauth_poller_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(client
+        .query_opt("SELECT version FROM oauth_poller_schema", &[])?
+        .map(|r| r.get(0)))
+}
+
+/// Applies every migration the database lacks, under a lock, so that instances starting
+/// together do not both migrate. Returns the version found (newer than known: untouched).
+fn migrate(client: &mut Client) -> Result<i32, postgres::Error> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_MIGRATE])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS oauth_poller_schema (version INTEGER NOT NULL)")?;
+    let found: Option<i32> = tx
+        .query_opt("SELECT version FROM oauth_poller_schema", &[])?
+        .map(|r| r.get(0));
+    let current = found.unwrap_or(0);
+    if current > latest() {
+        return Ok(current);
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.batch_execute(sql)?;
+        tx.execute("DELETE FROM oauth_poller_schema", &[])?;
+        tx.execute(
+            "INSERT INTO oauth_poller_schema (version) VALUES ($1)",
+            &[version],
+        )?;
+    }
+    tx.commit()?;
+    Ok(current)
+}
+
+/// Runs `work` where the `postgres` client may block: here, unless this thread runs async
+/// tasks (then on a thread of its own, which costs a thread start per call).
+pub(crate) fn blocking<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return work();
+    }
+    std::thread::scope(|s| match s.spawn(work).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}

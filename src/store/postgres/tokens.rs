@@ -1,0 +1,413 @@
+//! The `tokens` and `token_events` tables, the refresh lock and gate, and the refresh
+//! journal (`refresh_journal`), in PostgreSQL.
+
+use super::{blocking, Handle, Pooled, Store, LOCK_COMMIT, LOCK_REFRESH};
+use crate::error::{Error, StoreError};
+use crate::store::crypto::{self, Binding, StoreKey};
+use crate::store::now;
+use crate::store::rows::{EventRow, JournalEntry, TokenRow, TokenState};
+use parking_lot::Mutex;
+use postgres::{Client, GenericClient, Row};
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, scope, \
+     access_expires_at, refresh_expires_at, obtained_at, obtained_by, generation, state, \
+     state_detail, last_refresh_at, refresh_warned_at";
+
+/// A stored row, its secrets opened with `key`.
+fn token_from_row(at: &Handle, r: &Row) -> Result<TokenRow, Error> {
+    let account: String = r.get(0);
+    let generation: i64 = r.get(9);
+    let instance = generation.to_string();
+    let secret = |i: usize, column: &str| -> Result<Option<SecretString>, Error> {
+        match r.get::<_, Option<String>>(i) {
+            None => Ok(None),
+            Some(stored) => crypto::open(
+                at.key(),
+                Binding {
+                    account: &account,
+                    column,
+                    instance: &instance,
+                },
+                stored,
+            )
+            .map(|v| Some(SecretString::from(v)))
+            .map_err(|e| Error::Store(StoreError::new(at.target(), e))),
+        }
+    };
+    let state: String = r.get(10);
+    Ok(TokenRow {
+        access_token: secret(1, "access_token")?,
+        token_type: r.get(2),
+        refresh_token: secret(3, "refresh_token")?,
+        scope: r.get(4),
+        access_expires_at: r.get(5),
+        refresh_expires_at: r.get(6),
+        obtained_at: r.get(7),
+        obtained_by: r.get(8),
+        generation,
+        state: TokenState::from_stored(&state),
+        state_detail: r.get(11),
+        last_refresh_at: r.get(12),
+        refresh_warned_at: r.get(13),
+        account,
+    })
+}
+
+fn read_token(c: &mut impl GenericClient, account: &str) -> Result<Option<Row>, postgres::Error> {
+    c.query_opt(
+        &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE account = $1"),
+        &[&account],
+    )
+}
+
+/// Replaces the account's row; `generation` becomes the stored one + 1. Returns the new row.
+fn write_token(
+    c: &mut impl GenericClient,
+    key: Option<&StoreKey>,
+    row: &TokenRow,
+) -> Result<TokenRow, postgres::Error> {
+    let generation: i64 = c
+        .query_one(
+            "SELECT COALESCE(MAX(generation), 0) + 1 FROM tokens WHERE account = $1",
+            &[&row.account],
+        )?
+        .get(0);
+    let instance = generation.to_string();
+    let seal = |s: &Option<SecretString>, column: &str| {
+        s.as_ref().map(|s| {
+            crypto::seal(
+                key,
+                Binding {
+                    account: &row.account,
+                    column,
+                    instance: &instance,
+                },
+                s.expose_secret(),
+            )
+        })
+    };
+    c.execute(
+        &format!(
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (account) DO UPDATE SET access_token = EXCLUDED.access_token, \
+             token_type = EXCLUDED.token_type, refresh_token = EXCLUDED.refresh_token, \
+             scope = EXCLUDED.scope, access_expires_at = EXCLUDED.access_expires_at, \
+             refresh_expires_at = EXCLUDED.refresh_expires_at, \
+             obtained_at = EXCLUDED.obtained_at, obtained_by = EXCLUDED.obtained_by, \
+             generation = EXCLUDED.generation, state = EXCLUDED.state, \
+             state_detail = EXCLUDED.state_detail, last_refresh_at = EXCLUDED.last_refresh_at, \
+             refresh_warned_at = EXCLUDED.refresh_warned_at"
+        ),
+        &[
+            &row.account,
+            &seal(&row.access_token, "access_token"),
+            &row.token_type,
+            &seal(&row.refresh_token, "refresh_token"),
+            &row.scope,
+            &row.access_expires_at,
+            &row.refresh_expires_at,
+            &row.obtained_at,
+            &row.obtained_by,
+            &generation,
+            &row.state.as_str(),
+            &row.state_detail,
+            &row.last_refresh_at,
+            &row.refresh_warned_at,
+        ],
+    )?;
+    let mut stored = row.clone();
+    stored.generation = generation;
+    Ok(stored)
+}
+
+fn add_event(
+    c: &mut impl GenericClient,
+    account: &str,
+    event: &str,
+    detail: &str,
+) -> Result<(), postgres::Error> {
+    c.execute(
+        "INSERT INTO token_events (account, at, event, detail) VALUES ($1, $2, $3, $4)",
+        &[&account, &now(), &event, &detail],
+    )
+    .map(|_| ())
+}
+
+impl Store {
+    pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
+        let row = self.with(|c| read_token(c, account))?;
+        row.map(|r| token_from_row(&self.at, &r)).transpose()
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenRow>, Error> {
+        let rows = self.with(|c| {
+            c.query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY account"),
+                &[],
+            )
+        })?;
+        rows.iter().map(|r| token_from_row(&self.at, r)).collect()
+    }
+
+    pub fn event(&self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
+        self.with(|c| add_event(c, account, event, detail))
+    }
+
+    pub fn mark_refresh_warned(&self, account: &str, at: i64) -> Result<(), Error> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE tokens SET refresh_warned_at = $2 WHERE account = $1",
+                &[&account, &at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn events(&self, account: Option<&str>, limit: usize) -> Result<Vec<EventRow>, Error> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT id, account, at, event, detail FROM token_events \
+                 WHERE $1::TEXT IS NULL OR account = $1 ORDER BY at DESC, id DESC LIMIT $2",
+                &[&account, &(limit as i64)],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRow {
+                id: r.get(0),
+                account: r.get(1),
+                at: r.get(2),
+                event: r.get(3),
+                detail: r.get(4),
+            })
+            .collect())
+    }
+}
+
+impl Handle {
+    /// A transaction holding `account`'s commit lock (a transaction-level advisory lock),
+    /// on a connection of its own.
+    pub fn lock(&self, account: &str) -> Result<RefreshLock, Error> {
+        let mut conn = self.connection()?;
+        blocking(|| {
+            conn.batch_execute("BEGIN")?;
+            conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&LOCK_COMMIT, &account],
+            )
+            .map(|_| ())
+        })
+        .map_err(|e| self.err(e))?;
+        Ok(RefreshLock {
+            at: self.clone(),
+            conn: Mutex::new(Some(conn)),
+        })
+    }
+
+    /// `account`'s refresh gate, not yet taken, on a connection of its own.
+    pub fn refresh_gate(&self, account: &str) -> Result<Gate, Error> {
+        Ok(Gate {
+            at: self.clone(),
+            conn: Some(self.connection()?),
+            account: account.to_string(),
+            held: false,
+        })
+    }
+
+    /// Journals a provider's answer (sealed like the tokens), committed before returning.
+    pub fn journal_write(&self, account: &str, entry: &JournalEntry) {
+        let Ok(text) = std::str::from_utf8(&entry.body) else {
+            return;
+        };
+        let instance = entry.generation.to_string();
+        let sealed = Zeroizing::new(crypto::seal(
+            self.key(),
+            journal_binding(account, &instance),
+            text,
+        ));
+        let written = self.connection().and_then(|mut conn| {
+            blocking(|| {
+                conn.execute(
+                    "INSERT INTO refresh_journal (account, generation, started, grant_kind, body) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account) DO UPDATE SET \
+                     generation = EXCLUDED.generation, started = EXCLUDED.started, \
+                     grant_kind = EXCLUDED.grant_kind, body = EXCLUDED.body",
+                    &[
+                        &account,
+                        &entry.generation,
+                        &entry.started,
+                        &entry.grant,
+                        &sealed.as_str(),
+                    ],
+                )
+            })
+            .map_err(|e| self.err(e))
+        });
+        if let Err(e) = written {
+            tracing::warn!(account, error = %e, "cannot write the refresh journal");
+        }
+    }
+
+    /// The account's journaled answer, if any (and if it opens with the store's key).
+    pub fn journal_read(&self, account: &str) -> Option<JournalEntry> {
+        let mut conn = self.connection().ok()?;
+        let row = blocking(|| {
+            conn.query_opt(
+                "SELECT generation, started, grant_kind, body FROM refresh_journal \
+                 WHERE account = $1",
+                &[&account],
+            )
+        })
+        .ok()??;
+        let generation: i64 = row.get(0);
+        let instance = generation.to_string();
+        let body =
+            crypto::open(self.key(), journal_binding(account, &instance), row.get(3)).ok()?;
+        Some(JournalEntry {
+            generation,
+            started: row.get(1),
+            grant: row.get(2),
+            body: Zeroizing::new(body.into_bytes()),
+        })
+    }
+
+    pub fn journal_remove(&self, account: &str) {
+        if let Ok(mut conn) = self.connection() {
+            let _ = blocking(|| {
+                conn.execute(
+                    "DELETE FROM refresh_journal WHERE account = $1",
+                    &[&account],
+                )
+            });
+        }
+    }
+}
+
+/// A journal entry is sealed for its account and the generation its refresh started from.
+fn journal_binding<'a>(account: &'a str, generation: &'a str) -> Binding<'a> {
+    Binding {
+        account,
+        column: "pending",
+        instance: generation,
+    }
+}
+
+/// A transaction holding one account's commit lock. Dropped uncommitted, it rolls back.
+pub struct RefreshLock {
+    at: Handle,
+    conn: Mutex<Option<Pooled>>,
+}
+
+impl RefreshLock {
+    /// Runs `work` in the lock's transaction.
+    fn run<T: Send>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.lock();
+        let client: &mut Client = conn
+            .as_mut()
+            .ok_or_else(|| Error::runtime("the lock has ended"))?;
+        blocking(|| work(client)).map_err(|e| self.at.err(e))
+    }
+
+    pub fn token(&self, account: &str) -> Result<Option<TokenRow>, Error> {
+        let row = self.run(|c| read_token(c, account))?;
+        row.map(|r| token_from_row(&self.at, &r)).transpose()
+    }
+
+    /// PostgreSQL needs no reserve: a commit that fails for want of room leaves the
+    /// journaled answer for the next attempt.
+    pub fn ensure_room(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    pub fn commit_token(
+        self,
+        row: &TokenRow,
+        event: &str,
+        detail: &str,
+    ) -> Result<TokenRow, Error> {
+        let key = self.at.key().cloned();
+        self.run(|c| {
+            let stored = write_token(c, key.as_ref(), row)?;
+            add_event(c, &row.account, event, detail)?;
+            c.batch_execute("COMMIT")?;
+            Ok(stored)
+        })
+    }
+
+    pub fn commit_event(self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
+        self.run(|c| {
+            add_event(c, account, event, detail)?;
+            c.batch_execute("COMMIT")
+        })
+    }
+
+    pub fn release(self) {
+        let _ = self.run(|c| c.batch_execute("COMMIT"));
+    }
+}
+
+impl Drop for RefreshLock {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.get_mut().take() {
+            // Committed or not, end any transaction before the connection is reused (after
+            // a COMMIT this is a no-op that PostgreSQL answers with a warning).
+            let client: &mut Client = &mut conn;
+            if blocking(|| client.batch_execute("ROLLBACK")).is_err() {
+                conn.discard();
+            }
+        }
+    }
+}
+
+/// One account's refresh gate: a session-level advisory lock on a connection kept for it.
+pub struct Gate {
+    at: Handle,
+    conn: Option<Pooled>,
+    account: String,
+    held: bool,
+}
+
+impl Gate {
+    pub fn try_take(&mut self) -> Result<bool, String> {
+        let conn: &mut Client = self.conn.as_mut().ok_or("the gate's connection is gone")?;
+        let account = &self.account;
+        let taken: bool = blocking(|| {
+            conn.query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&LOCK_REFRESH, account],
+            )
+            .map(|r| r.get(0))
+        })
+        .map_err(|e| self.at.err(e).to_string())?;
+        self.held = taken;
+        Ok(taken)
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if self.held {
+            let account = &self.account;
+            let client: &mut Client = &mut conn;
+            let unlocked = blocking(|| {
+                client.execute(
+                    "SELECT pg_advisory_unlock($1, hashtext($2))",
+                    &[&LOCK_REFRESH, account],
+                )
+            });
+            if unlocked.is_err() {
+                // Never hand on a session that may still hold the lock.
+                conn.discard();
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The store on a real PostgreSQL (a cluster of each test's own, see `pg`): the commands an
+//! operator runs, several processes refreshing one account, TLS verified against a CA, and a
+//! database URL that would show a password refused.
+
+use crate::config_builder::{Account, Config, Endpoint};
+use crate::pg::PgServer;
+use crate::secrets::{leaks, panics, secrets_of};
+use crate::util::*;
+use oauth_poller_sim::{Profile, SimOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A simulator with single-use refresh tokens, a PostgreSQL of its own, and a configuration
+/// pointing the `inode` account at both (the password in a file of mode 0600).
+struct Setup {
+    sim: Sim,
+    pg: PgServer,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn setup(pg: PgServer, access_ttl: u64, daemon_toml: &str) -> Setup {
+    let mut opts = SimOptions::new(Profile::Inode);
+    opts.access_ttl = Duration::from_secs(access_ttl);
+    assert!(opts.rotate, "refresh tokens last one use");
+    let sim = Sim::start(opts);
+    let dir = tempdir();
+    let seed = dir.path().join("seed.json");
+    write_file(&seed, &sim.sim.issue_seed());
+    let password = dir.path().join("db-password");
+    write_file(&password, &format!("{}\n", pg.password()));
+    let config = Config::default()
+        .daemon("database", pg.url())
+        .daemon("database_password_file", password.to_str().unwrap())
+        .daemon("interval", "1s")
+        .daemon("timeout", "5s")
+        .daemon_toml(daemon_toml)
+        .account(
+            Account::inode(&sim.base_url())
+                .seed_file(&seed)
+                .oauth2("grant", "refresh_token")
+                .endpoint(Endpoint::inode_links())
+                .endpoint(Endpoint::inode_devices()),
+        )
+        .write(&dir.path().join("config.toml"));
+    Setup {
+        sim,
+        pg,
+        dir,
+        config,
+    }
+}
+
+fn count(pg: &PgServer, sql: &str) -> i64 {
+    pg.psql(sql).trim().parse().unwrap_or(-1)
+}
+
+/// Waits until `sql` (a count) reaches `n`.
+fn wait_count(pg: &PgServer, sql: &str, n: i64, timeout: Duration, log: impl Fn() -> String) {
+    let until = Instant::now() + timeout;
+    loop {
+        let c = count(pg, sql);
+        if c >= n {
+            return;
+        }
+        assert!(Instant::now() < until, "{sql}: {c} of {n}\n{}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An operator's path, on PostgreSQL: `seed`, `run` through expiries with rotating refresh
+/// tokens, `status`, `history`, `token`; every table where it belongs; nothing secret in
+/// plaintext when the store is encrypted.
+#[test]
+fn seed_run_status_history_and_token_on_a_real_postgres() {
+    if !require(Need::Postgres) {
+        return;
+    }
+    let key = tempdir();
+    let key_file = key.path().join("store.key");
+    std::fs::write(&key_file, [7u8; 32]).unwrap();
+    let s = setup(
+        PgServer::start(),
+        2,
+        &format!("encryption_key_file = {:?}", key_file.to_str().unwrap()),
+    );
+    let seed = s.dir.path().join("seed.json");
+    let out = run(Some(&s.config), &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "seed: {}", text(&out));
+    assert_eq!(count(&s.pg, "SELECT count(*) FROM tokens"), 1);
+
+    let mut d = Daemon::start(&s.config, &["--log-level", "debug"]);
+    wait_count(
+        &s.pg,
+        "SELECT count(*) FROM token_events WHERE event = 'refreshed'",
+        3,
+        Duration::from_secs(20),
+        || d.log(),
+    );
+    wait_count(
+        &s.pg,
+        "SELECT count(*) FROM polls WHERE error IS NULL",
+        4,
+        Duration::from_secs(10),
+        || d.log(),
+    );
+    d.stop();
+    let log = d.log();
+    assert!(log.contains("token refreshed"), "{log}");
+
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}"
+    );
+    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
+    // What the store holds is what the provider honours, sealed.
+    let stored = s.pg.psql("SELECT refresh_token FROM tokens WHERE account = 'inode'");
+    let valid = valid_refresh_tokens(&stats);
+    assert_eq!(valid.len(), 1, "{valid:?}");
+    assert!(!stored.contains(valid[0]), "stored in plaintext: {stored}");
+    assert!(stored.trim().starts_with("enc:"), "{stored}");
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert!(out.status.success(), "token: {}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let issued = stats["issued"].as_array().unwrap();
+    assert!(
+        issued
+            .iter()
+            .any(|i| i["kind"] == "access" && printed.contains(i["token"].as_str().unwrap())),
+        "`token` printed an access token the provider issued: {printed}"
+    );
+
+    let out = run(Some(&s.config), &["status"]);
+    let status = text(&out);
+    assert!(out.status.success(), "status: {status}");
+    assert!(status.contains(&s.pg.url().replace("postgres://", "")), "{status}");
+    assert!(status.contains("inode"), "{status}");
+    assert!(!status.contains(s.pg.password()), "{status}");
+    let out = run(Some(&s.config), &["history", "--limit", "50"]);
+    let history = text(&out);
+    assert!(out.status.success(), "history: {history}");
+    assert!(history.contains("links") && history.contains("refreshed"), "{history}");
+    assert_eq!(
+        count(&s.pg, "SELECT count(*) FROM refresh_journal"),
+        0,
+        "every journaled answer was committed and removed"
+    );
+    assert_no_secrets(&s, &[&log, &status, &history]);
+}
+
+/// No token, nor the database's password, in `outputs`, the command lines seen, or the
+/// store's free text (event details, account states, poll errors).
+fn assert_no_secrets(s: &Setup, outputs: &[&str]) {
+    let mut secrets = secrets_of(&s.sim);
+    assert!(secrets.len() >= 4, "the scan has secrets to look for");
+    secrets.push(s.pg.password().to_string());
+    let free_text = s.pg.psql(
+        "SELECT detail FROM token_events UNION ALL SELECT state_detail FROM tokens \
+         UNION ALL SELECT error FROM polls",
+    );
+    let cmdlines = cmdlines_seen();
+    let mut all = outputs.to_vec();
+    all.push(&cmdlines);
+    all.push(&free_text);
+    // No SQLite store to scan here: the PostgreSQL store's text is among the outputs.
+    let mut found = leaks(&secrets, &all, Path::new("/nonexistent"));
+    found.extend(panics(outputs));
+    assert!(found.is_empty(), "{} secret(s) leaked:\n{}", found.len(), found.join("\n"));
+}
+
+/// Three processes on one account through one PostgreSQL (a daemon and two more, as on
+/// three hosts), single-use refresh tokens expiring every 2 s: each expiry is refreshed
+/// once, never twice, and no refresh token is presented after it was spent.
+#[test]
+fn three_daemons_on_one_postgres_refresh_once_per_expiry() {
+    if !require(Need::Postgres) {
+        return;
+    }
+    const TTL: u64 = 3;
+    let s = setup(PgServer::start(), TTL, "");
+    let seed = s.dir.path().join("seed.json");
+    let out = run(Some(&s.config), &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "seed: {}", text(&out));
+    let started = Instant::now();
+    let mut daemons: Vec<Daemon> = (0..3).map(|_| Daemon::start(&s.config, &[])).collect();
+    std::thread::sleep(Duration::from_secs(TTL * 5 + 1));
+    let elapsed = started.elapsed().as_secs_f64();
+    for d in &mut daemons {
+        d.stop();
+    }
+    let logs: Vec<String> = daemons.iter().map(|d| d.log()).collect();
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}\n{}",
+        logs.join("\n----\n")
+    );
+    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
+    let times: Vec<i64> = stats["issued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
+        .map(|i| i["at"].as_i64().unwrap())
+        .collect();
+    assert!(times.len() >= 4, "expiries passed: {times:?}");
+    let most = (elapsed / (TTL - 1) as f64).ceil() as usize + 1;
+    assert!(
+        times.len() <= most,
+        "{} refreshes in {elapsed:.0}s (at most {most}): {times:?}",
+        times.len()
+    );
+    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|&g| g >= 1),
+        "two refreshes for one expiry: gaps {gaps:?}"
+    );
+    assert_eq!(
+        count(&s.pg, "SELECT count(*) FROM token_events WHERE event = 'refreshed'") as usize,
+        times.len()
+    );
+    eprintln!(
+        "three daemons on one PostgreSQL: {} refreshes in {elapsed:.1}s, 0 invalid_grant",
+        times.len()
+    );
+}
+
+/// `sslmode=verify-full`: with the server's CA among the trusted roots the store works;
+/// without it the connection is refused, naming the database, and nothing is written.
+#[test]
+fn verify_full_trusts_only_a_known_ca() {
+    if !require(Need::Postgres) {
+        return;
+    }
+    let pg = PgServer::start_tls();
+    let ca = pg.ca_file().to_path_buf();
+    let url = format!(
+        "postgres://oauth_poller@localhost:{}/oauth_poller?sslmode=verify-full",
+        pg.port()
+    );
+    let s = setup(pg, 60, "");
+    let text_config = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(&s.pg.url(), &url);
+    write_file(&s.config, &text_config);
+    let seed = s.dir.path().join("seed.json");
+
+    let untrusted = run(Some(&s.config), &["seed", "inode", seed.to_str().unwrap()]);
+    let said = text(&untrusted);
+    assert_eq!(untrusted.status.code(), Some(1), "{said}");
+    assert!(said.contains("localhost") && said.to_lowercase().contains("certificate"), "{said}");
+    assert!(!said.contains(s.pg.password()), "{said}");
+
+    let trusted = run_with_ca(&s.config, &ca, &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(trusted.status.success(), "{}", text(&trusted));
+    assert_eq!(count(&s.pg, "SELECT count(*) FROM tokens"), 1);
+    let polled = run_with_ca(&s.config, &ca, &["poll-once"]);
+    assert!(polled.status.success(), "{}", text(&polled));
+    assert!(count(&s.pg, "SELECT count(*) FROM polls") >= 2);
+}
+
+fn run_with_ca(config: &Path, ca: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("SSL_CERT_FILE", ca)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap()
+}
