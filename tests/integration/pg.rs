@@ -234,9 +234,6 @@ impl PgServer {
             .arg("--pgdata")
             .arg(self.data())
             .args(["--username", SUPERUSER, "--encoding=UTF8", "--no-locale"])
-            // Only initdb's own final flush of the files it wrote: a machine crash during a
-            // test is not what is tested. The server's fsync stays on.
-            .arg("--no-sync")
             .arg("--no-instructions")
             .output()
             .expect("run initdb");
