@@ -290,7 +290,8 @@ impl PgServer {
     /// it; returns the CA's file.
     fn write_certificates(&self) -> PathBuf {
         use rcgen::{
-            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
         };
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -310,6 +311,8 @@ impl PgServer {
         params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &issuer).unwrap();
 
         let ca = self.dir.path().join("ca.pem");
@@ -504,6 +507,38 @@ fn client(pg: &PgServer, url: &str, env: &[(&str, &OsStrRef)]) -> Output {
 
 type OsStrRef = std::ffi::OsStr;
 
+/// A TLS handshake as the daemon's own client (rustls, webpki) makes one, trusting only `ca`:
+/// PostgreSQL's SSLRequest, then TLS for the name `host`. Err with rustls's reason.
+fn rustls_handshake(port: u16, host: &str, ca: &Path) -> Result<(), String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    use std::io::Read;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).expect("the CA's PEM"))
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string()).unwrap();
+    let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // SSLRequest: length 8, then the code 1234 5679; a server that speaks TLS answers 'S'.
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .unwrap();
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"S", "the server does not offer TLS");
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 #[test]
 fn a_real_postgres_starts_restarts_and_verifies_tls() {
     if !require(Need::Postgres) {
@@ -565,7 +600,16 @@ fn a_real_postgres_starts_restarts_and_verifies_tls() {
             pg.log()
         );
     }
+    // The same with the daemon's TLS stack, which is stricter than libpq's.
+    for host in ["localhost", "127.0.0.1"] {
+        if let Err(e) = rustls_handshake(pg.port(), host, pg.ca_file()) {
+            panic!("rustls refused the server as {host}: {e}");
+        }
+    }
     let other = PgServer::start_tls();
+    let refused = rustls_handshake(pg.port(), "localhost", other.ca_file())
+        .expect_err("rustls trusted a server signed by an unknown CA");
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
     let untrusted = client(
         &pg,
         &format!("{}?sslmode=verify-full", pg.url()),
