@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod operator_defects;
 mod pagination;
+mod pg;
 mod poll_once;
 mod polling;
 mod props;

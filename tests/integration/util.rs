@@ -708,6 +708,9 @@ pub enum Need {
     Ipv6Loopback,
     /// `script` (util-linux), to give a process a terminal.
     Script,
+    /// A PostgreSQL cluster of the test's own (`pg::PgServer`): Debian's server binaries
+    /// and, as root, the `postgres` user to run them as.
+    Postgres,
 }
 
 impl Need {
@@ -779,6 +782,7 @@ impl Need {
             Need::Script if !runs("script", &["--version"]) => {
                 Some("no `script` (util-linux) to give the process a terminal".into())
             }
+            Need::Postgres => crate::pg::missing(),
             _ => None,
         }
     }
