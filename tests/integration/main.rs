@@ -24,6 +24,7 @@ mod pagination;
 mod pg;
 mod poll_once;
 mod polling;
+mod postgres;
 mod props;
 mod secrets;
 mod systemd;

@@ -115,7 +115,8 @@ fn seed_run_status_history_and_token_on_a_real_postgres() {
     );
     assert_eq!(stats["refresh_token_reuse"], 0, "{stats}");
     // What the store holds is what the provider honours, sealed.
-    let stored = s.pg.psql("SELECT refresh_token FROM tokens WHERE account = 'inode'");
+    let stored =
+        s.pg.psql("SELECT refresh_token FROM tokens WHERE account = 'inode'");
     let valid = valid_refresh_tokens(&stats);
     assert_eq!(valid.len(), 1, "{valid:?}");
     assert!(!stored.contains(valid[0]), "stored in plaintext: {stored}");
@@ -134,13 +135,19 @@ fn seed_run_status_history_and_token_on_a_real_postgres() {
     let out = run(Some(&s.config), &["status"]);
     let status = text(&out);
     assert!(out.status.success(), "status: {status}");
-    assert!(status.contains(&s.pg.url().replace("postgres://", "")), "{status}");
+    assert!(
+        status.contains(&s.pg.url().replace("postgres://", "")),
+        "{status}"
+    );
     assert!(status.contains("inode"), "{status}");
     assert!(!status.contains(s.pg.password()), "{status}");
     let out = run(Some(&s.config), &["history", "--limit", "50"]);
     let history = text(&out);
     assert!(out.status.success(), "history: {history}");
-    assert!(history.contains("links") && history.contains("refreshed"), "{history}");
+    assert!(
+        history.contains("links") && history.contains("refreshed"),
+        "{history}"
+    );
     assert_eq!(
         count(&s.pg, "SELECT count(*) FROM refresh_journal"),
         0,
@@ -166,7 +173,12 @@ fn assert_no_secrets(s: &Setup, outputs: &[&str]) {
     // No SQLite store to scan here: the PostgreSQL store's text is among the outputs.
     let mut found = leaks(&secrets, &all, Path::new("/nonexistent"));
     found.extend(panics(outputs));
-    assert!(found.is_empty(), "{} secret(s) leaked:\n{}", found.len(), found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "{} secret(s) leaked:\n{}",
+        found.len(),
+        found.join("\n")
+    );
 }
 
 /// Three processes on one account through one PostgreSQL (a daemon and two more, as on
@@ -192,7 +204,8 @@ fn three_daemons_on_one_postgres_refresh_once_per_expiry() {
     let logs: Vec<String> = daemons.iter().map(|d| d.log()).collect();
     let stats = s.sim.stats();
     assert_eq!(
-        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        stats["token_requests"]["by_outcome"]["invalid_grant"],
+        0,
         "{stats}\n{}",
         logs.join("\n----\n")
     );
@@ -217,7 +230,10 @@ fn three_daemons_on_one_postgres_refresh_once_per_expiry() {
         "two refreshes for one expiry: gaps {gaps:?}"
     );
     assert_eq!(
-        count(&s.pg, "SELECT count(*) FROM token_events WHERE event = 'refreshed'") as usize,
+        count(
+            &s.pg,
+            "SELECT count(*) FROM token_events WHERE event = 'refreshed'"
+        ) as usize,
         times.len()
     );
     eprintln!(
@@ -249,7 +265,10 @@ fn verify_full_trusts_only_a_known_ca() {
     let untrusted = run(Some(&s.config), &["seed", "inode", seed.to_str().unwrap()]);
     let said = text(&untrusted);
     assert_eq!(untrusted.status.code(), Some(1), "{said}");
-    assert!(said.contains("localhost") && said.to_lowercase().contains("certificate"), "{said}");
+    assert!(
+        said.contains("localhost") && said.to_lowercase().contains("certificate"),
+        "{said}"
+    );
     assert!(!said.contains(s.pg.password()), "{said}");
 
     let trusted = run_with_ca(&s.config, &ca, &["seed", "inode", seed.to_str().unwrap()]);

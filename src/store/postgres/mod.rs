@@ -49,7 +49,7 @@ const LOCK_REFRESH: i32 = 0x6f61_7003;
 pub struct Handle {
     target: Arc<PgTarget>,
     key: Option<StoreKey>,
-    idle: Arc<Mutex<Vec<Client>>>,
+    idle: Arc<Mutex<Vec<Conn>>>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -87,9 +87,9 @@ impl Handle {
         loop {
             let idle = self.idle.lock().pop();
             match idle {
-                Some(c) if !c.is_closed() => {
+                Some(c) if !c.client().is_closed() => {
                     return Ok(Pooled {
-                        client: Some(c),
+                        conn: Some(c),
                         home: self.idle.clone(),
                     })
                 }
@@ -102,7 +102,7 @@ impl Handle {
             Connect::Postgres(e) => self.err(e),
         })?;
         Ok(Pooled {
-            client: Some(client),
+            conn: Some(Conn(Some(client))),
             home: self.idle.clone(),
         })
     }
@@ -164,40 +164,68 @@ impl Handle {
     }
 }
 
+/// A client, dropped where dropping it is allowed: the `postgres` client closes its session
+/// and its runtime on drop, which must not happen on a thread that runs async tasks.
+pub(crate) struct Conn(Option<Client>);
+
+impl Conn {
+    fn client(&self) -> &Client {
+        self.0
+            .as_ref()
+            .expect("a connection holds its client until dropped")
+    }
+
+    fn client_mut(&mut self) -> &mut Client {
+        self.0
+            .as_mut()
+            .expect("a connection holds its client until dropped")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            blocking(move || drop(client));
+        }
+    }
+}
+
 /// A connection that goes back to its handle's idle list when dropped (unless it broke).
 pub struct Pooled {
-    client: Option<Client>,
-    home: Arc<Mutex<Vec<Client>>>,
+    conn: Option<Conn>,
+    home: Arc<Mutex<Vec<Conn>>>,
 }
 
 impl std::ops::Deref for Pooled {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.client
+        self.conn
             .as_ref()
             .expect("a pooled connection is present until dropped")
+            .client()
     }
 }
 
 impl std::ops::DerefMut for Pooled {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client
+        self.conn
             .as_mut()
             .expect("a pooled connection is present until dropped")
+            .client_mut()
     }
 }
 
 impl Pooled {
-    /// Drops the connection instead of keeping it (its session state is unknown).
+    /// Closes the connection instead of keeping it (its session state is unknown).
     pub(crate) fn discard(mut self) {
-        self.client = None;
+        self.conn = None;
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let Some(c) = self.client.take() {
-            if c.is_closed() {
+        if let Some(c) = self.conn.take() {
+            if c.client().is_closed() {
                 return;
             }
             let mut idle = self.home.lock();
