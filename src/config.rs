@@ -47,6 +47,8 @@ pub struct DaemonConfig {
     pub timeout: Duration,
     pub max_body: u64,
     pub keep_history: Duration,
+    /// How long an account's lease lasts without renewal (a store several instances share).
+    pub lease_ttl: Duration,
     pub store_bodies: StoreBodies,
     pub log_bodies: bool,
     pub encryption_key_file: Option<PathBuf>,
@@ -211,6 +213,8 @@ struct RawDaemon {
     max_body: Option<u64>,
     #[serde(default, deserialize_with = "de_duration")]
     keep_history: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    lease_ttl: Option<Duration>,
     store_bodies: Option<StoreBodies>,
     log_bodies: Option<bool>,
     encryption_key_file: Option<String>,
@@ -534,6 +538,14 @@ impl Ctx<'_> {
 
     fn daemon(&self, raw: RawDaemon, database: Option<&Path>) -> Result<DaemonConfig, InputError> {
         let database = self.database(database, &raw)?;
+        let lease_ttl = raw.lease_ttl.unwrap_or(Duration::from_secs(15));
+        if lease_ttl < Duration::from_secs(3) {
+            return Err(self.err(
+                None,
+                "daemon.lease_ttl",
+                "must be at least 3s (leases are renewed every third of it)",
+            ));
+        }
         let interval = raw.interval.unwrap_or(Duration::from_secs(60));
         if interval.is_zero() {
             return Err(self.err(None, "daemon.interval", "must be greater than zero"));
@@ -563,6 +575,7 @@ impl Ctx<'_> {
             timeout,
             max_body: raw.max_body.unwrap_or(10 * 1024 * 1024),
             keep_history: raw.keep_history.unwrap_or(Duration::from_secs(7 * 86400)),
+            lease_ttl,
             store_bodies: raw.store_bodies.unwrap_or(StoreBodies::Changes),
             log_bodies: raw.log_bodies.unwrap_or(false),
             encryption_key_file,

@@ -6,6 +6,7 @@
 use crate::config::{self, AuthKind, Config};
 use crate::error::Error;
 use crate::hooks::Hooks;
+use crate::leases::Leases;
 use crate::metrics::{AccountReading, Metrics, Readings};
 use crate::poller::{start_offsets, Poller};
 use crate::store::{Database, PollWriter};
@@ -219,7 +220,15 @@ struct Running {
 
 impl Running {
     fn start(config: &Config, context: Context) -> Result<Running, Error> {
-        let (poller, accounts) = build(config, context)?;
+        let leases = match config.store().lease_store() {
+            Some(store) => Leases::shared(
+                store,
+                config.accounts.iter().map(|a| a.name.clone()).collect(),
+                config.daemon.lease_ttl,
+            ),
+            None => Leases::Solo,
+        };
+        let (poller, accounts) = build(config, context, leases.clone())?;
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let all: Vec<_> = accounts
@@ -266,6 +275,7 @@ impl Running {
             ));
             tracing::info!(%addr, "serving /metrics and /healthz");
         }
+        tasks.spawn(poller.leases.clone().keep(rx.clone()));
         tasks.spawn(supervise(poller.clone(), names, rx.clone()));
         Ok(Running {
             shutdown,
@@ -365,6 +375,9 @@ fn notify_status_line(poller: &Poller, accounts: &[String]) {
     if reauth > 0 {
         line.push_str(&format!(", {reauth} need re-authorization"));
     }
+    if let Some(held) = poller.leases.held() {
+        line.push_str(&format!(", {held} leased to this instance"));
+    }
     line.push_str(&format!(
         "; {} polls ok, {} failed, {} ticks skipped",
         poller.polls_ok.load(Relaxed),
@@ -392,29 +405,36 @@ async fn watch_refresh_expiry(
 }
 
 /// The shared parts every poll uses.
+/// `leases`: which accounts this process may poll ([`Leases::Solo`] for a command run once).
 pub fn build(
     config: &Config,
     context: Context,
+    leases: Leases,
 ) -> Result<(Arc<Poller>, Vec<Arc<config::Account>>), Error> {
+    let store = match leases.fence() {
+        Some(fence) => config.store().fenced(fence),
+        None => config.store(),
+    };
     let accounts: Vec<Arc<config::Account>> = config
         .accounts
         .iter()
         .map(|a| Arc::new(clone_account(a)))
         .collect();
     let tokens = Tokens::new(
-        &config.store(),
+        &store,
         &accounts,
         config.daemon.timeout,
         context.hooks.clone(),
         context.metrics.clone(),
     )?;
-    let writer = Arc::new(config.store().poll_writer(config.daemon.keep_history)?);
+    let writer = Arc::new(store.poll_writer(config.daemon.keep_history)?);
     let poller = Arc::new(Poller::new(
         tokens,
         writer,
         config.daemon.clone(),
         context.hooks,
         context.metrics,
+        leases,
     )?);
     Ok((poller, accounts))
 }
@@ -493,7 +513,7 @@ pub async fn poll_once(config: &Config, only: Option<&str>) -> Result<bool, Erro
         }
     }
     prepare(config)?;
-    let (poller, accounts) = build(config, Context::for_command(config))?;
+    let (poller, accounts) = build(config, Context::for_command(config), Leases::Solo)?;
     let mut set = JoinSet::new();
     for account in accounts
         .into_iter()

@@ -26,6 +26,8 @@
 //!   daemon owns.
 //! - `inspect`: `status` and `history`, read from the store; `running`: whether a daemon
 //!   holds the store.
+//! - `leases`: which accounts this instance polls and refreshes, on a store that several
+//!   instances share.
 //! - `config`, `seed`, `credentials`: what the operator hands over: the configuration (which
 //!   names the store and reads its key), seed files, secrets.
 //! - `store`: everything persistent behind one interface (`Store`, `Handle`), opened with its
@@ -52,6 +54,7 @@ pub(crate) mod files;
 pub(crate) mod hooks;
 pub(crate) mod http;
 pub(crate) mod inspect;
+pub(crate) mod leases;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod oauth;

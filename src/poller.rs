@@ -26,6 +26,8 @@ pub struct Poller {
     epoch: Instant,
     pub hooks: crate::hooks::Hooks,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Which accounts this instance polls now.
+    pub leases: crate::leases::Leases,
 }
 
 /// How one poll ended, for the schedule and for `poll-once`.
@@ -63,6 +65,7 @@ impl Poller {
         daemon: DaemonConfig,
         hooks: crate::hooks::Hooks,
         metrics: Arc<crate::metrics::Metrics>,
+        leases: crate::leases::Leases,
     ) -> Result<Poller, crate::error::Error> {
         let connect_timeout = daemon.timeout.min(Duration::from_secs(10));
         let http = crate::http::Client::new(daemon.timeout, connect_timeout);
@@ -78,6 +81,7 @@ impl Poller {
             epoch: Instant::now(),
             hooks,
             metrics,
+            leases,
         })
     }
 
@@ -537,6 +541,11 @@ impl Poller {
                 return;
             }
             let tick = next;
+            if !self.leases.owns(&account.name) {
+                // Another instance holds the account's lease: its tick passes.
+                next = tick + interval;
+                continue;
+            }
             self.promise_by(&promise, Instant::now() + poll_budget);
             let result = tokio::select! {
                 // Boxed while it runs: a sleeping task then holds a few hundred bytes, not

@@ -41,7 +41,13 @@ pub fn status(
     how: &Invocation,
     as_json: bool,
 ) -> Result<bool, Error> {
-    let store = Handle::new(db, config.and_then(|c| c.store_key.as_ref())).open_existing()?;
+    let handle = Handle::new(db, config.and_then(|c| c.store_key.as_ref()));
+    let store = handle.open_existing()?;
+    // A store several instances share: who holds which account, who is alive.
+    let (instances, leases) = match handle.lease_store() {
+        Some(l) => (Some(l.instances()?), l.leases()?),
+        None => (None, Vec::new()),
+    };
     let daemon = match db.file() {
         Some(file) => running::probe(file),
         None => Daemon::Unknown(
@@ -120,6 +126,7 @@ pub fn status(
             "obtained_by": row.map(|r| r.obtained_by.clone()),
             "last_refresh_at": row.and_then(|r| r.last_refresh_at),
             "generation": row.map(|r| r.generation),
+            "owner": leases.iter().find(|l| &l.account == name && l.valid).and_then(|l| l.owner.clone()),
             "hint": hint(state, account_cfg, name, how),
             "endpoints": endpoints,
         }));
@@ -128,6 +135,10 @@ pub fn status(
         let doc = json!({
             "database": db.to_string(),
             "daemon": daemon.as_str(),
+            "instances": instances.as_ref().map(|list| list.iter().map(|i| json!({
+                "id": i.id, "host": i.host, "pid": i.pid, "started_at": i.started_at,
+                "heartbeat_at": i.heartbeat_at, "alive": i.alive,
+            })).collect::<Vec<_>>()),
             "now": t,
             "accounts": out,
         });
@@ -146,8 +157,36 @@ pub fn status(
         ),
         Daemon::Unknown(why) => println!("daemon:   unknown ({why})"),
     }
+    if let Some(list) = &instances {
+        println!(
+            "instances: {} alive",
+            list.iter().filter(|i| i.alive).count()
+        );
+        for i in list {
+            println!(
+                "  {}  heartbeat {} ({}){}",
+                i.id,
+                fmt_time(i.heartbeat_at),
+                if i.alive { "alive" } else { "gone" },
+                match leases
+                    .iter()
+                    .filter(|l| l.valid && l.owner.as_deref() == Some(&i.id))
+                    .count()
+                {
+                    0 => String::new(),
+                    n => format!(", {n} account(s)"),
+                }
+            );
+        }
+    }
     for a in &out {
         print_account(a, t, &daemon, how);
+        if instances.is_some() {
+            match a["owner"].as_str() {
+                Some(owner) => println!("  polled by: {owner}"),
+                None => println!("  polled by: no live instance holds its lease"),
+            }
+        }
     }
     Ok(all_ok)
 }

@@ -32,6 +32,7 @@ mod writer;
 
 pub use crypto::StoreKey;
 pub use database::{Database, PgTarget};
+pub use postgres::{Fence, Instance, LeaseStore};
 pub use rows::{
     EventRow, JournalEntry, Pending, PollRecord, PollRow, TokenRow, TokenState, PENDING_TTL,
 };
@@ -39,6 +40,7 @@ pub use writer::PollWriter;
 
 use crate::error::Error;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a store is and the key it is opened with: cheap to clone, for the parts that open
@@ -74,6 +76,24 @@ impl Handle {
         match self {
             Handle::Sqlite(h) => h.path().display().to_string(),
             Handle::Postgres(h) => h.target().to_string(),
+        }
+    }
+
+    /// The lease operations, for a store that instances share (PostgreSQL); none for a
+    /// SQLite file, which one host serves.
+    pub fn lease_store(&self) -> Option<LeaseStore> {
+        match self {
+            Handle::Sqlite(_) => None,
+            Handle::Postgres(h) => Some(h.lease_store()),
+        }
+    }
+
+    /// This handle for a daemon instance holding leases: every commit is checked against
+    /// them (a SQLite handle is unchanged).
+    pub fn fenced(self, fence: Arc<Fence>) -> Handle {
+        match self {
+            Handle::Sqlite(h) => Handle::Sqlite(h),
+            Handle::Postgres(h) => Handle::Postgres(h.fenced(fence)),
         }
     }
 

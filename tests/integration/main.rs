@@ -16,6 +16,7 @@ mod examples;
 mod faults;
 mod hooks;
 mod layout;
+mod leases;
 mod lifecycle;
 mod logs;
 mod metrics;

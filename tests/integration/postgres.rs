@@ -6,7 +6,7 @@ use crate::config_builder::{Account, Config, Endpoint};
 use crate::pg::PgServer;
 use crate::secrets::{leaks, panics, secrets_of};
 use crate::util::*;
-use oauth_poller_sim::{Profile, SimOptions};
+use oauth_poller_sim::{FaultKind, FaultSpec, FaultTarget, Profile, SimOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,10 @@ struct Setup {
 fn setup(pg: PgServer, access_ttl: u64, daemon_toml: &str) -> Setup {
     let mut opts = SimOptions::new(Profile::Inode);
     opts.access_ttl = Duration::from_secs(access_ttl);
+    setup_with(pg, opts, daemon_toml)
+}
+
+fn setup_with(pg: PgServer, opts: SimOptions, daemon_toml: &str) -> Setup {
     assert!(opts.rotate, "refresh tokens last one use");
     let sim = Sim::start(opts);
     let dir = tempdir();
@@ -181,26 +185,55 @@ fn assert_no_secrets(s: &Setup, outputs: &[&str]) {
     );
 }
 
-/// Three processes on one account through one PostgreSQL (a daemon and two more, as on
-/// three hosts), single-use refresh tokens expiring every 2 s: each expiry is refreshed
-/// once, never twice, and no refresh token is presented after it was spent.
+/// Three processes on one account through one PostgreSQL, single-use refresh tokens
+/// expiring every 3 s: two daemons (the account's lease goes to one of them) and two
+/// processes calling `token` in a loop, as scripts on other hosts do (a command run once
+/// holds no lease: the refresh gate alone keeps it to one refresh at a time). The token
+/// endpoint answers after 300 ms, so that refreshes overlap unless they are serialized.
+/// Each expiry is refreshed once, and no refresh token is presented after it was spent.
 #[test]
-fn three_daemons_on_one_postgres_refresh_once_per_expiry() {
+fn daemons_and_token_loops_on_one_postgres_refresh_once_per_expiry() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     if !require(Need::Postgres) {
         return;
     }
     const TTL: u64 = 3;
-    let s = setup(PgServer::start(), TTL, "");
+    let mut opts = SimOptions::new(Profile::Inode);
+    opts.access_ttl = Duration::from_secs(TTL);
+    let mut slow = FaultSpec::new(FaultTarget::Token, FaultKind::Delay);
+    slow.delay_ms = 300;
+    opts.faults.push(slow);
+    let s = setup_with(PgServer::start(), opts, "");
     let seed = s.dir.path().join("seed.json");
     let out = run(Some(&s.config), &["seed", "inode", seed.to_str().unwrap()]);
     assert!(out.status.success(), "seed: {}", text(&out));
     let started = Instant::now();
-    let mut daemons: Vec<Daemon> = (0..3).map(|_| Daemon::start(&s.config, &[])).collect();
-    std::thread::sleep(Duration::from_secs(TTL * 5 + 1));
+    let mut daemons: Vec<Daemon> = (0..2).map(|_| Daemon::start(&s.config, &[])).collect();
+    let stop = AtomicBool::new(false);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let loops: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let out = run(Some(&s.config), &["token", "inode"]);
+                        if !out.status.success() {
+                            failed.push(text(&out));
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(TTL * 5 + 1));
+        stop.store(true, Ordering::Relaxed);
+        loops.into_iter().flat_map(|l| l.join().unwrap()).collect()
+    });
     let elapsed = started.elapsed().as_secs_f64();
     for d in &mut daemons {
         d.stop();
     }
+    assert!(failures.is_empty(), "`token` failed: {failures:?}");
     let logs: Vec<String> = daemons.iter().map(|d| d.log()).collect();
     let stats = s.sim.stats();
     assert_eq!(
@@ -237,7 +270,7 @@ fn three_daemons_on_one_postgres_refresh_once_per_expiry() {
         times.len()
     );
     eprintln!(
-        "three daemons on one PostgreSQL: {} refreshes in {elapsed:.1}s, 0 invalid_grant",
+        "two daemons and two token loops on one PostgreSQL: {} refreshes in {elapsed:.1}s, 0 invalid_grant",
         times.len()
     );
 }

@@ -300,6 +300,8 @@ pub const SIGKILL: i32 = 9;
 pub const SIGTERM: i32 = 15;
 pub const SIGHUP: i32 = 1;
 pub const SIGINT: i32 = 2;
+pub const SIGCONT: i32 = 18;
+pub const SIGSTOP: i32 = 19;
 
 fn unsafe_kill(pid: i32, sig: i32) -> i32 {
     // `kill` from coreutils keeps the tests free of unsafe code.

@@ -15,9 +15,11 @@
 
 mod authorizations;
 mod keyed;
+mod leases;
 mod polls;
 mod tokens;
 
+pub use leases::{Fence, Instance, LeaseStore};
 pub use tokens::{Gate, RefreshLock};
 
 use super::crypto::StoreKey;
@@ -28,10 +30,16 @@ use postgres::Client;
 use std::sync::Arc;
 
 /// (version, SQL), in order. Version N is the schema after applying file N.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_leases.sql"),
+    ),
+];
 
 fn latest() -> i32 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
@@ -50,6 +58,9 @@ pub struct Handle {
     target: Arc<PgTarget>,
     key: Option<StoreKey>,
     idle: Arc<Mutex<Vec<Conn>>>,
+    /// A daemon instance's leases: commits are checked against them (none for a command
+    /// run once, which an operator runs on purpose).
+    fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -67,7 +78,18 @@ impl Handle {
             target,
             key: key.cloned(),
             idle: Arc::default(),
+            fence: None,
         }
+    }
+
+    /// The handle of a daemon instance holding leases.
+    pub fn fenced(mut self, fence: Arc<Fence>) -> Handle {
+        self.fence = Some(fence);
+        self
+    }
+
+    pub(crate) fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
     }
 
     pub fn target(&self) -> &PgTarget {

@@ -35,8 +35,9 @@ impl Sink {
 impl writer::Sink for Sink {
     fn insert(&mut self, batch: &[PollRecord]) -> Result<(), writer::InsertError> {
         let at = self.at.clone();
+        let instance = at.fence().map(|f| f.instance.id.clone());
         let conn = self.client().map_err(writer::InsertError::Other)?;
-        insert_batch(conn, batch).map_err(|e| {
+        insert_batch(conn, batch, instance.as_deref()).map_err(|e| {
             let full = e.code() == Some(&postgres::error::SqlState::DISK_FULL);
             let message = at.err(e).to_string();
             if full {
@@ -60,12 +61,17 @@ impl writer::Sink for Sink {
     }
 }
 
-fn insert_batch(conn: &mut Pooled, batch: &[PollRecord]) -> Result<(), postgres::Error> {
+/// `instance`: the daemon instance that polled (none for a command run once).
+fn insert_batch(
+    conn: &mut Pooled,
+    batch: &[PollRecord],
+    instance: Option<&str>,
+) -> Result<(), postgres::Error> {
     let mut tx = conn.transaction()?;
     let stmt = tx.prepare(
         "INSERT INTO polls (account, endpoint, started_at, duration_ms, status, bytes, items, \
-         changed, error, body, body_hash, pages, partial) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         changed, error, body, body_hash, pages, partial, instance) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )?;
     for p in batch {
         tx.execute(
@@ -84,6 +90,7 @@ fn insert_batch(conn: &mut Pooled, batch: &[PollRecord]) -> Result<(), postgres:
                 &p.body_hash,
                 &p.pages.map(i64::from),
                 &p.partial,
+                &instance,
             ],
         )?;
     }

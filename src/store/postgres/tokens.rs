@@ -190,21 +190,56 @@ impl Store {
 impl Handle {
     /// A transaction holding `account`'s commit lock (a transaction-level advisory lock),
     /// on a connection of its own.
+    ///
+    /// A daemon instance's lock also holds its lease for the account (`FOR SHARE`, so the
+    /// lease cannot change hands before this transaction ends), and is refused when the
+    /// lease is no longer this instance's: a paused or cut-off instance commits nothing.
     pub fn lock(&self, account: &str) -> Result<RefreshLock, Error> {
+        let fence = match self.fence() {
+            None => None,
+            Some(f) => match f.generation(account) {
+                Some(g) => Some((f.instance.id.clone(), g)),
+                None => return Err(self.lease_lost(account)),
+            },
+        };
         let mut conn = self.connection()?;
-        blocking(|| {
+        let leased = blocking(|| {
             conn.batch_execute("BEGIN")?;
             conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",
                 &[&LOCK_COMMIT, &account],
-            )
-            .map(|_| ())
+            )?;
+            match &fence {
+                None => Ok(true),
+                Some((owner, generation)) => conn
+                    .query_opt(
+                        "SELECT 1 FROM leases WHERE account = $1 AND owner = $2 \
+                         AND generation = $3 AND expires_at > now() FOR SHARE",
+                        &[&account, owner, generation],
+                    )
+                    .map(|r| r.is_some()),
+            }
         })
         .map_err(|e| self.err(e))?;
+        if !leased {
+            // Dropping the connection's transaction rolls it back.
+            drop(RefreshLock {
+                at: self.clone(),
+                conn: Mutex::new(Some(conn)),
+            });
+            return Err(self.lease_lost(account));
+        }
         Ok(RefreshLock {
             at: self.clone(),
             conn: Mutex::new(Some(conn)),
         })
+    }
+
+    fn lease_lost(&self, account: &str) -> Error {
+        Error::runtime(format!(
+            "account `{account}`: this instance no longer holds its lease in {}: another instance polls and refreshes it",
+            self.target()
+        ))
     }
 
     /// `account`'s refresh gate, not yet taken, on a connection of its own.
