@@ -19,6 +19,7 @@ mod layout;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod migrate_store;
 mod operator_defects;
 mod pagination;
 mod pg;
