@@ -275,6 +275,47 @@ fn a_newer_token_in_the_target_is_refused_and_changes_nothing() {
     assert_eq!(generations, "2", "past the target's generation");
 }
 
+/// The target is encrypted with another key than the configured one (which opens the
+/// SQLite store and would seal the tokens there): refused with exit 1, and the target is
+/// left as it was.
+#[test]
+fn a_target_sealed_with_another_key_is_refused_and_changes_nothing() {
+    if !require(Need::Postgres) {
+        return;
+    }
+    let keys = tempdir();
+    let (ours, theirs) = (keys.path().join("ours.key"), keys.path().join("theirs.key"));
+    std::fs::write(&ours, [1u8; 32]).unwrap();
+    std::fs::write(&theirs, [2u8; 32]).unwrap();
+    let s = setup(
+        60,
+        &format!("encryption_key_file = {:?}", ours.to_str().unwrap()),
+    );
+    let pg = PgServer::start();
+    let password = s.password_file(&pg);
+    let other = Config::default()
+        .daemon("database", pg.url())
+        .daemon("database_password_file", password.to_str().unwrap())
+        .daemon("encryption_key_file", theirs.to_str().unwrap())
+        .account(
+            Account::inode(&s.sim.base_url())
+                .oauth2("grant", "refresh_token")
+                .endpoint(Endpoint::inode_links()),
+        )
+        .write(&s.dir.path().join("config-other.toml"));
+    let seed = s.dir.path().join("other-seed.json");
+    write_file(&seed, &s.sim.sim.issue_seed());
+    let out = run(Some(&other), &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = pg_dump(&pg);
+
+    let out = s.migrate(&pg, &[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("wrong encryption key"), "{said}");
+    assert_eq!(pg_dump(&pg), before, "the target changed");
+}
+
 /// A daemon running on the SQLite store would go on rotating its refresh token there: the
 /// move is refused (exit 1) and the target gets nothing, not even tables.
 #[test]
