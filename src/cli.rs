@@ -85,6 +85,21 @@ pub enum Command {
         #[arg(value_name = "NEW_KEY_FILE")]
         new_key_file: PathBuf,
     },
+    /// Move the SQLite store (tokens, token events, polls, pending authorizations) into a
+    /// PostgreSQL database, in one transaction (stop the daemon first; then point
+    /// daemon.database at it)
+    MigrateStore {
+        /// The PostgreSQL database: postgres://ROLE@HOST/DATABASE[?sslmode=verify-full]
+        #[arg(long, value_name = "DATABASE")]
+        to: String,
+        /// A file holding the target's password (default: the libpq password file,
+        /// PGPASSFILE or ~/.pgpass)
+        #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+        to_password_file: Option<PathBuf>,
+        /// Replace tokens the target holds that are newer than the SQLite store's
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a valid access token (refreshing first if needed)
     Token {
         /// The account (its `name` in the configuration)
@@ -164,6 +179,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             timeout,
         } => commands::authorize::run(&paths, account, code.as_deref(), *listen, *timeout),
         Command::Rekey { new_key_file } => commands::rekey::run(&paths, new_key_file),
+        Command::MigrateStore {
+            to,
+            to_password_file,
+            force,
+        } => commands::migrate_store::run(&paths, to, to_password_file.as_deref(), *force),
         Command::Token { account, header } => commands::token::run(&paths, account, *header),
         Command::Status { json } => commands::inspect::status(&paths, *json),
         Command::History {

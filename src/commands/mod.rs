@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod check;
 pub mod inspect;
+pub mod migrate_store;
 pub mod poll_once;
 pub mod rekey;
 pub mod run;

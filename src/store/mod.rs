@@ -28,6 +28,7 @@ mod database;
 mod postgres;
 mod rows;
 pub(crate) mod sqlite;
+pub(crate) mod transfer;
 mod writer;
 
 pub use crypto::StoreKey;
@@ -36,6 +37,7 @@ pub use postgres::{Fence, Instance, LeaseStore};
 pub use rows::{
     EventRow, JournalEntry, Pending, PollRecord, PollRow, TokenRow, TokenState, PENDING_TTL,
 };
+pub use transfer::{Counts, Moved, Overwrite};
 pub use writer::PollWriter;
 
 use crate::error::Error;

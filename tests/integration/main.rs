@@ -20,6 +20,7 @@ mod leases;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod migrate_store;
 mod operator_defects;
 mod pagination;
 mod pg;

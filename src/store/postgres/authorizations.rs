@@ -9,7 +9,7 @@ use crate::store::rows::{Pending, PENDING_TTL};
 use secrecy::{ExposeSecret, SecretString};
 
 /// A PKCE verifier is sealed for its account and its request's `state`.
-fn verifier<'a>(account: &'a str, state: &'a str) -> Binding<'a> {
+pub(super) fn verifier<'a>(account: &'a str, state: &'a str) -> Binding<'a> {
     Binding {
         account,
         column: "code_verifier",

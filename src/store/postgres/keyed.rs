@@ -35,7 +35,7 @@ impl Stored {
 }
 
 /// What a transaction found and did: a message for the operator when the key is wrong.
-enum Settled {
+pub(super) enum Settled {
     Done(usize),
     Refused(String),
 }
@@ -45,35 +45,7 @@ pub(super) fn settle(store: &Store) -> Result<(), Error> {
     let shown = store.at.target().to_string();
     let outcome = store.with(|c| {
         let mut tx = c.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1, 1)", &[&LOCK_MIGRATE])?;
-        let check: Option<String> = tx
-            .query_opt("SELECT check_value FROM store_key WHERE id = 1", &[])?
-            .map(|r| r.get(0));
-        let outcome = match (&key, check) {
-            (None, None) => Settled::Done(0),
-            (None, Some(_)) => Settled::Refused(format!(
-                "database {shown}: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key"
-            )),
-            (Some(key), Some(check)) => match crypto::open_with(key, CHECK, &check) {
-                Ok(text) if text == CHECK_TEXT => Settled::Done(0),
-                _ => Settled::Refused(format!(
-                    "database {shown}: cannot decrypt the store: wrong encryption key (daemon.encryption_key_file is not the key the store was encrypted with)"
-                )),
-            },
-            (Some(key), None) => {
-                let mut sealed = 0;
-                for s in stored_secrets(&mut tx)? {
-                    if s.value.starts_with(crypto::PREFIX) {
-                        continue;
-                    }
-                    let plain = Zeroizing::new(s.value.to_string());
-                    update(&mut tx, &s, &crypto::seal_with(key, s.at(), &plain))?;
-                    sealed += 1;
-                }
-                put_check(&mut tx, key)?;
-                Settled::Done(sealed)
-            }
-        };
+        let outcome = settle_in(&mut tx, key.as_ref(), &shown)?;
         tx.commit()?;
         Ok(outcome)
     })?;
@@ -85,6 +57,45 @@ pub(super) fn settle(store: &Store) -> Result<(), Error> {
         }
         Settled::Refused(message) => Err(Error::runtime(message)),
     }
+}
+
+/// The encryption state settled within `tx` (the caller commits): a store without a key's
+/// check value gets the key's, its plaintext secrets sealed; a wrong key, or none for an
+/// encrypted store, is refused. `shown`: the database as messages name it.
+pub(super) fn settle_in(
+    tx: &mut Transaction<'_>,
+    key: Option<&StoreKey>,
+    shown: &str,
+) -> Result<Settled, postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1, 1)", &[&LOCK_MIGRATE])?;
+    let check: Option<String> = tx
+        .query_opt("SELECT check_value FROM store_key WHERE id = 1", &[])?
+        .map(|r| r.get(0));
+    Ok(match (key, check) {
+        (None, None) => Settled::Done(0),
+        (None, Some(_)) => Settled::Refused(format!(
+            "database {shown}: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key"
+        )),
+        (Some(key), Some(check)) => match crypto::open_with(key, CHECK, &check) {
+            Ok(text) if text == CHECK_TEXT => Settled::Done(0),
+            _ => Settled::Refused(format!(
+                "database {shown}: cannot decrypt the store: wrong encryption key (daemon.encryption_key_file is not the key the store was encrypted with)"
+            )),
+        },
+        (Some(key), None) => {
+            let mut sealed = 0;
+            for s in stored_secrets(tx)? {
+                if s.value.starts_with(crypto::PREFIX) {
+                    continue;
+                }
+                let plain = Zeroizing::new(s.value.to_string());
+                update(tx, &s, &crypto::seal_with(key, s.at(), &plain))?;
+                sealed += 1;
+            }
+            put_check(tx, key)?;
+            Settled::Done(sealed)
+        }
+    })
 }
 
 /// Every secret the store holds, as stored.

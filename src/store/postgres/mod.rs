@@ -14,11 +14,13 @@
 //! onto a short-lived thread of its own.
 
 mod authorizations;
+mod import;
 mod keyed;
 mod leases;
 mod polls;
 mod tokens;
 
+pub use import::import;
 pub use leases::{Fence, Instance, LeaseStore};
 pub use tokens::{Gate, RefreshLock};
 
@@ -26,7 +28,7 @@ use super::crypto::StoreKey;
 use super::database::{PgTarget, PgTls};
 use crate::error::{Error, InputError, StoreError};
 use parking_lot::Mutex;
-use postgres::Client;
+use postgres::{Client, GenericClient};
 use std::sync::Arc;
 
 /// (version, SQL), in order. Version N is the schema after applying file N.
@@ -132,7 +134,7 @@ impl Handle {
     /// Connects, and creates or migrates the schema.
     pub fn open(&self) -> Result<Store, Error> {
         let mut conn = self.connection()?;
-        let version = blocking(|| migrate(&mut conn)).map_err(|e| self.err(e))?;
+        let version = blocking(|| migrate(&mut *conn)).map_err(|e| self.err(e))?;
         if version > latest() {
             return Err(self.too_new(version).into());
         }
@@ -319,9 +321,10 @@ fn schema_version(client: &mut Client) -> Result<Option<i32>, postgres::Error> {
         .map(|r| r.get(0)))
 }
 
-/// Applies every migration the database lacks, under a lock, so that instances starting
+/// Applies every migration the database lacks (within the caller's transaction, when given
+/// one, as a savepoint), under a lock, so that instances starting
 /// together do not both migrate. Returns the version found (newer than known: untouched).
-fn migrate(client: &mut Client) -> Result<i32, postgres::Error> {
+fn migrate(client: &mut impl GenericClient) -> Result<i32, postgres::Error> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_MIGRATE])?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS oauth_poller_schema (version INTEGER NOT NULL)")?;

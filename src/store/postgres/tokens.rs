@@ -11,12 +11,12 @@ use postgres::{Client, GenericClient, Row};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, scope, \
+pub(super) const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, scope, \
      access_expires_at, refresh_expires_at, obtained_at, obtained_by, generation, state, \
      state_detail, last_refresh_at, refresh_warned_at";
 
 /// A stored row, its secrets opened with `key`.
-fn token_from_row(at: &Handle, r: &Row) -> Result<TokenRow, Error> {
+pub(super) fn token_from_row(at: &Handle, r: &Row) -> Result<TokenRow, Error> {
     let account: String = r.get(0);
     let generation: i64 = r.get(9);
     let instance = generation.to_string();
@@ -55,7 +55,10 @@ fn token_from_row(at: &Handle, r: &Row) -> Result<TokenRow, Error> {
     })
 }
 
-fn read_token(c: &mut impl GenericClient, account: &str) -> Result<Option<Row>, postgres::Error> {
+pub(super) fn read_token(
+    c: &mut impl GenericClient,
+    account: &str,
+) -> Result<Option<Row>, postgres::Error> {
     c.query_opt(
         &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE account = $1"),
         &[&account],
@@ -74,6 +77,16 @@ fn write_token(
             &[&row.account],
         )?
         .get(0);
+    put_row(c, key, row, generation)
+}
+
+/// Writes `row` as the account's token, sealed for `generation`. Returns the row as stored.
+pub(super) fn put_row(
+    c: &mut impl GenericClient,
+    key: Option<&StoreKey>,
+    row: &TokenRow,
+    generation: i64,
+) -> Result<TokenRow, postgres::Error> {
     let instance = generation.to_string();
     let seal = |s: &Option<SecretString>, column: &str| {
         s.as_ref().map(|s| {

@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension};
 use secrecy::{ExposeSecret, SecretString};
 
 /// A PKCE verifier is sealed for its account and its request's `state`.
-fn verifier<'a>(account: &'a str, state: &'a str) -> crate::store::crypto::Binding<'a> {
+pub(super) fn verifier<'a>(account: &'a str, state: &'a str) -> crate::store::crypto::Binding<'a> {
     crate::store::crypto::Binding {
         account,
         column: "code_verifier",

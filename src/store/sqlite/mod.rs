@@ -13,6 +13,7 @@ pub mod keyed;
 mod migrate;
 pub mod pending;
 mod polls;
+mod snapshot;
 mod tokens;
 
 pub(crate) use polls::Sink as PollSink;

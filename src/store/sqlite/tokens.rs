@@ -9,11 +9,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
 
-const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, scope, \
+pub(super) const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, scope, \
      access_expires_at, refresh_expires_at, obtained_at, obtained_by, generation, state, \
      state_detail, last_refresh_at, refresh_warned_at";
 
-fn token_from_row(key: Option<&StoreKey>, r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+pub(super) fn token_from_row(key: Option<&StoreKey>, r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     let account: String = r.get(0)?;
     let generation: i64 = r.get(9)?;
     let instance = generation.to_string();
