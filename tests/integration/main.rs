@@ -5,6 +5,7 @@ mod audit;
 mod audit_refresh;
 mod authorize;
 mod bad_input;
+mod chaos;
 mod concurrency;
 mod config_builder;
 mod crash;

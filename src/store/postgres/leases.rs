@@ -153,7 +153,24 @@ impl LeaseStore {
                 })
                 .collect();
             held.sort_by(|a, b| a.account.cmp(&b.account));
-            if held.len() as i64 > share {
+            // Hand over only when a live instance holds less than its share (a newcomer):
+            // an instance that died still counts as live until its row expires, and
+            // releasing for it would leave accounts nobody polls.
+            let counts: Vec<(String, i64)> = tx
+                .query(
+                    "SELECT i.id, count(l.account) FROM instances i LEFT JOIN leases l \
+                     ON l.owner = i.id AND l.expires_at > now() AND l.account = ANY($1) \
+                     WHERE i.expires_at > now() GROUP BY i.id ORDER BY i.id",
+                    &[&accounts],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let wanting = counts.iter().enumerate().any(|(rank, (id, count))| {
+                let theirs = (accounts.len() / n + usize::from(rank < accounts.len() % n)) as i64;
+                id != &me.id && *count < theirs
+            });
+            if held.len() as i64 > share && wanting {
                 let extra: Vec<String> = held
                     .split_off(share as usize)
                     .into_iter()
