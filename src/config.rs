@@ -47,6 +47,8 @@ pub struct DaemonConfig {
     pub timeout: Duration,
     pub max_body: u64,
     pub keep_history: Duration,
+    /// At most this many bytes of poll rows wait in memory while the store cannot take them.
+    pub poll_buffer: u64,
     pub store_bodies: StoreBodies,
     pub log_bodies: bool,
     pub encryption_key_file: Option<PathBuf>,
@@ -211,6 +213,8 @@ struct RawDaemon {
     max_body: Option<u64>,
     #[serde(default, deserialize_with = "de_duration")]
     keep_history: Option<Duration>,
+    #[serde(default, deserialize_with = "de_size")]
+    poll_buffer: Option<u64>,
     store_bodies: Option<StoreBodies>,
     log_bodies: Option<bool>,
     encryption_key_file: Option<String>,
@@ -563,6 +567,7 @@ impl Ctx<'_> {
             timeout,
             max_body: raw.max_body.unwrap_or(10 * 1024 * 1024),
             keep_history: raw.keep_history.unwrap_or(Duration::from_secs(7 * 86400)),
+            poll_buffer: raw.poll_buffer.unwrap_or(64 * 1024 * 1024),
             store_bodies: raw.store_bodies.unwrap_or(StoreBodies::Changes),
             log_bodies: raw.log_bodies.unwrap_or(false),
             encryption_key_file,

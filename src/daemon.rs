@@ -262,6 +262,7 @@ impl Running {
                 listener,
                 poller.metrics.clone(),
                 readings(poller.tokens.clone(), names.clone()),
+                poller.writer.health().clone(),
                 stopped,
             ));
             tracing::info!(%addr, "serving /metrics and /healthz");
@@ -362,6 +363,9 @@ fn notify_status_line(poller: &Poller, accounts: &[String]) {
         })
         .count();
     let mut line = format!("{} account(s) ok", accounts.len() - reauth);
+    if let Some(outage) = poller.writer.health().state().outage() {
+        line = format!("{outage}; {line}");
+    }
     if reauth > 0 {
         line.push_str(&format!(", {reauth} need re-authorization"));
     }
@@ -401,14 +405,17 @@ pub fn build(
         .iter()
         .map(|a| Arc::new(clone_account(a)))
         .collect();
+    // One handle: the token reads and the poll writer share what it knows of the store.
+    let store = config.store();
     let tokens = Tokens::new(
-        &config.store(),
+        &store,
         &accounts,
         config.daemon.timeout,
         context.hooks.clone(),
         context.metrics.clone(),
     )?;
-    let writer = Arc::new(config.store().poll_writer(config.daemon.keep_history)?);
+    let writer =
+        Arc::new(store.poll_writer(config.daemon.keep_history, config.daemon.poll_buffer)?);
     let poller = Arc::new(Poller::new(
         tokens,
         writer,

@@ -22,6 +22,7 @@ mod metrics;
 mod operator_defects;
 mod pagination;
 mod pg;
+mod pg_outage;
 mod poll_once;
 mod polling;
 mod postgres;

@@ -9,6 +9,10 @@
 //! - the refresh journal is the `refresh_journal` table, written the moment the answer
 //!   arrives.
 //!
+//! Every failure to reach the server (refused, closed, shutting down) marks the handle's
+//! [`Health`] unavailable and every success marks it available again: the poll writer keeps
+//! its rows meanwhile, and the token reads use the last token while it is valid.
+//!
 //! The `postgres` client runs its own small runtime, which must not be entered from a
 //! thread that runs async tasks: [`blocking`] moves every call made from such a thread
 //! onto a short-lived thread of its own.
@@ -22,6 +26,7 @@ pub use tokens::{Gate, RefreshLock};
 
 use super::crypto::StoreKey;
 use super::database::{PgTarget, PgTls};
+use super::health::Health;
 use crate::error::{Error, InputError, StoreError};
 use parking_lot::Mutex;
 use postgres::Client;
@@ -50,6 +55,8 @@ pub struct Handle {
     target: Arc<PgTarget>,
     key: Option<StoreKey>,
     idle: Arc<Mutex<Vec<Conn>>>,
+    /// Whether the server answers: marked by every failure to reach it and every success.
+    health: Health,
 }
 
 impl std::fmt::Debug for Handle {
@@ -67,6 +74,7 @@ impl Handle {
             target,
             key: key.cloned(),
             idle: Arc::default(),
+            health: Health::default(),
         }
     }
 
@@ -78,8 +86,24 @@ impl Handle {
         self.key.as_ref()
     }
 
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The error, as the crate sees it; a failure to reach the server marks the store
+    /// unavailable.
     pub(crate) fn err(&self, source: postgres::Error) -> Error {
-        Error::Store(StoreError::new(&self.target, source))
+        let down = unreachable(&source);
+        let e = Error::Store(StoreError::new(&self.target, source));
+        if down {
+            self.health.down(&self.target.to_string(), &e.to_string());
+        }
+        e
+    }
+
+    /// The server answered.
+    pub(crate) fn answered(&self) {
+        self.health.up(&self.target.to_string());
     }
 
     /// A connection: an idle one still open, else a new one.
@@ -101,6 +125,7 @@ impl Handle {
             Connect::Tls(e) => Error::runtime(format!("database {}: {e}", self.target)),
             Connect::Postgres(e) => self.err(e),
         })?;
+        self.answered();
         Ok(Pooled {
             conn: Some(Conn(Some(client))),
             home: self.idle.clone(),
@@ -261,8 +286,19 @@ impl Store {
             *conn = self.at.connection()?;
         }
         let client: &mut Client = &mut conn;
-        blocking(|| work(client)).map_err(|e| self.at.err(e))
+        let done = blocking(|| work(client)).map_err(|e| self.at.err(e))?;
+        self.at.answered();
+        Ok(done)
     }
+}
+
+/// Whether `e` says the server could not be reached (down, restarting, the connection
+/// lost), rather than that it refused a statement: no SQLSTATE (I/O, a closed connection),
+/// a connection exception (08) or an operator's intervention (57: shutdown, starting up).
+pub(crate) fn unreachable(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code()
+            .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57"))
 }
 
 /// Why a connection could not be made.
