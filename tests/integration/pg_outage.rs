@@ -269,3 +269,84 @@ fn an_answer_received_while_postgres_is_down_is_committed_when_it_returns() {
     // parameters) stay out of the log.
     assert_no_secrets(&s, &[&log]);
 }
+
+/// Under systemd (a notify socket and a watchdog of 2 s, as the unit sets them): while
+/// PostgreSQL is down the watchdog keeps being pinged (polls go on: no restart) and the
+/// `STATUS=` line says the store is unavailable, until it is back.
+#[test]
+fn the_watchdog_goes_on_and_the_status_line_says_the_store_is_unavailable() {
+    if !require(Need::Postgres) {
+        return;
+    }
+    let (mut s, _port) = seeded(120, "", "");
+    let socket_path = s.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let log_path = s.dir.path().join("daemon.log");
+    let mut child = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&s.config)
+        .arg("run")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "2000000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // Every message until `until`, one datagram each.
+    let gather = |until: Instant, stop_at: &dyn Fn(&str) -> bool| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < until {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                let stop = stop_at(&m);
+                got.push(m);
+                if stop {
+                    break;
+                }
+            }
+        }
+        got
+    };
+    let ready = gather(Instant::now() + Duration::from_secs(20), &|m| {
+        m.contains("READY=1")
+    });
+    assert!(
+        ready.iter().any(|m| m.contains("READY=1")),
+        "{ready:?}\n{}",
+        log()
+    );
+    s.pg.stop();
+    let down = gather(Instant::now() + OUTAGE, &|_| false);
+    let pings = down.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    let said = down
+        .iter()
+        .find(|m| m.contains("STATUS=store unavailable since"));
+    s.pg.start_again();
+    let back = gather(Instant::now() + Duration::from_secs(30), &|m| {
+        m.starts_with("STATUS=") && !m.contains("store unavailable")
+    });
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}\n{}", log());
+    assert!(
+        pings >= 5,
+        "{pings} watchdog pings in {OUTAGE:?}: {down:?}\n{}",
+        log()
+    );
+    let said = said.unwrap_or_else(|| panic!("no STATUS about the store: {down:?}\n{}", log()));
+    assert!(said.contains("poll rows buffered"), "{said}");
+    assert!(
+        back.last()
+            .is_some_and(|m| m.starts_with("STATUS=") && !m.contains("store unavailable")),
+        "{back:?}\n{}",
+        log()
+    );
+}
