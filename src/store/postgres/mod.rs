@@ -57,7 +57,19 @@ pub struct Handle {
     idle: Arc<Mutex<Vec<Conn>>>,
     /// Whether the server answers: marked by every failure to reach it and every success.
     health: Health,
+    reconnect: Arc<Mutex<Reconnect>>,
 }
+
+/// While the server is unavailable, one connection attempt at a time, at most one a
+/// [`RECONNECT_EVERY`]: an attempt may take the whole connect timeout (a partition drops
+/// packets), and callers queued behind it would hold up the schedule.
+#[derive(Default)]
+struct Reconnect {
+    busy: bool,
+    failed_at: Option<std::time::Instant>,
+}
+
+const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +87,7 @@ impl Handle {
             key: key.cloned(),
             idle: Arc::default(),
             health: Health::default(),
+            reconnect: Arc::default(),
         }
     }
 
@@ -121,7 +134,24 @@ impl Handle {
                 None => break,
             }
         }
-        let client = blocking(|| connect(&self.target)).map_err(|e| match e {
+        let claimed = self.health.unavailable();
+        if claimed {
+            let mut r = self.reconnect.lock();
+            if r.busy || r.failed_at.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
+                return Err(Error::Store(StoreError::new(
+                    &self.target,
+                    "unavailable (reconnecting)",
+                )));
+            }
+            r.busy = true;
+        }
+        let connected = blocking(|| connect(&self.target));
+        if claimed {
+            let mut r = self.reconnect.lock();
+            r.busy = false;
+            r.failed_at = connected.is_err().then(std::time::Instant::now);
+        }
+        let client = connected.map_err(|e| match e {
             Connect::Tls(e) => Error::runtime(format!("database {}: {e}", self.target)),
             Connect::Postgres(e) => self.err(e),
         })?;

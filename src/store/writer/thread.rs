@@ -28,6 +28,9 @@ pub(super) struct Writer {
 struct Retry {
     at: Instant,
     delay: Duration,
+    /// The store was unreachable: another part of the daemon reaching it makes the retry
+    /// due at once.
+    unreachable: bool,
 }
 
 impl Writer {
@@ -79,7 +82,9 @@ impl Writer {
                         "poll rows dropped: the store cannot take them and the buffer (`poll_buffer`) is full; the oldest go first");
                 }
             }
-            let due = retry.as_ref().is_none_or(|r| r.at <= Instant::now());
+            let due = retry.as_ref().is_none_or(|r| {
+                r.at <= Instant::now() || (r.unreachable && !self.health.unavailable())
+            });
             if due || closed || !flushed.is_empty() {
                 retry = self.write(&mut sink, retry.map(|r| r.delay));
             }
@@ -125,7 +130,7 @@ impl Writer {
                 }
                 Err(InsertError::Unavailable(e)) => {
                     self.health.down(&self.database, &e);
-                    return Some(retry_after(failing));
+                    return Some(retry_after(failing, true));
                 }
                 Err(InsertError::Full(e)) => (
                     true,
@@ -143,7 +148,7 @@ impl Writer {
                 tracing::error!(database = %self.database, rows = n, error = %error, "{message}");
             }
             if kept {
-                return Some(retry_after(failing));
+                return Some(retry_after(failing, false));
             }
             self.backlog.pop(n);
             self.health.dropped(n);
@@ -152,10 +157,11 @@ impl Writer {
     }
 }
 
-fn retry_after(failing: Option<Duration>) -> Retry {
+fn retry_after(failing: Option<Duration>, unreachable: bool) -> Retry {
     let delay = failing.map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_CAP));
     Retry {
         at: Instant::now() + delay,
         delay,
+        unreachable,
     }
 }
