@@ -49,6 +49,8 @@ pub struct DaemonConfig {
     pub keep_history: Duration,
     /// How long an account's lease lasts without renewal (a store several instances share).
     pub lease_ttl: Duration,
+    /// At most this many bytes of poll rows wait in memory while the store cannot take them.
+    pub poll_buffer: u64,
     pub store_bodies: StoreBodies,
     pub log_bodies: bool,
     pub encryption_key_file: Option<PathBuf>,
@@ -215,6 +217,8 @@ struct RawDaemon {
     keep_history: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     lease_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "de_size")]
+    poll_buffer: Option<u64>,
     store_bodies: Option<StoreBodies>,
     log_bodies: Option<bool>,
     encryption_key_file: Option<String>,
@@ -576,6 +580,7 @@ impl Ctx<'_> {
             max_body: raw.max_body.unwrap_or(10 * 1024 * 1024),
             keep_history: raw.keep_history.unwrap_or(Duration::from_secs(7 * 86400)),
             lease_ttl,
+            poll_buffer: raw.poll_buffer.unwrap_or(64 * 1024 * 1024),
             store_bodies: raw.store_bodies.unwrap_or(StoreBodies::Changes),
             log_bodies: raw.log_bodies.unwrap_or(false),
             encryption_key_file,

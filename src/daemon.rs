@@ -271,6 +271,7 @@ impl Running {
                 listener,
                 poller.metrics.clone(),
                 readings(poller.tokens.clone(), names.clone()),
+                poller.writer.health().clone(),
                 stopped,
             ));
             tracing::info!(%addr, "serving /metrics and /healthz");
@@ -372,6 +373,9 @@ fn notify_status_line(poller: &Poller, accounts: &[String]) {
         })
         .count();
     let mut line = format!("{} account(s) ok", accounts.len() - reauth);
+    if let Some(outage) = poller.writer.health().state().outage() {
+        line = format!("{outage}; {line}");
+    }
     if reauth > 0 {
         line.push_str(&format!(", {reauth} need re-authorization"));
     }
@@ -411,6 +415,7 @@ pub fn build(
     context: Context,
     leases: Leases,
 ) -> Result<(Arc<Poller>, Vec<Arc<config::Account>>), Error> {
+    // One handle: the token reads and the poll writer share what it knows of the store.
     let store = match leases.fence() {
         Some(fence) => config.store().fenced(fence),
         None => config.store(),
@@ -427,7 +432,8 @@ pub fn build(
         context.hooks.clone(),
         context.metrics.clone(),
     )?;
-    let writer = Arc::new(store.poll_writer(config.daemon.keep_history)?);
+    let writer =
+        Arc::new(store.poll_writer(config.daemon.keep_history, config.daemon.poll_buffer)?);
     let poller = Arc::new(Poller::new(
         tokens,
         writer,

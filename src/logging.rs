@@ -20,7 +20,14 @@ pub enum LogFormat {
 }
 
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The PostgreSQL client logs every statement's parameters at debug level: tokens among
+    // them. Never below info, whatever `--log-level` asks.
+    for quiet in ["tokio_postgres=info", "postgres=info"] {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

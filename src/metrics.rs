@@ -4,9 +4,9 @@
 //! (a poll, a refresh); token expiries are read from the store when scraped (through the
 //! daemon's [`Readings`]), so they are never stale.
 
-use crate::store::{now, TokenRow, TokenState};
+use crate::store::{now, Health, StoreState, TokenRow, TokenState};
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -187,7 +187,7 @@ impl Metrics {
     }
 
     /// The text exposition, with token expiries read from the store now.
-    pub fn render(&self, accounts: &[AccountReading]) -> String {
+    pub fn render(&self, accounts: &[AccountReading], store: &StoreState) -> String {
         let mut registry = Registry::with_prefix("oauth_poller");
         let access: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let refresh: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
@@ -257,9 +257,51 @@ impl Metrics {
             "Unix time of the endpoint's last successful poll",
             self.last_success.clone(),
         );
+        register_store(&mut registry, store);
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+}
+
+/// Whether the store answers, and the poll rows waiting for it or dropped.
+fn register_store(registry: &mut Registry, store: &StoreState) {
+    let available: Gauge<i64, AtomicI64> = Gauge::default();
+    available.set(i64::from(store.down_since.is_none()));
+    registry.register(
+        "store_available",
+        "1 while the store answers, 0 while it is unavailable (polls go on, their rows wait)",
+        available,
+    );
+    let buffered: Gauge<i64, AtomicI64> = Gauge::default();
+    buffered.set(i64::try_from(store.buffered_rows).unwrap_or(i64::MAX));
+    registry.register(
+        "poll_rows_buffered",
+        "Poll rows kept in memory because the store could not take them yet",
+        buffered,
+    );
+    registry.register(
+        "poll_rows_dropped",
+        "Poll rows dropped: the buffer (poll_buffer) was full, or the store refused them",
+        ConstCounter::new(store.dropped_rows),
+    );
+}
+
+/// What `/healthz` answers: 503 while the store is unavailable (the daemon goes on polling,
+/// but its results wait in memory) or while an account has no usable token.
+fn health_answer(store: &StoreState, read: &Readings) -> Result<(), String> {
+    if let Some(outage) = store.outage() {
+        return Err(format!("{outage} (polls go on)"));
+    }
+    let bad: Vec<String> = read()
+        .into_iter()
+        .filter(|a| !matches!(&a.token, Some(r) if r.state == TokenState::Ok) && a.needs_token)
+        .map(|a| a.account)
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join(", "))
     }
 }
 
@@ -268,21 +310,25 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     read: Readings,
+    store: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     use axum::http::{header, StatusCode};
     use axum::routing::get as route;
     let health_read = read.clone();
+    let health_store = store.clone();
     let app = axum::Router::new()
         .route(
             "/metrics",
             route(move || {
-                let (metrics, read) = (metrics.clone(), read.clone());
+                let (metrics, read, store) = (metrics.clone(), read.clone(), store.clone());
                 async move {
                     // The store is read on a blocking thread, not the runtime's.
-                    let body = tokio::task::spawn_blocking(move || metrics.render(&read()))
-                        .await
-                        .unwrap_or_default();
+                    let body = tokio::task::spawn_blocking(move || {
+                        metrics.render(&read(), &store.state())
+                    })
+                    .await
+                    .unwrap_or_default();
                     (
                         [(
                             header::CONTENT_TYPE,
@@ -296,28 +342,15 @@ pub async fn serve(
         .route(
             "/healthz",
             route(move || {
-                let read = health_read.clone();
+                let (read, store) = (health_read.clone(), health_store.clone());
                 async move {
-                    let bad = tokio::task::spawn_blocking(move || {
-                        read()
-                            .into_iter()
-                            .filter(|a| {
-                                !matches!(&a.token, Some(r) if r.state == TokenState::Ok)
-                                    && a.needs_token
-                            })
-                            .map(|a| a.account)
-                            .collect::<Vec<String>>()
-                    })
-                    .await
-                    .unwrap_or_else(|_| vec!["(the store could not be read)".into()]);
-                    if bad.is_empty() {
-                        (StatusCode::OK, "ok\n".to_string())
-                    } else {
-                        let names: Vec<&str> = bad.iter().map(|s| s.as_str()).collect();
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("not ok: {}\n", names.join(", ")),
-                        )
+                    let answer =
+                        tokio::task::spawn_blocking(move || health_answer(&store.state(), &read))
+                            .await
+                            .unwrap_or_else(|_| Err("(the store could not be read)".into()));
+                    match answer {
+                        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ok: {why}\n")),
                     }
                 }
             }),

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 mod backoff;
 mod commit;
 mod kinds;
+mod outage;
 
 pub use backoff::backoff_cap;
 use backoff::{Backoff, Refusals, REFUSED_CAP};
@@ -76,6 +77,9 @@ struct AccountSlot {
     flight: Arc<tokio::sync::Mutex<()>>,
     backoff: Mutex<Backoff>,
     cache: Mutex<Option<Cached>>,
+    /// The last token read or committed, kept after `cache` is forgotten: what polls use
+    /// while the store is unavailable (see [`outage`]). Cleared by a 401.
+    last: Mutex<Option<Cached>>,
     backoff_cap: Duration,
     refusals: Mutex<Refusals>,
     /// `refusals.steps > 0`, read on every successful poll without taking the lock.
@@ -108,13 +112,15 @@ impl AccountSlot {
     }
 
     fn remember(&self, row: &TokenRow, access: &Access) {
-        *self.cache.lock() = Some(Cached {
+        let cached = || Cached {
             read_at: Instant::now(),
             generation: row.generation,
             access_expires_at: row.access_expires_at,
             obtained_at: row.obtained_at,
             authorization: access.authorization.clone(),
-        });
+        };
+        *self.cache.lock() = Some(cached());
+        *self.last.lock() = Some(cached());
     }
 
     fn forget(&self) {
@@ -198,6 +204,7 @@ impl Tokens {
                         flight: Arc::new(tokio::sync::Mutex::new(())),
                         backoff: Mutex::new(Backoff::default()),
                         cache: Mutex::new(None),
+                        last: Mutex::new(None),
                         backoff_cap: backoff_cap(a),
                         refusals: Mutex::new(Refusals::default()),
                         refusing: AtomicBool::new(false),
@@ -264,7 +271,13 @@ impl Tokens {
         if let Some(access) = slot.cached() {
             return Ok(access);
         }
-        let row = self.read_off_thread(name).await?;
+        if let Some(access) = self.while_store_down(slot) {
+            return Ok(access);
+        }
+        let row = match self.read_off_thread(name).await {
+            Ok(row) => row,
+            Err(e) => return self.while_store_down(slot).ok_or(AccessError::Store(e)),
+        };
         match &row {
             Some(r) if r.state == TokenState::NeedsReauth => Err(needs_reauth_error(account, r)),
             Some(r) if usable(account, r, now()) => {
@@ -289,6 +302,7 @@ impl Tokens {
             ));
         }
         slot.forget();
+        *slot.last.lock() = None;
         self.refresh(name, Some(generation), true).await
     }
 
@@ -373,7 +387,7 @@ impl Tokens {
         // the server's answer and the commit (that would lose a rotated refresh token).
         let this = self.clone();
         let name = name.to_string();
-        tokio::spawn(async move {
+        let result = tokio::spawn(async move {
             let _flight = flight;
             this.refresh_locked(&name, seen, force).await
         })
@@ -382,7 +396,12 @@ impl Tokens {
             Err(AccessError::Store(Error::runtime(format!(
                 "refresh task failed: {e}"
             ))))
-        })
+        });
+        // No refresh without the store: the old token while it is valid.
+        match result {
+            Err(AccessError::Store(e)) => self.while_store_down(slot).ok_or(AccessError::Store(e)),
+            r => r,
+        }
     }
 
     /// At shutdown: token requests still unanswered `grace` from now are abandoned (the
@@ -626,14 +645,7 @@ impl Tokens {
         let new_row = row_from_response(account, old, response, grant, attempt.started);
         let (event, detail) = describe_new_token(&new_row, old, grant);
         let committed = self
-            .commit_attempt(
-                name,
-                attempt.generation,
-                new_row,
-                event,
-                detail,
-                Journal::Clear,
-            )
+            .commit_answer_when_stored(name, attempt.generation, new_row, event, detail)
             .await?;
         let stored = match committed {
             Committed::Stored(stored) => stored,
@@ -648,6 +660,8 @@ impl Tokens {
             "token committed"
         );
         attempt.slot.backoff.lock().reset();
+        let access = access_of(account, &stored);
+        attempt.slot.remember(&stored, &access);
         tracing::info!(
             account = name,
             grant = grant.as_str(),
@@ -659,7 +673,7 @@ impl Tokens {
             "token {}",
             event.as_str()
         );
-        Ok(access_of(account, &stored))
+        Ok(access)
     }
 
     /// Step 3, after a temporary failure: backs off, records the event, and hands out the

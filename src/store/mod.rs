@@ -18,13 +18,15 @@
 //!   PostgreSQL).
 //! - The refresh journal ([`Handle::journal_write`]): the provider's answer kept, before it
 //!   is parsed, until it is committed, so a crash between the two spends no refresh token.
-//! - Polls: [`PollWriter`] (batched writes off the async runtime), [`Store::polls`],
+//! - Polls: [`PollWriter`] (batched writes off the async runtime, kept in a bounded buffer
+//!   while the store is unavailable, see [`Health`]), [`Store::polls`],
 //!   [`Store::endpoint_summary`], [`Store::endpoints_of`], [`Store::last_body_hash`].
 //! - Pending authorizations: [`Store::put_pending`], [`Store::pending`],
 //!   [`Store::clear_pending`].
 
 pub mod crypto;
 mod database;
+mod health;
 mod postgres;
 mod rows;
 pub(crate) mod sqlite;
@@ -33,6 +35,7 @@ mod writer;
 
 pub use crypto::StoreKey;
 pub use database::{Database, PgTarget};
+pub use health::{Health, StoreState};
 pub use postgres::{Fence, Instance, LeaseStore};
 pub use rows::{
     EventRow, JournalEntry, Pending, PollRecord, PollRow, TokenRow, TokenState, PENDING_TTL,
@@ -158,13 +161,30 @@ impl Handle {
     }
 
     /// Starts the poll writer: rows are written in batches on a thread of its own, and
-    /// history older than `keep_history` is pruned.
-    pub fn poll_writer(&self, keep_history: Duration) -> Result<PollWriter, Error> {
+    /// history older than `keep_history` is pruned. While the store cannot take them, at
+    /// most `buffer` bytes of rows wait (the oldest beyond it are dropped, and counted).
+    pub fn poll_writer(&self, keep_history: Duration, buffer: u64) -> Result<PollWriter, Error> {
+        let (shown, health) = (self.shown(), self.health());
         match self {
-            Handle::Sqlite(h) => {
-                PollWriter::start(sqlite::PollSink::open(h)?, self.shown(), keep_history)
+            Handle::Sqlite(h) => PollWriter::start(
+                sqlite::PollSink::open(h)?,
+                shown,
+                keep_history,
+                health,
+                buffer,
+            ),
+            Handle::Postgres(h) => {
+                PollWriter::start(h.poll_sink()?, shown, keep_history, health, buffer)
             }
-            Handle::Postgres(h) => PollWriter::start(h.poll_sink()?, self.shown(), keep_history),
+        }
+    }
+
+    /// Whether the store answers: shared by every clone of a PostgreSQL handle (a SQLite
+    /// file is always there; its writer keeps a value of its own).
+    pub fn health(&self) -> Health {
+        match self {
+            Handle::Sqlite(_) => Health::default(),
+            Handle::Postgres(h) => h.health().clone(),
         }
     }
 }

@@ -1,13 +1,17 @@
 //! The poll writer: poll rows are handed over without waiting and written on a thread of
-//! its own, many rows a transaction, into whichever backend's [`Sink`].
+//! its own, many rows a transaction, into whichever backend's [`Sink`]. While the store
+//! cannot take them (PostgreSQL down, a full disk), the rows wait in a bounded
+//! [`Backlog`] and are tried again with a growing delay, in order; beyond the bound the
+//! oldest are dropped and counted ([`Health`]).
 
-use super::now;
+use super::health::Health;
 use super::rows::PollRecord;
 use crate::error::Error;
+use backlog::Backlog;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where a backend writes a batch of poll rows, and prunes old history.
 pub(crate) trait Sink: Send + 'static {
@@ -19,6 +23,8 @@ pub(crate) trait Sink: Send + 'static {
 
 /// Why a batch was not written (the message names no secret: rows hold none).
 pub(crate) enum InsertError {
+    /// The store cannot be reached (PostgreSQL down or restarting): kept, tried again.
+    Unavailable(String),
     /// The database is full (the disk, or its size limit).
     Full(String),
     Other(String),
@@ -51,25 +57,41 @@ impl Shared {
 pub struct PollWriter {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    health: Health,
 }
 
 impl PollWriter {
-    /// Starts the writer thread on `sink`; `database` names the store in its messages.
+    /// Starts the writer thread on `sink`; `database` names the store in its messages, and
+    /// at most `buffer` bytes of rows wait while the store cannot take them.
     pub(crate) fn start(
         sink: impl Sink,
         database: String,
         keep_history: Duration,
+        health: Health,
+        buffer: u64,
     ) -> Result<PollWriter, Error> {
         let shared = Arc::new(Shared::default());
         let theirs = shared.clone();
+        let writer = Writer {
+            database,
+            health: health.clone(),
+            backlog: Backlog::new(buffer),
+            keep: keep_history,
+        };
         let thread = std::thread::Builder::new()
             .name("poll-writer".into())
-            .spawn(move || writer_loop(sink, database, &theirs, keep_history))
+            .spawn(move || writer.run(sink, &theirs))
             .map_err(|e| Error::runtime(format!("cannot start the poll writer: {e}")))?;
         Ok(PollWriter {
             shared,
             thread: Some(thread),
+            health,
         })
+    }
+
+    /// Whether the store answers, and the rows waiting or dropped.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     pub fn record(&self, poll: PollRecord) {
@@ -80,7 +102,8 @@ impl PollWriter {
         }
     }
 
-    /// Waits until every row sent so far is committed (or failed).
+    /// Waits until every row sent so far is committed (or failed: kept for later while the
+    /// store is unavailable).
     pub fn flush(&self) {
         let (done_tx, done_rx) = mpsc::channel();
         {
@@ -105,61 +128,7 @@ impl Drop for PollWriter {
     }
 }
 
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// How long the writer gathers rows before one commit, and at most how many.
-const BATCH_WINDOW: Duration = Duration::from_millis(200);
-const BATCH_ROWS: usize = 1000;
+mod backlog;
+mod thread;
 
-fn writer_loop(mut sink: impl Sink, database: String, shared: &Shared, keep: Duration) {
-    let mut last_prune: Option<Instant> = None;
-    loop {
-        let (batch, flushed, closed) = {
-            let mut p = shared.lock();
-            while p.rows.is_empty() && p.flushed.is_empty() && !p.closed {
-                shared.wake.wait(&mut p);
-            }
-            // Gather what arrives within a short window: one commit (and its WAL
-            // checksums) for many rows. A flush or shutdown commits at once.
-            let window_end = Instant::now() + BATCH_WINDOW;
-            while p.flushed.is_empty() && !p.closed && p.rows.len() < BATCH_ROWS {
-                let left = window_end.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                shared.wake.wait_for(&mut p, left);
-            }
-            (
-                std::mem::take(&mut p.rows),
-                std::mem::take(&mut p.flushed),
-                p.closed,
-            )
-        };
-        if !batch.is_empty() {
-            match sink.insert(&batch) {
-                Ok(()) => {}
-                Err(InsertError::Full(e)) => {
-                    tracing::error!(database = %database, rows = batch.len(), error = %e,
-                        "cannot store poll results: the database is full (the disk, or its size limit); the polls themselves went on and tokens are still stored");
-                }
-                Err(InsertError::Other(e)) => {
-                    tracing::error!(database = %database, rows = batch.len(), error = %e,
-                        "cannot store poll results (the polls themselves went on)");
-                }
-            }
-        }
-        for w in flushed {
-            let _ = w.send(());
-        }
-        if closed {
-            return;
-        }
-        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-            last_prune = Some(Instant::now());
-            match sink.prune(now() - keep.as_secs() as i64) {
-                Ok((p, e)) if p + e > 0 => tracing::info!(polls = p, events = e, "pruned history"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot prune history"),
-            }
-        }
-    }
-}
+use thread::{Writer, BATCH_ROWS};

@@ -210,7 +210,12 @@ fn three_instances_fifty_accounts_kills_pauses_and_a_database_restart() {
         }
         eprintln!("restart {restart_window:?}");
         for l in &logs {
-            for line in l.lines().filter(|l| l.contains("leases changed") || l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("oauth-poller started")) {
+            for line in l.lines().filter(|l| {
+                l.contains("leases changed")
+                    || l.contains(" WARN ")
+                    || l.contains(" ERROR ")
+                    || l.contains("oauth-poller started")
+            }) {
                 eprintln!("{line}");
             }
         }
@@ -228,7 +233,10 @@ fn three_instances_fifty_accounts_kills_pauses_and_a_database_restart() {
     assert_eq!(invalid_grant, 0, "invalid_grant answers: {stats}");
     assert_eq!(reuse, 0, "refresh tokens presented after they were spent");
     assert!(lost.is_empty(), "grants lost: {lost:?}");
-    assert!(refreshes as usize >= ACCOUNTS * 10, "refreshes happened: {refreshes}");
+    assert!(
+        refreshes as usize >= ACCOUNTS * 10,
+        "refreshes happened: {refreshes}"
+    );
     // The bound docs/postgres.md states: the lease's TTL, a renewal period, and the tick
     // before and after (seconds, on whole-second timestamps: +1).
     let bound = (LEASE_TTL + LEASE_TTL.div_ceil(3) + 2 * INTERVAL + 1) as i64;

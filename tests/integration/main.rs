@@ -25,6 +25,7 @@ mod migrate_store;
 mod operator_defects;
 mod pagination;
 mod pg;
+mod pg_outage;
 mod poll_once;
 mod polling;
 mod postgres;

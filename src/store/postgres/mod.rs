@@ -9,6 +9,10 @@
 //! - the refresh journal is the `refresh_journal` table, written the moment the answer
 //!   arrives.
 //!
+//! Every failure to reach the server (refused, closed, shutting down) marks the handle's
+//! [`Health`] unavailable and every success marks it available again: the poll writer keeps
+//! its rows meanwhile, and the token reads use the last token while it is valid.
+//!
 //! The `postgres` client runs its own small runtime, which must not be entered from a
 //! thread that runs async tasks: [`blocking`] moves every call made from such a thread
 //! onto a short-lived thread of its own.
@@ -26,6 +30,7 @@ pub use tokens::{Gate, RefreshLock};
 
 use super::crypto::StoreKey;
 use super::database::{PgTarget, PgTls};
+use super::health::Health;
 use crate::error::{Error, InputError, StoreError};
 use parking_lot::Mutex;
 use postgres::{Client, GenericClient};
@@ -63,7 +68,21 @@ pub struct Handle {
     /// A daemon instance's leases: commits are checked against them (none for a command
     /// run once, which an operator runs on purpose).
     fence: Option<Arc<Fence>>,
+    /// Whether the server answers: marked by every failure to reach it and every success.
+    health: Health,
+    reconnect: Arc<Mutex<Reconnect>>,
 }
+
+/// While the server is unavailable, one connection attempt at a time, at most one a
+/// [`RECONNECT_EVERY`]: an attempt may take the whole connect timeout (a partition drops
+/// packets), and callers queued behind it would hold up the schedule.
+#[derive(Default)]
+struct Reconnect {
+    busy: bool,
+    failed_at: Option<std::time::Instant>,
+}
+
+const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +100,8 @@ impl Handle {
             key: key.cloned(),
             idle: Arc::default(),
             fence: None,
+            health: Health::default(),
+            reconnect: Arc::default(),
         }
     }
 
@@ -102,8 +123,24 @@ impl Handle {
         self.key.as_ref()
     }
 
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The error, as the crate sees it; a failure to reach the server marks the store
+    /// unavailable.
     pub(crate) fn err(&self, source: postgres::Error) -> Error {
-        Error::Store(StoreError::new(&self.target, source))
+        let down = unreachable(&source);
+        let e = Error::Store(StoreError::new(&self.target, source));
+        if down {
+            self.health.down(&self.target.to_string(), &e.to_string());
+        }
+        e
+    }
+
+    /// The server answered.
+    pub(crate) fn answered(&self) {
+        self.health.up(&self.target.to_string());
     }
 
     /// A connection: an idle one still open, else a new one.
@@ -121,10 +158,28 @@ impl Handle {
                 None => break,
             }
         }
-        let client = blocking(|| connect(&self.target)).map_err(|e| match e {
+        let claimed = self.health.unavailable();
+        if claimed {
+            let mut r = self.reconnect.lock();
+            if r.busy || r.failed_at.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
+                return Err(Error::Store(StoreError::new(
+                    &self.target,
+                    "unavailable (reconnecting)",
+                )));
+            }
+            r.busy = true;
+        }
+        let connected = blocking(|| connect(&self.target));
+        if claimed {
+            let mut r = self.reconnect.lock();
+            r.busy = false;
+            r.failed_at = connected.is_err().then(std::time::Instant::now);
+        }
+        let client = connected.map_err(|e| match e {
             Connect::Tls(e) => Error::runtime(format!("database {}: {e}", self.target)),
             Connect::Postgres(e) => self.err(e),
         })?;
+        self.answered();
         Ok(Pooled {
             conn: Some(Conn(Some(client))),
             home: self.idle.clone(),
@@ -285,8 +340,19 @@ impl Store {
             *conn = self.at.connection()?;
         }
         let client: &mut Client = &mut conn;
-        blocking(|| work(client)).map_err(|e| self.at.err(e))
+        let done = blocking(|| work(client)).map_err(|e| self.at.err(e))?;
+        self.at.answered();
+        Ok(done)
     }
+}
+
+/// Whether `e` says the server could not be reached (down, restarting, the connection
+/// lost), rather than that it refused a statement: no SQLSTATE (I/O, a closed connection),
+/// a connection exception (08) or an operator's intervention (57: shutdown, starting up).
+pub(crate) fn unreachable(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code()
+            .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57"))
 }
 
 /// Why a connection could not be made.

@@ -24,9 +24,9 @@ impl Handle {
 }
 
 impl Sink {
-    fn client(&mut self) -> Result<&mut Pooled, String> {
+    fn client(&mut self) -> Result<&mut Pooled, Error> {
         if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
-            self.conn = Some(self.at.connection().map_err(|e| e.to_string())?);
+            self.conn = Some(self.at.connection()?);
         }
         Ok(self.conn.as_mut().expect("connected just above"))
     }
@@ -36,21 +36,30 @@ impl writer::Sink for Sink {
     fn insert(&mut self, batch: &[PollRecord]) -> Result<(), writer::InsertError> {
         let at = self.at.clone();
         let instance = at.fence().map(|f| f.instance.id.clone());
-        let conn = self.client().map_err(writer::InsertError::Other)?;
-        insert_batch(conn, batch, instance.as_deref()).map_err(|e| {
-            let full = e.code() == Some(&postgres::error::SqlState::DISK_FULL);
-            let message = at.err(e).to_string();
-            if full {
-                writer::InsertError::Full(message)
-            } else {
-                writer::InsertError::Other(message)
-            }
-        })
+        // Not connected: the server is down (or the TLS setup failed, which a retry may
+        // find fixed as well).
+        let conn = self
+            .client()
+            .map_err(|e| writer::InsertError::Unavailable(e.to_string()))?;
+        insert_batch(conn, batch, instance.as_deref())
+            .map_err(|e| {
+                let down = super::unreachable(&e);
+                let full = e.code() == Some(&postgres::error::SqlState::DISK_FULL);
+                let message = at.err(e).to_string();
+                if down {
+                    writer::InsertError::Unavailable(message)
+                } else if full {
+                    writer::InsertError::Full(message)
+                } else {
+                    writer::InsertError::Other(message)
+                }
+            })
+            .inspect(|()| at.answered())
     }
 
     fn prune(&mut self, before: i64) -> Result<(usize, usize), String> {
         let at = self.at.clone();
-        let conn = self.client()?;
+        let conn = self.client().map_err(|e| e.to_string())?;
         let polls = conn
             .execute("DELETE FROM polls WHERE started_at < $1", &[&before])
             .map_err(|e| at.err(e).to_string())?;

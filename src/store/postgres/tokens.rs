@@ -380,31 +380,41 @@ impl RefreshLock {
         detail: &str,
     ) -> Result<TokenRow, Error> {
         let key = self.at.key().cloned();
-        self.run(|c| {
+        let stored = self.run(|c| {
             let stored = write_token(c, key.as_ref(), row)?;
             add_event(c, &row.account, event, detail)?;
             c.batch_execute("COMMIT")?;
             Ok(stored)
-        })
+        })?;
+        self.ended();
+        Ok(stored)
     }
 
     pub fn commit_event(self, account: &str, event: &str, detail: &str) -> Result<(), Error> {
         self.run(|c| {
             add_event(c, account, event, detail)?;
             c.batch_execute("COMMIT")
-        })
+        })?;
+        self.ended();
+        Ok(())
     }
 
     pub fn release(self) {
-        let _ = self.run(|c| c.batch_execute("COMMIT"));
+        if self.run(|c| c.batch_execute("COMMIT")).is_ok() {
+            self.ended();
+        }
+    }
+
+    /// The transaction is committed: the connection goes back as it is.
+    fn ended(&self) {
+        drop(self.conn.lock().take());
     }
 }
 
 impl Drop for RefreshLock {
     fn drop(&mut self) {
         if let Some(mut conn) = self.conn.get_mut().take() {
-            // Committed or not, end any transaction before the connection is reused (after
-            // a COMMIT this is a no-op that PostgreSQL answers with a warning).
+            // Not committed: roll back before the connection is reused.
             let client: &mut Client = &mut conn;
             if blocking(|| client.batch_execute("ROLLBACK")).is_err() {
                 conn.discard();
