@@ -114,7 +114,7 @@ impl Handle {
     pub fn open(&self) -> Result<Store, Error> {
         Ok(match self {
             Handle::Sqlite(h) => Store::Sqlite(h.open()?),
-            Handle::Postgres(h) => Store::Postgres(h.open()?),
+            Handle::Postgres(h) => Store::Postgres(Box::new(h.open()?)),
         })
     }
 
@@ -122,7 +122,7 @@ impl Handle {
     pub fn open_existing(&self) -> Result<Store, Error> {
         Ok(match self {
             Handle::Sqlite(h) => Store::Sqlite(h.open_existing()?),
-            Handle::Postgres(h) => Store::Postgres(h.open_existing()?),
+            Handle::Postgres(h) => Store::Postgres(Box::new(h.open_existing()?)),
         })
     }
 
@@ -192,7 +192,7 @@ impl Handle {
 /// An open store.
 pub enum Store {
     Sqlite(sqlite::Store),
-    Postgres(postgres::Store),
+    Postgres(Box<postgres::Store>),
 }
 
 impl Store {
