@@ -80,6 +80,9 @@ struct AccountSlot {
     /// The last token read or committed, kept after `cache` is forgotten: what polls use
     /// while the store is unavailable (see [`outage`]). Cleared by a 401.
     last: Mutex<Option<Cached>>,
+    /// A provider's answer the store could not journal when it arrived (it was unavailable):
+    /// journaled before the commit is tried again (see [`outage`]).
+    unjournaled: Mutex<Option<JournalEntry>>,
     backoff_cap: Duration,
     refusals: Mutex<Refusals>,
     /// `refusals.steps > 0`, read on every successful poll without taking the lock.
@@ -205,6 +208,7 @@ impl Tokens {
                         backoff: Mutex::new(Backoff::default()),
                         cache: Mutex::new(None),
                         last: Mutex::new(None),
+                        unjournaled: Mutex::new(None),
                         backoff_cap: backoff_cap(a),
                         refusals: Mutex::new(Refusals::default()),
                         refusing: AtomicBool::new(false),
@@ -573,6 +577,7 @@ impl Tokens {
             let db = self.inner.db.clone();
             let name = name.to_string();
             let (generation, started) = (attempt.generation, attempt.started);
+            let unjournaled = &attempt.slot.unjournaled;
             move |status: u16, body: &[u8]| {
                 if (200..300).contains(&status) {
                     let entry = JournalEntry {
@@ -581,7 +586,9 @@ impl Tokens {
                         grant: grant.as_str().to_string(),
                         body: zeroize::Zeroizing::new(body.to_vec()),
                     };
-                    db.journal_write(&name, &entry);
+                    if !db.journal_write(&name, &entry) {
+                        *unjournaled.lock() = Some(entry);
+                    }
                 }
             }
         };

@@ -145,8 +145,9 @@ impl Handle {
     }
 
     /// Journals a provider's 2xx answer the moment it arrives (sealed with the store's key
-    /// when it has one). Best-effort: a failure is logged and the commit proceeds.
-    pub fn journal_write(&self, account: &str, entry: &JournalEntry) {
+    /// when it has one). Best-effort: a failure is logged and the commit proceeds; returns
+    /// whether the entry was written.
+    pub fn journal_write(&self, account: &str, entry: &JournalEntry) -> bool {
         each!(self, Handle, h => h.journal_write(account, entry))
     }
 

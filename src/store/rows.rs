@@ -130,6 +130,7 @@ pub struct Pending {
 }
 
 /// A refresh journal entry: the provider's raw answer, kept until it is committed.
+#[derive(Clone)]
 pub struct JournalEntry {
     /// The stored token generation the refresh started from (0: none).
     pub generation: i64,

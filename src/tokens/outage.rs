@@ -51,6 +51,17 @@ impl Tokens {
         let mut delay = RETRY_FIRST;
         let mut said = false;
         loop {
+            // First into the journal, if it could not be written when the answer came: should
+            // this instance's lease have moved meanwhile, its commit is refused, and the new
+            // owner commits the journaled answer instead of spending the rotated refresh token.
+            if let Ok(slot) = self.slot(name) {
+                let kept = slot.unjournaled.lock().take();
+                if let Some(entry) = kept {
+                    if !self.inner.db.journal_write(name, &entry) {
+                        *slot.unjournaled.lock() = Some(entry);
+                    }
+                }
+            }
             let committed = self
                 .commit_attempt(
                     name,
@@ -80,6 +91,11 @@ impl Tokens {
                     delay = (delay * 2).min(RETRY_CAP);
                 }
                 other => {
+                    if other.is_ok() {
+                        if let Ok(slot) = self.slot(name) {
+                            slot.unjournaled.lock().take();
+                        }
+                    }
                     if said && other.is_ok() {
                         tracing::info!(
                             account = name,

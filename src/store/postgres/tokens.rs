@@ -266,9 +266,9 @@ impl Handle {
     }
 
     /// Journals a provider's answer (sealed like the tokens), committed before returning.
-    pub fn journal_write(&self, account: &str, entry: &JournalEntry) {
+    pub fn journal_write(&self, account: &str, entry: &JournalEntry) -> bool {
         let Ok(text) = std::str::from_utf8(&entry.body) else {
-            return;
+            return false;
         };
         let instance = entry.generation.to_string();
         let sealed = Zeroizing::new(crypto::seal(
@@ -294,9 +294,10 @@ impl Handle {
             })
             .map_err(|e| self.err(e))
         });
-        if let Err(e) = written {
+        if let Err(e) = &written {
             tracing::warn!(account, error = %e, "cannot write the refresh journal");
         }
+        written.is_ok()
     }
 
     /// The account's journaled answer, if any (and if it opens with the store's key).

@@ -56,7 +56,7 @@ impl Handle {
         self.key.as_ref()
     }
 
-    pub fn journal_write(&self, account: &str, entry: &crate::store::JournalEntry) {
+    pub fn journal_write(&self, account: &str, entry: &crate::store::JournalEntry) -> bool {
         pending::write(self, account, entry)
     }
 

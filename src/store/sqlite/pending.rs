@@ -25,10 +25,10 @@ pub fn path(db: &Path, account: &str) -> PathBuf {
 
 /// Writes the answer (sealed with the store's key when it has one). Best-effort: a failure
 /// is logged and the commit proceeds as before.
-pub fn write(at: &Handle, account: &str, entry: &JournalEntry) {
+pub fn write(at: &Handle, account: &str, entry: &JournalEntry) -> bool {
     let db = at.path();
     let Ok(text) = std::str::from_utf8(&entry.body) else {
-        return;
+        return false;
     };
     let (generation, started, grant) = (entry.generation, entry.started, &entry.grant);
     let instance = generation.to_string();
@@ -42,9 +42,10 @@ pub fn write(at: &Handle, account: &str, entry: &JournalEntry) {
     );
     record.extend_from_slice(sealed.as_bytes());
     let result = write_new(db, &path(db, account), &record);
-    if let Err(e) = result {
+    if let Err(e) = &result {
         tracing::warn!(account, error = %e, "cannot write the refresh journal");
     }
+    result.is_ok()
 }
 
 /// Writes `record` as a new file at `target` (mode 0600), replacing an old journal. The file
