@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench daemon` (add `-- --quick` for a short run, `-- --no-peers` to skip
 //! the Python loop and collectd). Prints a table and writes it to docs/benchmarks.md.
+//! `BENCH_ONLY=pg3x10k` runs three instances on one PostgreSQL beside the SQLite scale run,
+//! and updates its own section of docs/benchmarks.md.
 //!
 //! The daemon is the real binary as a process; the simulator serves the API on loopback from
 //! this process, so its CPU is not counted: daemon CPU is utime + stime from /proc.
@@ -18,6 +20,17 @@ use std::time::{Duration, Instant};
 #[path = "../tests/integration/config_builder.rs"]
 mod config_builder;
 use config_builder::{Account, Config, Endpoint};
+
+// The tests' PostgreSQL (a cluster of its own, made with initdb in a temporary directory) and
+// the helpers it stands on.
+#[path = "../tests/integration/pg.rs"]
+mod pg;
+#[path = "../tests/integration/util.rs"]
+mod util;
+
+// Three instances on one PostgreSQL (`pg3x10k`).
+#[path = "daemon/postgres.rs"]
+mod postgres;
 
 struct Opts {
     quick: bool,
@@ -65,6 +78,20 @@ fn main() {
             );
             return;
         }
+        Some("pg3x10k") => {
+            // The single-node SQLite figure first, in the same run, for the comparison.
+            let sqlite = scale(
+                &sim,
+                &mut report,
+                10_000,
+                Duration::from_secs(30),
+                secs(60),
+                None,
+            );
+            let mut section = Report::default();
+            postgres::pg_scale(&sim, &mut section, secs(60), Some(&sqlite));
+            return section.update(postgres::TITLE, &report_path());
+        }
         Some("startstop") => return start_stop(&sim, &mut report),
         Some("pages") => return pagination(&mut report, secs(20)),
         Some("scale1k") => {
@@ -93,7 +120,7 @@ fn main() {
         run_secs,
         Some(floor),
     );
-    scale(
+    let scale_10k = scale(
         &sim,
         &mut report,
         10_000,
@@ -101,16 +128,24 @@ fn main() {
         run_secs.max(65),
         Some(floor),
     );
+    // Three instances on PostgreSQL, beside the run above (about two minutes; not in --quick).
+    if !opts.quick {
+        postgres::pg_scale(&sim, &mut report, run_secs.max(65), Some(&scale_10k));
+    }
     fan_in(&sim, &mut report, if opts.quick { 2_000 } else { 10_000 });
     pagination(&mut report, run_secs.min(30));
     start_stop(&sim, &mut report);
     if opts.peers {
         peers(&sim, &mut report, &scale_1k, run_secs);
     }
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
+    let out = report_path();
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     std::fs::write(&out, report.markdown()).unwrap();
     println!("\nwritten to {}", out.display());
+}
+
+fn report_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md")
 }
 
 // ---- the simulator, on its own runtime thread ----------------------------------------------
@@ -186,32 +221,45 @@ fn sim_account(name: &str, sim: &SimHandle, seed: &Path) -> Account {
         .oauth2("client_auth", "body")
 }
 
-/// `accounts` accounts sharing `endpoints` endpoints, each endpoint tagged `ep=TAG`.
+fn bench_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("oauth-poller-bench-")
+        .tempdir()
+        .unwrap()
+}
+
+/// `accounts` accounts sharing `endpoints` endpoints, each endpoint tagged `ep=TAG`, on a
+/// SQLite store.
 fn setup(
     sim: &SimHandle,
     tag: &str,
     accounts: usize,
     endpoints: usize,
     interval: Duration,
-    expired: bool,
 ) -> Setup {
-    let dir = tempfile::Builder::new()
-        .prefix("oauth-poller-bench-")
-        .tempdir()
-        .unwrap();
-    let mut cfg = Config::polling(
+    let dir = bench_dir();
+    let cfg = Config::polling(
         &dir.path().join("state.db"),
         &format!("{}ms", interval.as_millis()),
         "10s",
     );
+    setup_with(sim, dir, cfg, tag, accounts, endpoints, interval)
+}
+
+/// [`setup`] on the `[daemon]` of `cfg` (its store, its interval), written into `dir`.
+fn setup_with(
+    sim: &SimHandle,
+    dir: tempfile::TempDir,
+    mut cfg: Config,
+    tag: &str,
+    accounts: usize,
+    endpoints: usize,
+    interval: Duration,
+) -> Setup {
     let mut order = Vec::new();
     for a in 0..accounts {
-        let mut seed: serde_json::Value = serde_json::from_str(&sim.sim.issue_seed()).unwrap();
-        if expired {
-            seed["expires_in"] = 0.into();
-        }
         let seed_path = dir.path().join(format!("seed{a}.json"));
-        std::fs::write(&seed_path, seed.to_string()).unwrap();
+        std::fs::write(&seed_path, sim.sim.issue_seed()).unwrap();
         let mut account = sim_account(&format!("a{a}"), sim, &seed_path);
         let per = endpoints / accounts + usize::from(a < endpoints % accounts);
         for e in 0..per {
@@ -240,7 +288,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(setup: &Setup, env: &[(&str, String)]) -> Daemon {
-        let log = std::fs::File::create(setup.dir.path().join("daemon.log")).unwrap();
+        Daemon::start_logging_to(setup, env, "daemon.log")
+    }
+
+    /// [`Daemon::start`] with its log in `log` of the setup's directory (several daemons
+    /// on one configuration).
+    fn start_logging_to(setup: &Setup, env: &[(&str, String)], log: &str) -> Daemon {
+        let log = std::fs::File::create(setup.dir.path().join(log)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_oauth-poller"))
             .arg("--config")
             .arg(&setup.config)
@@ -276,19 +330,55 @@ impl Daemon {
 
 /// utime + stime of a process (all threads).
 fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    // After the command: state, ppid, pgrp, session, tty_nr, tpgid (may be -1), flags,
-    // minflt, cminflt, majflt, cmajflt, utime, stime (proc(5) fields 3..15).
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = field(11) + field(12);
-    Duration::from_secs_f64(ticks as f64 / clock_ticks())
+    stat(pid).map(|s| s.cpu).unwrap_or_default()
 }
 
+/// What the benchmark reads of /proc/PID/stat.
+struct Stat {
+    ppid: u32,
+    /// utime + stime.
+    cpu: Duration,
+    /// cutime + cstime: the children that exited and were waited for.
+    children_cpu: Duration,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    // After the command: state, ppid, pgrp, session, tty_nr, tpgid (may be -1), flags,
+    // minflt, cminflt, majflt, cmajflt, utime, stime, cutime, cstime (proc(5) fields 3..17).
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |t: u64| Duration::from_secs_f64(t as f64 / clock_ticks());
+    Some(Stat {
+        ppid: field(1) as u32,
+        cpu: ticks(field(11) + field(12)),
+        children_cpu: ticks(field(13) + field(14)),
+    })
+}
+
+/// The CPU time a process has run, exact (the scheduler's sum over its threads, in ns), or
+/// None once it is gone.
+fn scheduled_cpu(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = Duration::ZERO;
+    for t in tasks.flatten() {
+        let ns: u64 = std::fs::read_to_string(t.path().join("schedstat"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        total += Duration::from_nanos(ns);
+    }
+    Some(total)
+}
+
+type ThreadCpus = std::collections::BTreeMap<String, Duration>;
+
 /// CPU time of each thread of a process by thread name (the scheduler's exact sums).
-fn thread_cpus(pid: u32) -> std::collections::BTreeMap<String, Duration> {
-    let mut out = std::collections::BTreeMap::new();
+fn thread_cpus(pid: u32) -> ThreadCpus {
+    let mut out = ThreadCpus::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
     };
@@ -303,6 +393,21 @@ fn thread_cpus(pid: u32) -> std::collections::BTreeMap<String, Duration> {
         *out.entry(name.trim().to_string()).or_default() += Duration::from_nanos(ns);
     }
     out
+}
+
+/// The CPU each thread name used between two [`thread_cpus`], per poll: "name µs, ...".
+fn by_thread(before: &ThreadCpus, after: &ThreadCpus, polls: usize) -> String {
+    after
+        .iter()
+        .map(|(name, t1)| {
+            let t0 = before.get(name).copied().unwrap_or_default();
+            format!(
+                "{name} {:.1}",
+                t1.saturating_sub(t0).as_secs_f64() * 1e6 / polls.max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn clock_ticks() -> f64 {
@@ -345,6 +450,12 @@ fn arrivals(sim: &SimHandle, tag: &str) -> Vec<(String, f64)> {
 /// the earliest (first arrival - spread offset) over all endpoints, then each endpoint is
 /// due at origin + offset + k * interval.
 fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize) {
+    spread(late_starts(setup, arrivals))
+}
+
+/// How late each of `arrivals` started (see [`lateness`]), in seconds, in arrival order.
+/// The arrivals must come from one daemon: each has its own schedule's origin.
+fn late_starts(setup: &Setup, arrivals: &[(String, f64)]) -> Vec<f64> {
     let iv = setup.interval.as_secs_f64();
     // The daemon's own spread of first polls, over its endpoints in configuration order.
     let offsets = oauth_poller::start_offsets(&vec![setup.interval; setup.order.len()]);
@@ -363,7 +474,7 @@ fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize)
         .iter()
         .map(|(t, a)| a - offset.get(t).copied().unwrap_or(0.0))
         .fold(f64::INFINITY, f64::min);
-    let mut late: Vec<f64> = arrivals
+    arrivals
         .iter()
         .map(|(t, at)| {
             let due0 = origin + offset.get(t.as_str()).copied().unwrap_or(0.0);
@@ -372,7 +483,11 @@ fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize)
             let k = ((at - due0) / iv).round().max(0.0);
             (at - (due0 + k * iv)).max(0.0)
         })
-        .collect();
+        .collect()
+}
+
+/// p50, p99 and max of `late` (seconds) in ms, and how many.
+fn spread(mut late: Vec<f64>) -> (f64, f64, f64, usize) {
     late.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let pick = |q: f64| {
         late.get(((late.len() as f64 * q) as usize).min(late.len().saturating_sub(1)))
@@ -391,7 +506,7 @@ fn lateness(setup: &Setup, arrivals: &[(String, f64)]) -> (f64, f64, f64, usize)
 
 fn idle(sim: &SimHandle, report: &mut Report, secs: u64) {
     println!("idle: 5 accounts, 10 endpoints, 60 s interval, {secs} s ...");
-    let s = setup(sim, "idle", 5, 10, Duration::from_secs(60), false);
+    let s = setup(sim, "idle", 5, 10, Duration::from_secs(60));
     let d = Daemon::start(&s, &[]);
     std::thread::sleep(Duration::from_secs(5));
     let (rss0, hwm0, cpu0) = (
@@ -450,7 +565,7 @@ fn scale(
 ) -> ScaleResult {
     println!("scale: {endpoints} endpoints over 10 accounts, every {interval:?}, {secs} s ...");
     let tag = format!("s{endpoints}-");
-    let s = setup(sim, &tag, 10, endpoints, interval, false);
+    let s = setup(sim, &tag, 10, endpoints, interval);
     let d = Daemon::start(&s, &[]);
     // Warm up for one interval (every endpoint has polled once), then measure.
     std::thread::sleep(interval + Duration::from_secs(2));
@@ -492,17 +607,10 @@ fn scale(
             None => format!("{per_poll:.1} µs"),
         },
     );
-    let split: Vec<String> = threads1
-        .iter()
-        .map(|(name, t1)| {
-            let t0 = threads0.get(name).copied().unwrap_or_default();
-            format!(
-                "{name} {:.1}",
-                t1.saturating_sub(t0).as_secs_f64() * 1e6 / polls.max(1) as f64
-            )
-        })
-        .collect();
-    report.row("of which, by thread (µs per poll)", &split.join(", "));
+    report.row(
+        "of which, by thread (µs per poll)",
+        &by_thread(&threads0, &threads1, polls),
+    );
     report.row(
         "peak RSS (VmHWM) / RSS at end",
         &format!("{} / {}", mib(hwm), mib(rss)),
@@ -529,7 +637,7 @@ fn fan_in(sim: &SimHandle, report: &mut Report, endpoints: usize) {
     println!("refresh fan-in: {endpoints} endpoints of one account, token just expired ...");
     let tag = format!("f{endpoints}-");
     let interval = Duration::from_secs(30);
-    let s = setup(sim, &tag, 1, endpoints, interval, false);
+    let s = setup(sim, &tag, 1, endpoints, interval);
     let d = Daemon::start(&s, &[]);
     std::thread::sleep(interval + Duration::from_secs(3));
     arrivals(sim, &tag);
@@ -565,7 +673,7 @@ fn fan_in(sim: &SimHandle, report: &mut Report, endpoints: usize) {
 fn start_stop(sim: &SimHandle, report: &mut Report) {
     use std::os::unix::net::UnixDatagram;
     println!("start and stop ...");
-    let s = setup(sim, "ss", 1, 10, Duration::from_secs(1), false);
+    let s = setup(sim, "ss", 1, 10, Duration::from_secs(1));
     let sock_path = s.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
@@ -953,6 +1061,30 @@ impl Report {
     fn row(&mut self, what: &str, value: &str) {
         println!("  {what:<60} {value}");
         writeln!(self.text, "| {what} | {value} |").unwrap();
+    }
+
+    /// Puts this report, one section titled `title`, into the file at `path` in place of the
+    /// section of that title (through the next section's heading), or at its end: a scenario
+    /// run alone updates its own section and leaves the full run's others as they are.
+    fn update(&self, title: &str, path: &Path) {
+        let old = std::fs::read_to_string(path).unwrap_or_else(|_| self.markdown());
+        let heading = format!("\n### {title}\n");
+        let new = match old.find(&heading) {
+            Some(start) => {
+                let rest = &old[start + heading.len()..];
+                let end = rest
+                    .find("\n### ")
+                    .map_or(old.len(), |n| start + heading.len() + n);
+                format!("{}{}{}", &old[..start], self.text, &old[end..])
+            }
+            None => format!(
+                "{}{}",
+                old.trim_end_matches('\n').to_string() + "\n",
+                self.text
+            ),
+        };
+        std::fs::write(path, new).unwrap();
+        println!("\nsection {title:?} written to {}", path.display());
     }
 
     fn markdown(&self) -> String {

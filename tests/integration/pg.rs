@@ -6,6 +6,7 @@
 //! against a throwaway CA when started with [`PgServer::start_tls`]; the tests inspect it as
 //! the superuser over the unix socket ([`PgServer::psql`]). The server keeps PostgreSQL's
 //! durability defaults (fsync, synchronous_commit, full_page_writes): the tests kill it.
+//! The benchmark (benches/daemon.rs) includes this file and util.rs for its PostgreSQL.
 
 #![allow(dead_code)]
 
@@ -14,7 +15,6 @@ use rand::distr::{Alphanumeric, SampleString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
 
 /// The daemon's role, and the database it owns.
 pub const USER: &str = "oauth_poller";
@@ -390,6 +390,18 @@ impl PgServer {
         self.running = true;
     }
 
+    /// The postmaster's process id, from `postmaster.pid` (None while stopped): the
+    /// benchmark sums the CPU of the cluster's processes from it.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -544,7 +556,7 @@ fn a_real_postgres_starts_restarts_and_verifies_tls() {
     if !require(Need::Postgres) {
         return;
     }
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let mut pg = PgServer::start();
     pg.psql("CREATE TABLE kept (n integer); INSERT INTO kept VALUES (42);");
 
