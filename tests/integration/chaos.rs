@@ -131,9 +131,8 @@ fn three_instances_fifty_accounts_kills_pauses_and_a_database_restart() {
     for line in stored.lines() {
         let fields: Vec<&str> = line.split('|').collect();
         let in_journal = journaled.lines().any(|j| {
-            j.split_once('|').is_some_and(|(a, body)| {
-                a == fields[0] && valid.iter().any(|v| body.contains(v))
-            })
+            j.split_once('|')
+                .is_some_and(|(a, body)| a == fields[0] && valid.iter().any(|v| body.contains(v)))
         });
         if fields.len() != 3 || fields[2] != "ok" || !(valid.contains(&fields[1]) || in_journal) {
             lost.push(fields[0].to_string());
@@ -145,7 +144,10 @@ fn three_instances_fifty_accounts_kills_pauses_and_a_database_restart() {
             eprintln!(
                 "lost {}: stored {line}; journal {:?}; its log lines:\n{}",
                 fields[0],
-                journaled.lines().filter(|j| j.starts_with(fields[0])).count(),
+                journaled
+                    .lines()
+                    .filter(|j| j.starts_with(fields[0]))
+                    .count(),
                 lines[lines.len().saturating_sub(20)..].join("\n")
             );
         }
