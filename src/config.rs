@@ -34,6 +34,7 @@ impl Config {
     /// The configured store and its key, to open it with.
     pub fn store(&self) -> store::Handle {
         store::Handle::new(&self.daemon.database, self.store_key.as_ref())
+            .with_waits(self.daemon.lease_ttl, self.daemon.timeout)
     }
 }
 

@@ -17,12 +17,12 @@
 //! at worst two instances poll one account, and neither refreshes without a commit).
 
 use crate::error::Error;
-use crate::store::{Fence, Instance, LeaseStore};
+use crate::store::{Cycle, Fence, Instance, LeaseStore};
 use parking_lot::Mutex;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// Which accounts this instance may poll and refresh now.
 #[derive(Clone)]
@@ -36,6 +36,8 @@ pub struct Shared {
     store: LeaseStore,
     fence: Arc<Fence>,
     accounts: Vec<String>,
+    /// Per account: notified when this instance gains its lease.
+    gained: HashMap<String, Arc<Notify>>,
     ttl: Duration,
     local: Mutex<Local>,
 }
@@ -55,6 +57,10 @@ impl Leases {
         Leases::Shared(Arc::new(Shared {
             store,
             fence: Arc::new(Fence::new(this_instance())),
+            gained: accounts
+                .iter()
+                .map(|a| (a.clone(), Arc::new(Notify::new())))
+                .collect(),
             accounts,
             ttl,
             local: Mutex::default(),
@@ -81,6 +87,15 @@ impl Leases {
         }
     }
 
+    /// What the endpoints of `account` wait on to poll at once when this instance gains
+    /// its lease (none when solo: every account is always this instance's).
+    pub fn gained_signal(&self, account: &str) -> Option<Arc<Notify>> {
+        match self {
+            Leases::Solo => None,
+            Leases::Shared(s) => s.gained.get(account).cloned(),
+        }
+    }
+
     /// How many accounts this instance holds (every one when solo).
     pub fn held(&self) -> Option<usize> {
         match self {
@@ -96,9 +111,12 @@ impl Leases {
         };
         let every = s.ttl / 3;
         loop {
-            s.cycle().await;
+            // Renew every third of the TTL; sooner when another instance's leases expire
+            // sooner (it stopped renewing: it died), to claim them the moment they do.
+            let next_expiry = s.cycle().await;
+            let wait = next_expiry.map_or(every, |t| every.min(t + CLAIM_AFTER_EXPIRY));
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {
@@ -109,8 +127,13 @@ impl Leases {
     }
 }
 
+/// How long after another instance's expiry its leases are claimed: enough for the
+/// database's clock to have passed it too.
+const CLAIM_AFTER_EXPIRY: Duration = Duration::from_millis(50);
+
 impl Shared {
-    async fn cycle(self: &Arc<Self>) {
+    /// One cycle; returns how soon another instance's leases expire, if known.
+    async fn cycle(self: &Arc<Self>) -> Option<Duration> {
         let started = Instant::now();
         let this = self.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -122,7 +145,7 @@ impl Shared {
         .and_then(|r| r);
         let mut local = self.local.lock();
         match result {
-            Ok(held) => {
+            Ok(Cycle { held, next_expiry }) => {
                 self.fence.set(&held);
                 let now: BTreeSet<String> = held.into_iter().map(|h| h.account).collect();
                 let gained: Vec<&String> = now.difference(&local.held).collect();
@@ -134,9 +157,22 @@ impl Shared {
                 if local.unreachable {
                     tracing::info!("the store is reachable again: leases renewed");
                 }
+                // At start every endpoint keeps its own first tick (spread over the
+                // interval); an account taken over later is polled at once.
+                let gained: Vec<String> = match local.valid_until {
+                    None => Vec::new(),
+                    Some(_) => gained.into_iter().cloned().collect(),
+                };
                 local.held = now;
                 local.valid_until = Some(started + self.ttl * 4 / 5);
                 local.unreachable = false;
+                drop(local);
+                for account in &gained {
+                    if let Some(n) = self.gained.get(account) {
+                        n.notify_waiters();
+                    }
+                }
+                next_expiry
             }
             Err(e) => {
                 if !local.unreachable {
@@ -144,6 +180,7 @@ impl Shared {
                         "cannot renew the leases: polling the accounts held until the store answers");
                 }
                 local.unreachable = true;
+                None
             }
         }
     }

@@ -123,6 +123,14 @@ impl Poller {
                     retry_after: None,
                 };
             }
+            Err(FetchError::LeaseMoved) => {
+                tracing::info!(account = %account.name, endpoint = %endpoint.name,
+                    "the account's lease moved to another instance during the poll: left to it");
+                return PollResult {
+                    outcome: Outcome::Skipped,
+                    retry_after: None,
+                };
+            }
             Err(FetchError::Failed(status, msg, ra)) => {
                 record.status = status;
                 record.error = Some(msg);
@@ -253,6 +261,9 @@ impl Poller {
         let mut fetched_bytes = 0u64;
         let mut waited = false;
         loop {
+            if !self.leases.owns(&account.name) {
+                return Err(FetchError::LeaseMoved);
+            }
             self.renew_promise(state, Duration::ZERO);
             let budget = self.daemon.max_body.saturating_sub(fetched_bytes);
             let answer = self
@@ -531,10 +542,14 @@ impl Poller {
         // A poll may take a token request and two API requests, each up to `timeout`; a poll
         // of several pages renews this before each page.
         let poll_budget = self.poll_budget();
+        // Told when this instance gains the account's lease: its first poll is then,
+        // not at the next tick.
+        let gained = self.leases.gained_signal(&account.name);
         loop {
             self.promise_by(&promise, next.into_std());
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
+                _ = notified(gained.as_deref()) => next = tokio::time::Instant::now(),
                 _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
@@ -573,6 +588,14 @@ impl Poller {
                 }
             }
         }
+    }
+}
+
+/// Waits for `signal`, or forever without one.
+async fn notified(signal: Option<&tokio::sync::Notify>) {
+    match signal {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -649,6 +672,9 @@ fn describe_content_type(value: Option<&HeaderValue>) -> String {
 
 enum FetchError {
     NeedsReauth(String),
+    /// The account's lease moved to another instance while the poll waited (for a token,
+    /// a `Retry-After`, or because this process was paused): nothing more is asked.
+    LeaseMoved,
     /// (HTTP status if there was a response, message, Retry-After)
     Failed(Option<u16>, String, Option<Duration>),
 }

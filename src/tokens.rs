@@ -83,6 +83,9 @@ struct AccountSlot {
     /// A provider's answer the store could not journal when it arrived (it was unavailable):
     /// journaled before the commit is tried again (see [`outage`]).
     unjournaled: Mutex<Option<JournalEntry>>,
+    /// The other process whose token request for this account is waited for, once said in
+    /// the log (see [`Decision::InFlight`]).
+    waiting_for: Mutex<Option<String>>,
     backoff_cap: Duration,
     refusals: Mutex<Refusals>,
     /// `refusals.steps > 0`, read on every successful poll without taking the lock.
@@ -165,6 +168,9 @@ struct Attempt<'a> {
     clock: Instant,
     /// The token is known to be rejected (a 401).
     force: bool,
+    /// Another process's request from the same row left no answer (it is named): the
+    /// refresh token may be spent.
+    unanswered: Option<String>,
 }
 
 /// Hands out valid tokens for every configured account, refreshing as needed.
@@ -209,6 +215,7 @@ impl Tokens {
                         cache: Mutex::new(None),
                         last: Mutex::new(None),
                         unjournaled: Mutex::new(None),
+                        waiting_for: Mutex::new(None),
                         backoff_cap: backoff_cap(a),
                         refusals: Mutex::new(Refusals::default()),
                         refusing: AtomicBool::new(false),
@@ -490,6 +497,15 @@ impl Tokens {
             Before::Ask { attempt, lock } => (*attempt, lock),
         };
         let (grant, answer) = self.ask_provider(&attempt).await?;
+        if answer.is_err() {
+            // Nothing to wait for: another process may ask at once.
+            let (db, name) = (self.inner.db.clone(), name.to_string());
+            let _ = off_thread(move || {
+                db.request_ended(&name);
+                Ok(())
+            })
+            .await;
+        }
         match answer {
             Ok(response) => self.commit_answer(attempt, grant, response).await,
             Err(e) if !e.is_permanent() => self.report_temporary_failure(attempt, grant, e).await,
@@ -528,7 +544,7 @@ impl Tokens {
             let (db, account) = (self.inner.db.clone(), account.clone());
             off_thread(move || decide(&db, &account, seen, force)).await?
         };
-        let row = match decision {
+        let (row, unanswered) = match decision {
             Decision::Use(row) => return Ok(Before::Answered(Ok(access_of(account, &row)))),
             Decision::NeedsReauth(row) => {
                 return Ok(Before::Answered(Err(needs_reauth_error(account, &row))))
@@ -541,8 +557,19 @@ impl Tokens {
                     .await;
                 return Ok(Before::Answered(waited));
             }
-            Decision::Request { from } => from,
+            Decision::InFlight { requester, alive } => {
+                let said = slot.waiting_for.lock().replace(requester.clone());
+                if said.as_ref() != Some(&requester) {
+                    tracing::warn!(account = name, requester = %requester, alive,
+                        "a token request another process sent for this account may still be answered: waiting for its answer (the old token stays in use while valid)");
+                }
+                return Ok(Before::Answered(
+                    self.while_in_flight_elsewhere(account, &requester).await,
+                ));
+            }
+            Decision::Request { from, unanswered } => (from, unanswered),
         };
+        slot.waiting_for.lock().take();
         let attempt = Attempt {
             slot,
             generation: row.as_ref().map_or(0, |r| r.generation),
@@ -550,6 +577,7 @@ impl Tokens {
             started: now(),
             clock: Instant::now(),
             force,
+            unanswered,
         };
         Ok(Before::Ask {
             attempt: Box::new(attempt),
@@ -570,9 +598,25 @@ impl Tokens {
             .oauth2
             .as_ref()
             .ok_or_else(|| Error::runtime("oauth2 account without [account.oauth2]"))?;
+        let fallback = match oauth.grant {
+            FallbackGrant::Password => Some(Grant::Password),
+            FallbackGrant::ClientCredentials => Some(Grant::ClientCredentials),
+            FallbackGrant::RefreshToken => None,
+        };
         // Always tried, whatever the stored refresh expiry says: the local clock may have
-        // jumped, and only the provider's `invalid_grant` says a refresh token is dead.
-        let refresh_token = attempt.row.as_ref().and_then(|r| r.refresh_token.as_ref());
+        // jumped, and only the provider's `invalid_grant` says a refresh token is dead. But
+        // not after another process's request from it left no answer, when the account has a
+        // grant of its own: presenting a refresh token the provider spent is what it takes
+        // for theft (some revoke every token of the grant).
+        let refresh_token = attempt
+            .row
+            .as_ref()
+            .and_then(|r| r.refresh_token.as_ref())
+            .filter(|_| attempt.unanswered.is_none() || fallback.is_none());
+        if let (Some(requester), Some(grant)) = (&attempt.unanswered, &fallback) {
+            tracing::warn!(account = name, requester = %requester, grant = GrantKind::of(grant).as_str(),
+                "the refresh token may have been spent by a token request that left no answer: obtaining a new token with the fallback grant instead");
+        }
         let journal = |grant: GrantKind| {
             let db = self.inner.db.clone();
             let name = name.to_string();
@@ -614,11 +658,6 @@ impl Tokens {
         // A permanent refresh failure falls back to the account's own grant, if any.
         if let Err(e) = &answer.1 {
             if e.is_permanent() {
-                let fallback = match oauth.grant {
-                    FallbackGrant::Password => Some(Grant::Password),
-                    FallbackGrant::ClientCredentials => Some(Grant::ClientCredentials),
-                    FallbackGrant::RefreshToken => None,
-                };
                 if let Some(grant) = fallback {
                     let kind = GrantKind::of(&grant);
                     if refresh_token.is_some() {
@@ -808,6 +847,24 @@ impl Tokens {
         Err(AccessError::Unavailable(format!(
             "no valid access token: the token endpoint is failing, next try in {}s",
             wait.as_secs().max(1)
+        )))
+    }
+
+    /// While another process's token request for the account may still be answered: the
+    /// old access token while it lasts.
+    async fn while_in_flight_elsewhere(
+        &self,
+        account: &Account,
+        requester: &str,
+    ) -> Result<Access, AccessError> {
+        if let Some(row) = self.read_off_thread(&account.name).await? {
+            let not_expired = row.access_expires_at.is_some_and(|t| now() < t);
+            if row.access_token.is_some() && not_expired && row.state == TokenState::Ok {
+                return Ok(access_of(account, &row));
+            }
+        }
+        Err(AccessError::Unavailable(format!(
+            "no valid access token: waiting for the answer to the token request {requester} sent"
         )))
     }
 

@@ -13,6 +13,9 @@ pub struct Health(Arc<Inner>);
 struct Inner {
     /// The Unix time the store stopped answering; 0 while it answers.
     down_since: AtomicI64,
+    /// The Unix time the store last answered again after not answering; 0 if it never
+    /// stopped.
+    returned_at: AtomicI64,
     buffered_rows: AtomicU64,
     buffered_bytes: AtomicU64,
     dropped_rows: AtomicU64,
@@ -59,6 +62,13 @@ impl Health {
         self.0.down_since.load(Relaxed) != 0
     }
 
+    /// Whether the store has answered for at least `secs` seconds without a break seen by
+    /// this handle.
+    pub(crate) fn steady_for(&self, secs: i64) -> bool {
+        let returned = self.0.returned_at.load(Relaxed);
+        !self.unavailable() && (returned == 0 || super::now().saturating_sub(returned) >= secs)
+    }
+
     /// The store did not answer (`database` and `error` name no secret).
     pub(crate) fn down(&self, database: &str, error: &str) {
         let t = super::now().max(1);
@@ -77,6 +87,7 @@ impl Health {
     pub(crate) fn up(&self, database: &str) {
         let since = self.0.down_since.swap(0, Relaxed);
         if since != 0 {
+            self.0.returned_at.store(super::now(), Relaxed);
             tracing::info!(
                 database,
                 down_s = super::now().saturating_sub(since),

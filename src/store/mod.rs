@@ -36,7 +36,7 @@ mod writer;
 pub use crypto::StoreKey;
 pub use database::{Database, PgTarget};
 pub use health::{Health, StoreState};
-pub use postgres::{Fence, Instance, LeaseStore};
+pub use postgres::{Cycle, Fence, Instance, LeaseStore};
 pub use rows::{
     EventRow, JournalEntry, Pending, PollRecord, PollRow, TokenRow, TokenState, PENDING_TTL,
 };
@@ -102,6 +102,16 @@ impl Handle {
         }
     }
 
+    /// This handle with the daemon's `lease_ttl` and `timeout`, which bound how long a token
+    /// request another instance sent is waited for (PostgreSQL; a SQLite handle is
+    /// unchanged).
+    pub fn with_waits(self, lease_ttl: Duration, timeout: Duration) -> Handle {
+        match self {
+            Handle::Sqlite(h) => Handle::Sqlite(h),
+            Handle::Postgres(h) => Handle::Postgres(h.with_waits(lease_ttl, timeout)),
+        }
+    }
+
     /// The SQLite file, if the store is one.
     pub fn file(&self) -> Option<&Path> {
         match self {
@@ -131,7 +141,7 @@ impl Handle {
     pub fn lock(&self, account: &str) -> Result<RefreshLock, Error> {
         Ok(match self {
             Handle::Sqlite(h) => RefreshLock::Sqlite(sqlite::Store::lock(h)?),
-            Handle::Postgres(h) => RefreshLock::Postgres(h.lock(account)?),
+            Handle::Postgres(h) => RefreshLock::Postgres(Box::new(h.lock(account)?)),
         })
     }
 
@@ -156,9 +166,18 @@ impl Handle {
         each!(self, Handle, h => h.journal_read(account))
     }
 
-    /// Forgets the account's journaled answer (once it is committed).
+    /// Forgets the account's journaled answer (once it is committed), and the record of
+    /// this process's request.
     pub fn journal_remove(&self, account: &str) {
         each!(self, Handle, h => h.journal_remove(account))
+    }
+
+    /// A token request ended without an answer to commit: forgets its record.
+    pub fn request_ended(&self, account: &str) {
+        match self {
+            Handle::Sqlite(_) => {}
+            Handle::Postgres(h) => h.request_ended(account),
+        }
     }
 
     /// Starts the poll writer: rows are written in batches on a thread of its own, and
@@ -275,7 +294,7 @@ impl Store {
 /// uncommitted, it rolls back.
 pub enum RefreshLock {
     Sqlite(sqlite::RefreshLock),
-    Postgres(postgres::RefreshLock),
+    Postgres(Box<postgres::RefreshLock>),
 }
 
 impl RefreshLock {
@@ -308,6 +327,37 @@ impl RefreshLock {
     pub fn release(self) {
         each!(self, RefreshLock, l => l.release())
     }
+
+    /// Before a token request from the token of `generation` is sent: records it, and
+    /// commits (ending the lock) before the request goes out. Refused while a request
+    /// another process sent from the same token may still be answered.
+    ///
+    /// SQLite records nothing: its refresh gate is a lock file the kernel releases only
+    /// when its holder dies, and an answer its holder received died with it.
+    pub fn commit_request(self, account: &str, generation: i64) -> Result<RequestClaim, Error> {
+        match self {
+            RefreshLock::Sqlite(l) => {
+                l.release();
+                Ok(RequestClaim::Claimed)
+            }
+            RefreshLock::Postgres(l) => (*l).commit_request(account, generation),
+        }
+    }
+}
+
+/// What [`RefreshLock::commit_request`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestClaim {
+    /// Recorded as this process's request: send it.
+    Claimed,
+    /// Recorded as this process's, in place of a request `requester` sent from the same
+    /// token that left no answer (its requester died, or gave no sign for too long): the
+    /// provider may have spent the refresh token.
+    Replaced { requester: String },
+    /// A request `requester` sent from the same token may still be answered: its answer is
+    /// waited for (it is journaled, and the next attempt commits it) rather than the
+    /// refresh token, which the provider may already have spent, presented again.
+    InFlight { requester: String, alive: bool },
 }
 
 /// One account's cross-process refresh gate, held from the decision to ask the provider to

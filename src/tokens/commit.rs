@@ -7,7 +7,7 @@ use crate::config::Account;
 use crate::error::Error;
 use crate::oauth::TokenResponse;
 use crate::store::Handle;
-use crate::store::{now, RefreshLock, TokenRow, TokenState};
+use crate::store::{now, RefreshLock, RequestClaim, TokenRow, TokenState};
 use secrecy::ExposeSecret;
 
 /// What the store said before asking the provider.
@@ -18,10 +18,18 @@ pub(super) enum Decision {
     NeedsReauth(TokenRow),
     /// Too little room in the database to commit an answer.
     NoRoom(Error),
+    /// Another process's request from the same token may still be answered: wait for it.
+    InFlight {
+        requester: String,
+        alive: bool,
+    },
     /// Ask the token endpoint.
     Request {
         /// The row the request starts from (None: no token is stored).
         from: Option<TokenRow>,
+        /// Another process's request from the same row left no answer: the refresh token
+        /// may be spent (see [`RequestClaim::Replaced`]).
+        unanswered: Option<String>,
     },
 }
 
@@ -105,8 +113,18 @@ fn decide_on(
     if let Err(e) = lock.ensure_room() {
         return Ok(Decision::NoRoom(e));
     }
-    lock.release();
-    Ok(Decision::Request { from: row })
+    let generation = row.as_ref().map_or(0, |r| r.generation);
+    match lock.commit_request(&account.name, generation)? {
+        RequestClaim::Claimed => Ok(Decision::Request {
+            from: row,
+            unanswered: None,
+        }),
+        RequestClaim::Replaced { requester } => Ok(Decision::Request {
+            from: row,
+            unanswered: Some(requester),
+        }),
+        RequestClaim::InFlight { requester, alive } => Ok(Decision::InFlight { requester, alive }),
+    }
 }
 
 /// Under the database's write lock: `write` the outcome of a refresh that started from

@@ -9,9 +9,11 @@ use crate::store::{now, TokenRow};
 use std::time::Duration;
 
 /// How long a commit waits before trying again while the store is unavailable, doubling up
-/// to the cap.
+/// to the cap. Short: once the store is back, the answer must be journaled before another
+/// instance that took the account over gives up waiting for it (within two lease TTLs;
+/// reconnecting is throttled by the store handle itself).
 const RETRY_FIRST: Duration = Duration::from_millis(500);
-const RETRY_CAP: Duration = Duration::from_secs(5);
+const RETRY_CAP: Duration = Duration::from_secs(1);
 
 impl AccountSlot {
     /// The last token read or committed, unless it has expired (the refresh margin is not

@@ -241,9 +241,19 @@ fn three_instances_fifty_accounts_kills_pauses_and_a_database_restart() {
             }
         }
     }
+    // Another instance's token request found in flight (its answer waited for), and one
+    // that left no answer (replaced by a request of the account's own grant).
+    let all_lines = || logs.iter().flat_map(|l| l.lines());
+    let waited = all_lines()
+        .filter(|l| l.contains("may still be answered: waiting"))
+        .count();
+    let replaced = all_lines()
+        .filter(|l| l.contains("for this account left no answer"))
+        .count();
     eprintln!(
         "chaos: {:.0}s, {INSTANCES} instances, {ACCOUNTS} accounts, {kills} kills, {pauses} pauses, \
-         1 PostgreSQL restart; {refreshes} refreshes, invalid_grant {invalid_grant}, reuse {reuse}, \
+         1 PostgreSQL restart; {refreshes} refreshes ({waited} waits for another's request, \
+         {replaced} requests that left no answer), invalid_grant {invalid_grant}, reuse {reuse}, \
          grants lost {}, longest without a poll {} s ({}), double polls {doubles} outside a \
          takeover (+{doubles_at_takeover} at a handover, +{doubles_at_restart} around the restart)",
         started.elapsed().as_secs_f64(),
@@ -251,7 +261,11 @@ fn three_instances_fifty_accounts_kills_pauses_and_a_database_restart() {
         longest.0,
         longest.1,
     );
-    assert_eq!(invalid_grant, 0, "invalid_grant answers: {stats}");
+    if invalid_grant != 0 || reuse != 0 {
+        eprintln!("the simulator's counts: {stats}");
+    }
+    // Short messages: CI shows the end of the output.
+    assert_eq!(invalid_grant, 0, "invalid_grant answers");
     assert_eq!(reuse, 0, "refresh tokens presented after they were spent");
     assert!(lost.is_empty(), "grants lost: {lost:?}");
     assert!(

@@ -15,7 +15,7 @@ const ACCOUNTS: [&str; 4] = ["a1", "a2", "a3", "a4"];
 const TTL: u64 = 3;
 
 struct Setup {
-    _sim: Sim,
+    sim: Sim,
     pg: PgServer,
     _dir: tempfile::TempDir,
     config: PathBuf,
@@ -23,8 +23,13 @@ struct Setup {
 
 /// Four accounts, each seeded with a grant of its own, polled every second.
 fn setup() -> Setup {
+    setup_with_ttl(600)
+}
+
+/// [`setup`], with access tokens lasting `access_ttl` seconds.
+fn setup_with_ttl(access_ttl: u64) -> Setup {
     let mut opts = SimOptions::new(Profile::Inode);
-    opts.access_ttl = Duration::from_secs(600);
+    opts.access_ttl = Duration::from_secs(access_ttl);
     let sim = Sim::start(opts);
     let pg = PgServer::start();
     let dir = tempdir();
@@ -53,7 +58,7 @@ fn setup() -> Setup {
         assert!(out.status.success(), "seed {name}: {}", text(&out));
     }
     Setup {
-        _sim: sim,
+        sim: sim,
         pg,
         _dir: dir,
         config,
@@ -256,4 +261,93 @@ fn instance_of(pg: &PgServer, pid: u32) -> String {
     let id = id.trim().to_string();
     assert!(!id.is_empty(), "no instance row for pid {pid}");
     id
+}
+
+/// An instance is killed while the provider has already rotated the refresh token its
+/// request presented (the simulator processes the request, then never answers): the rotated
+/// token died with it. The instance that takes the account over finds that request in
+/// `refresh_requests`, its requester dead: it does not present the spent refresh token (the
+/// provider would take it for theft), it obtains a new token with the account's own grant.
+#[test]
+fn a_request_a_killed_instance_left_unanswered_is_not_presented_again() {
+    if !require(Need::Postgres) {
+        return;
+    }
+    let s = setup_with_ttl(4);
+    let debug = ["--log-level", "debug"];
+    let mut daemons = vec![
+        Daemon::start(&s.config, &debug),
+        Daemon::start(&s.config, &debug),
+    ];
+    wait_split(&s.pg, &[2, 2], Duration::from_secs(10));
+    s.sim
+        .sim
+        .add_fault("token:hang,process=true,count=1".parse().unwrap());
+    // The instance whose request hangs: one more request than answers, for a whole half
+    // second (an answer takes milliseconds; the daemon gives up after `timeout`, 5 s).
+    let unanswered = |d: &Daemon| {
+        let log = d.log();
+        let sent = log.matches("token request sent").count();
+        let received = log.matches("token response received").count();
+        (sent > received).then_some(received)
+    };
+    let started = Instant::now();
+    let hung = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no request hung"
+        );
+        let before: Vec<Option<usize>> = daemons.iter().map(unanswered).collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let found = daemons
+            .iter()
+            .enumerate()
+            .position(|(i, d)| before[i].is_some() && unanswered(d) == before[i]);
+        if let Some(i) = found {
+            break i;
+        }
+    };
+    let account = {
+        let log = daemons[hung].log();
+        let lines = |what: &str, a: &str| {
+            log.lines()
+                .filter(|l| l.contains(what) && l.contains(&format!("account={a}")))
+                .count()
+        };
+        ACCOUNTS
+            .iter()
+            .find(|a| lines("token request sent", a) > lines("token response received", a))
+            .expect("the account whose request hangs")
+            .to_string()
+    };
+    daemons[hung].signal(SIGKILL);
+    daemons[hung].wait_exit(Duration::from_secs(5));
+    let survivor = 1 - hung;
+    wait_split(&s.pg, &[4], Duration::from_secs(TTL + 5));
+    daemons[survivor].wait_for(
+        "obtaining a new token with the fallback grant instead",
+        1,
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    daemons[survivor].stop();
+    let log = daemons[survivor].log();
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}\n{log}"
+    );
+    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}\n{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("left no answer") && l.contains(&account)),
+        "the survivor named the request left unanswered ({account})\n{log}"
+    );
+    let stored = s.pg.psql(&format!(
+        "SELECT refresh_token FROM tokens WHERE account = '{account}'"
+    ));
+    assert!(
+        valid_refresh_tokens(&stats).contains(&stored.trim()),
+        "{account} holds a refresh token the provider honours\n{log}"
+    );
 }

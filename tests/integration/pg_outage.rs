@@ -349,3 +349,105 @@ fn the_watchdog_goes_on_and_the_status_line_says_the_store_is_unavailable() {
         log()
     );
 }
+
+/// Two instances. The one holding the account has a token request in flight when PostgreSQL
+/// goes away; the answer arrives while it is away, and this instance comes back later than
+/// the other (it is paused once it has the answer, until after the other took the lease
+/// over). The other finds that request in flight: it does not present the refresh token the
+/// provider has already spent, it waits, and the answer is committed once journaled.
+#[test]
+fn a_lease_taken_over_while_its_answer_is_in_memory_waits_for_that_answer() {
+    if !require(Need::Postgres) {
+        return;
+    }
+    // (No metrics listener: two instances on one host.)
+    let mut s = setup_with(PgServer::start(), 4, "lease_ttl = \"3s\"", "");
+    let seed = s.dir.path().join("seed.json");
+    let out = run(Some(&s.config), &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "seed: {}", text(&out));
+    let debug = ["--log-level", "debug"];
+    let mut daemons = [
+        Daemon::start(&s.config, &debug),
+        Daemon::start(&s.config, &debug),
+    ];
+    // Settled: one owner, unchanged over two renewals.
+    let owner = |pg: &PgServer| {
+        pg.psql("SELECT owner FROM leases WHERE owner IS NOT NULL AND expires_at > now()")
+            .trim()
+            .to_string()
+    };
+    let started = Instant::now();
+    let holder_id = loop {
+        let first = owner(&s.pg);
+        std::thread::sleep(Duration::from_secs(2));
+        if !first.is_empty() && owner(&s.pg) == first {
+            break first;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no settled owner"
+        );
+    };
+    let pid_of = |id: &str| id.split(':').nth(1).and_then(|p| p.parse::<u32>().ok());
+    let holder = daemons
+        .iter()
+        .position(|d| Some(d.child.id()) == pid_of(&holder_id))
+        .expect("the owner is one of the two");
+    let other = 1 - holder;
+
+    let sent = daemons[holder].count("token request sent");
+    s.sim
+        .sim
+        .add_fault("token:delay,delay_ms=2000,count=1".parse().unwrap());
+    daemons[holder].wait_for("token request sent", sent + 1, Duration::from_secs(20));
+    s.pg.kill();
+    let killed = Instant::now();
+    // The answer came while the store was down: kept in memory.
+    daemons[holder].wait_for("answer cannot be committed", 1, Duration::from_secs(10));
+    daemons[holder].signal(SIGSTOP);
+    // The lease expires meanwhile.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(killed.elapsed()));
+    s.pg.start_again();
+    let taken = Instant::now();
+    let other_pid = daemons[other].child.id();
+    while pid_of(&owner(&s.pg)) != Some(other_pid) {
+        assert!(
+            taken.elapsed() < Duration::from_secs(15),
+            "the other instance took the lease over\n{}",
+            daemons[other].log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The new owner's token has expired: it would refresh at once.
+    std::thread::sleep(Duration::from_secs(1));
+    daemons[holder].signal(SIGCONT);
+    // The answer is committed from the journal (by whichever instance holds the lease).
+    let resumed = Instant::now();
+    while count(
+        &s.pg,
+        "SELECT count(*) FROM token_events WHERE event = 'refreshed' \
+         AND detail LIKE '%refresh journal%'",
+    ) < 1
+        && resumed.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    for d in &mut daemons {
+        d.stop();
+    }
+    let logs = format!("{}\n{}", daemons[holder].log(), daemons[other].log());
+    let stats = s.sim.stats();
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}\n{logs}"
+    );
+    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}\n{logs}");
+    let stored =
+        s.pg.psql("SELECT refresh_token FROM tokens WHERE account = 'inode'");
+    assert!(
+        valid_refresh_tokens(&stats).contains(&stored.trim()),
+        "the stored refresh token is one the provider honours\n{logs}"
+    );
+    assert_no_secrets(&s, &[&logs]);
+}

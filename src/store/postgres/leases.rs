@@ -57,6 +57,17 @@ pub struct Held {
     pub generation: i64,
 }
 
+/// What one cycle found.
+#[derive(Debug, Clone)]
+pub struct Cycle {
+    /// The leases this instance holds now.
+    pub held: Vec<Held>,
+    /// How soon the first other instance's heartbeat expires (with its leases), if it does
+    /// not renew meanwhile: a dead instance's accounts are claimed at that moment rather
+    /// than at the next renewal.
+    pub next_expiry: Option<Duration>,
+}
+
 /// An instance's row, for `status` (times in Unix seconds).
 #[derive(Debug, Clone)]
 pub struct InstanceRow {
@@ -93,15 +104,10 @@ impl Handle {
 impl LeaseStore {
     /// One cycle for `me`, whose configuration names `accounts`: heartbeat, then renew, hand
     /// over and claim, so that each live instance holds its share. Returns what `me` holds.
-    pub fn cycle(
-        &self,
-        me: &Instance,
-        accounts: &[String],
-        ttl: Duration,
-    ) -> Result<Vec<Held>, Error> {
+    pub fn cycle(&self, me: &Instance, accounts: &[String], ttl: Duration) -> Result<Cycle, Error> {
         let ttl_ms = ttl.as_millis() as i64;
         let mut conn = self.at.connection()?;
-        blocking(|| -> Result<Vec<Held>, postgres::Error> {
+        blocking(|| -> Result<Cycle, postgres::Error> {
             let mut tx = conn.transaction()?;
             let ttl = "make_interval(secs => $2::BIGINT / 1000.0)";
             tx.execute(
@@ -126,14 +132,18 @@ impl LeaseStore {
             )?;
             // This instance's share: the live instances in order of id, the first
             // (accounts mod instances) of them one more than the rest.
-            let live: Vec<String> = tx
-                .query(
-                    "SELECT id FROM instances WHERE expires_at > now() ORDER BY id",
-                    &[],
-                )?
+            let rows = tx.query(
+                "SELECT id, extract(epoch FROM expires_at - now())::FLOAT8 FROM instances \
+                 WHERE expires_at > now() ORDER BY id",
+                &[],
+            )?;
+            let live: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            let next_expiry = rows
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
+                .filter(|r| r.get::<_, &str>(0) != me.id)
+                .map(|r| r.get::<_, f64>(1))
+                .reduce(f64::min)
+                .map(|s| Duration::from_secs_f64(s.max(0.0)));
             let n = live.len().max(1);
             let rank = live.iter().position(|id| id == &me.id).unwrap_or(0);
             let share = (accounts.len() / n + usize::from(rank < accounts.len() % n)) as i64;
@@ -200,7 +210,7 @@ impl LeaseStore {
                 }));
             }
             tx.commit()?;
-            Ok(held)
+            Ok(Cycle { held, next_expiry })
         })
         .map_err(|e| self.at.err(e))
     }

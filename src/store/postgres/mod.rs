@@ -25,7 +25,7 @@ mod polls;
 mod tokens;
 
 pub use import::import;
-pub use leases::{Fence, Instance, LeaseStore};
+pub use leases::{Cycle, Fence, Instance, LeaseStore};
 pub use tokens::{Gate, RefreshLock};
 
 use super::crypto::StoreKey;
@@ -45,6 +45,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         2,
         include_str!("../../../migrations/postgres/0002_leases.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_refresh_requests.sql"),
     ),
 ];
 
@@ -71,6 +75,44 @@ pub struct Handle {
     /// Whether the server answers: marked by every failure to reach it and every success.
     health: Health,
     reconnect: Arc<Mutex<Reconnect>>,
+    waits: RequestWaits,
+}
+
+/// How long a token request another process sent may still be answered (see
+/// [`RefreshLock::commit_request`]), from the daemon's `lease_ttl` and `timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestWaits {
+    lease_ttl: std::time::Duration,
+    timeout: std::time::Duration,
+}
+
+impl RequestWaits {
+    /// How long the store must have answered before a requester that has not heartbeat is
+    /// taken for dead: one that is alive reconnects and heartbeats well within two TTLs.
+    pub(crate) fn steady(&self) -> std::time::Duration {
+        self.lease_ttl * 2
+    }
+
+    /// How long the server lets a transaction wait for its client: a third of the TTL,
+    /// so that a stopped client's lock on a lease is gone before the lease expires.
+    pub(crate) fn idle_in_transaction(&self) -> std::time::Duration {
+        self.lease_ttl / 3
+    }
+
+    /// How long an alive requester's answer is waited for: its request's timeout, then
+    /// the time to reconnect and journal it.
+    pub(crate) fn answer(&self) -> std::time::Duration {
+        self.timeout + self.lease_ttl * 2
+    }
+}
+
+impl Default for RequestWaits {
+    fn default() -> Self {
+        RequestWaits {
+            lease_ttl: std::time::Duration::from_secs(15),
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// While the server is unavailable, one connection attempt at a time, at most one a
@@ -102,6 +144,30 @@ impl Handle {
             fence: None,
             health: Health::default(),
             reconnect: Arc::default(),
+            waits: RequestWaits::default(),
+        }
+    }
+
+    /// This handle with the daemon's `lease_ttl` and `timeout` (see [`RequestWaits`]).
+    pub fn with_waits(
+        mut self,
+        lease_ttl: std::time::Duration,
+        timeout: std::time::Duration,
+    ) -> Handle {
+        self.waits = RequestWaits { lease_ttl, timeout };
+        self
+    }
+
+    pub(crate) fn waits(&self) -> RequestWaits {
+        self.waits
+    }
+
+    /// Who sends this handle's token requests, as `refresh_requests` names them: the
+    /// instance, or `command:PID` for a command run once (it has no heartbeat).
+    pub(crate) fn requester(&self) -> String {
+        match &self.fence {
+            Some(f) => f.instance.id.clone(),
+            None => format!("command:{}", std::process::id()),
         }
     }
 
@@ -169,7 +235,7 @@ impl Handle {
             }
             r.busy = true;
         }
-        let connected = blocking(|| connect(&self.target));
+        let connected = blocking(|| connect(&self.target, self.waits));
         if claimed {
             let mut r = self.reconnect.lock();
             r.busy = false;
@@ -362,8 +428,29 @@ enum Connect {
     Postgres(postgres::Error),
 }
 
-fn connect(target: &PgTarget) -> Result<Client, Connect> {
-    let config = target.config();
+fn connect(target: &PgTarget, waits: RequestWaits) -> Result<Client, Connect> {
+    let mut config = target.config();
+    // A transaction left open by a client that stopped (paused, cut off) holds its
+    // account's lease row (`FOR SHARE`): the server ends it, so that the lease can move on
+    // (that client's commit then fails).
+    let idle = format!(
+        "-c idle_in_transaction_session_timeout={}",
+        waits.idle_in_transaction().as_millis()
+    );
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} {idle}"),
+        _ => idle,
+    };
+    config.options(&options);
+    // The server's notices ("already exists, skipping", "terminating connection") are for
+    // debugging, not the operator's log.
+    config.notice_callback(|notice| {
+        tracing::debug!(
+            severity = notice.severity(),
+            message = notice.message(),
+            "database notice"
+        )
+    });
     match target.tls() {
         PgTls::Disable => config.connect(postgres::NoTls),
         PgTls::VerifyFull => {

@@ -4,8 +4,8 @@
 use super::{blocking, Handle, Pooled, Store, LOCK_COMMIT, LOCK_REFRESH};
 use crate::error::{Error, StoreError};
 use crate::store::crypto::{self, Binding, StoreKey};
-use crate::store::now;
 use crate::store::rows::{EventRow, JournalEntry, TokenRow, TokenState};
+use crate::store::{now, RequestClaim};
 use parking_lot::Mutex;
 use postgres::{Client, GenericClient, Row};
 use secrecy::{ExposeSecret, SecretString};
@@ -324,15 +324,41 @@ impl Handle {
     }
 
     pub fn journal_remove(&self, account: &str) {
+        let me = self.requester();
         if let Ok(mut conn) = self.connection() {
             let _ = blocking(|| {
                 conn.execute(
-                    "DELETE FROM refresh_journal WHERE account = $1",
-                    &[&account],
+                    "WITH answer AS (DELETE FROM refresh_journal WHERE account = $1) \
+                     DELETE FROM refresh_requests WHERE account = $1 AND requester = $2",
+                    &[&account, &me],
                 )
             });
         }
     }
+
+    /// This process's token request for `account` ended without an answer to commit.
+    pub fn request_ended(&self, account: &str) {
+        let me = self.requester();
+        if let Ok(mut conn) = self.connection() {
+            let _ = blocking(|| {
+                conn.execute(
+                    "DELETE FROM refresh_requests WHERE account = $1 AND requester = $2",
+                    &[&account, &me],
+                )
+            });
+        }
+    }
+}
+
+/// Another process's request found by [`RefreshLock::commit_request`].
+struct OtherRequest {
+    requester: String,
+    /// Its instance heartbeats.
+    alive: bool,
+    /// Seconds since it was sent, or since the server started if that is later.
+    waited: f64,
+    /// Seconds since the server started.
+    up: f64,
 }
 
 /// A journal entry is sealed for its account and the generation its refresh started from.
@@ -404,6 +430,72 @@ impl RefreshLock {
         if self.run(|c| c.batch_execute("COMMIT")).is_ok() {
             self.ended();
         }
+    }
+
+    /// See [`crate::store::RefreshLock::commit_request`]. The refresh gate is a session
+    /// lock: a restart or failover of the server releases it while the holder's request may
+    /// still be answered, and the holder journals that answer only once it has reconnected.
+    /// So another process's request from the same token is waited for while its requester
+    /// heartbeats (up to [`super::RequestWaits::answer`]), and taken for dead only once this
+    /// process and the server have both been up for [`super::RequestWaits::steady`].
+    pub fn commit_request(self, account: &str, generation: i64) -> Result<RequestClaim, Error> {
+        let me = self.at.requester();
+        let waits = self.at.waits();
+        let steady_here = self.at.health().steady_for(waits.steady().as_secs() as i64);
+        let (claim, overridden) = self.run(|c| {
+            let other = c
+                .query_opt(
+                    "SELECT r.requester, EXISTS (SELECT 1 FROM instances i \
+                         WHERE i.id = r.requester AND i.expires_at > now()), \
+                     extract(epoch FROM now() - greatest(r.sent_at, pg_postmaster_start_time()))::FLOAT8, \
+                     extract(epoch FROM now() - pg_postmaster_start_time())::FLOAT8 \
+                     FROM refresh_requests r \
+                     WHERE r.account = $1 AND r.generation = $2 AND r.requester <> $3",
+                    &[&account, &generation, &me],
+                )?
+                .map(|r| OtherRequest {
+                    requester: r.get(0),
+                    alive: r.get(1),
+                    waited: r.get(2),
+                    up: r.get(3),
+                });
+            if let Some(o) = &other {
+                let steady = steady_here && o.up >= waits.steady().as_secs_f64();
+                let over = !o.alive || o.waited >= waits.answer().as_secs_f64();
+                if !(steady && over) {
+                    c.batch_execute("COMMIT")?;
+                    return Ok((
+                        RequestClaim::InFlight {
+                            requester: o.requester.clone(),
+                            alive: o.alive,
+                        },
+                        None,
+                    ));
+                }
+            }
+            c.execute(
+                "INSERT INTO refresh_requests (account, generation, requester, sent_at) \
+                 VALUES ($1, $2, $3, now()) ON CONFLICT (account) DO UPDATE SET \
+                 generation = EXCLUDED.generation, requester = EXCLUDED.requester, \
+                 sent_at = EXCLUDED.sent_at",
+                &[&account, &generation, &me],
+            )?;
+            c.batch_execute("COMMIT")?;
+            let claim = match &other {
+                None => RequestClaim::Claimed,
+                Some(o) => RequestClaim::Replaced {
+                    requester: o.requester.clone(),
+                },
+            };
+            Ok((claim, other))
+        })?;
+        self.ended();
+        if let Some(o) = overridden {
+            tracing::warn!(account, requester = %o.requester, alive = o.alive,
+                waited_s = o.waited as u64,
+                "a token request another process sent for this account left no answer: the provider may have spent the refresh token");
+        }
+        Ok(claim)
     }
 
     /// The transaction is committed: the connection goes back as it is.
