@@ -438,10 +438,10 @@ fn arrivals(sim: &SimHandle, tag: &str) -> Vec<(String, f64)> {
     sim.sim
         .take_arrivals()
         .into_iter()
-        .filter_map(|(q, t)| {
-            let ep = q.split('&').find_map(|kv| kv.strip_prefix("ep="))?;
+        .filter_map(|a| {
+            let ep = a.query.split('&').find_map(|kv| kv.strip_prefix("ep="))?;
             ep.starts_with(tag)
-                .then(|| (ep.to_string(), t.as_secs_f64()))
+                .then(|| (ep.to_string(), a.at.as_secs_f64()))
         })
         .collect()
 }
@@ -739,7 +739,7 @@ fn pagination(report: &mut Report, secs: u64) {
             .sim
             .take_arrivals()
             .into_iter()
-            .map(|(q, _)| q)
+            .map(|a| a.query)
             .filter(|q| q.contains(&format!("ep={tag}")))
             .collect();
         d.stop();

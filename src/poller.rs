@@ -247,11 +247,13 @@ impl Poller {
         endpoint: &Endpoint,
         state: &mut EndpointState,
     ) -> Result<Body, FetchError> {
-        let mut access = self
-            .tokens
-            .access(&account.name)
-            .await
-            .map_err(FetchError::from)?;
+        let mut access = match self.tokens.access(&account.name).await {
+            Ok(access) => access,
+            // Refused by the fence, or cut short while this process was paused: the new
+            // owner polls, and this is not a poll of this instance's.
+            Err(_) if !self.leases.owns(&account.name) => return Err(FetchError::LeaseMoved),
+            Err(e) => return Err(FetchError::from(e)),
+        };
         let mut refreshed = false;
         // Page 1 is the endpoint's own (prepared) target; later pages are their next links.
         let mut page = 1u32;

@@ -108,8 +108,19 @@ pub(crate) struct Inner {
     pub(crate) faults: fault::Faults,
     pub(crate) stopping: Arc<AtomicBool>,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
-    /// When recording (benchmarks): each API request's query string and arrival time.
-    pub(crate) arrivals: Mutex<Option<Vec<(String, Duration)>>>,
+    /// When recording (benchmarks, tests): each API request's arrival.
+    pub(crate) arrivals: Mutex<Option<Vec<Arrival>>>,
+}
+
+/// One API request, as recorded by [`Simulator::record_arrivals`].
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// Its query string.
+    pub query: String,
+    /// When it arrived, since the simulator started ([`Simulator::elapsed`]).
+    pub at: Duration,
+    /// The client's address (its connection's local end): which process sent it.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Largest request body the simulator reads.
@@ -137,7 +148,8 @@ impl Simulator {
     }
 
     /// Starts recording the arrival of every API request (query string, time since the
-    /// simulator started): the benchmark measures schedule accuracy from outside the daemon.
+    /// simulator started, client address): the benchmark measures schedule accuracy from
+    /// outside the daemon, and tests tell which process asked.
     pub fn record_arrivals(&self) {
         *self
             .inner
@@ -147,13 +159,18 @@ impl Simulator {
     }
 
     /// The arrivals recorded so far (and keeps recording).
-    pub fn take_arrivals(&self) -> Vec<(String, Duration)> {
+    pub fn take_arrivals(&self) -> Vec<Arrival> {
         let mut guard = self
             .inner
             .arrivals
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         guard.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Time since the simulator started: the clock of [`Arrival::at`].
+    pub fn elapsed(&self) -> Duration {
+        self.inner.started.elapsed()
     }
 
     pub fn options(&self) -> &SimOptions {
@@ -249,6 +266,10 @@ async fn dispatch(State(sim): State<Simulator>, req: Request) -> Response {
     }
     let profile = sim.inner.opts.profile;
     let route = profile.route(&parts.method, &path);
+    let conn = parts
+        .extensions
+        .get::<ConnectInfo<ConnInfo>>()
+        .map(|c| c.0.clone());
     if route == Route::Api {
         sim.inner.stats.api_request();
         if let Some(log) = sim
@@ -258,16 +279,13 @@ async fn dispatch(State(sim): State<Simulator>, req: Request) -> Response {
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
         {
-            log.push((
-                parts.uri.query().unwrap_or("").to_string(),
-                sim.inner.started.elapsed(),
-            ));
+            log.push(Arrival {
+                query: parts.uri.query().unwrap_or("").to_string(),
+                at: sim.inner.started.elapsed(),
+                peer: conn.as_ref().map(|c| c.remote),
+            });
         }
     }
-    let conn = parts
-        .extensions
-        .get::<ConnectInfo<ConnInfo>>()
-        .map(|c| c.0.clone());
     let mut fault = sim.inner.faults.take(route, &path);
     // A trickled response closes its connection (the trickle mode is per connection).
     let mut close = false;

@@ -58,7 +58,7 @@ fn setup_with_ttl(access_ttl: u64) -> Setup {
         assert!(out.status.success(), "seed {name}: {}", text(&out));
     }
     Setup {
-        sim: sim,
+        sim,
         pg,
         _dir: dir,
         config,
@@ -190,6 +190,9 @@ fn a_paused_instance_polls_nothing_after_its_leases_moved() {
     std::thread::sleep(Duration::from_secs(1));
     let resumed_at = db_now(&s.pg);
     let log_before = paused.log().len();
+    // What the provider sees, by client: every API request from now on, with its sender.
+    s.sim.sim.record_arrivals();
+    let (resumed_sim, resumed_wall) = (s.sim.sim.elapsed(), second_of_day_now());
     paused.signal(SIGCONT);
     std::thread::sleep(Duration::from_secs(4));
 
@@ -208,6 +211,39 @@ fn a_paused_instance_polls_nothing_after_its_leases_moved() {
                 .contains("gained=[]")
         });
     let (quiet, regained) = after.split_at(regained_at.unwrap_or(after.len()));
+    // The provider's side: no API request from the resumed instance's connections until it
+    // was given leases again (less 50 ms, for the two clocks).
+    let regained_line = regained_at.map(|at| {
+        let start = after[..at].rfind('\n').map_or(0, |n| n + 1);
+        after[start..].lines().next().unwrap_or_default()
+    });
+    let regained_sim = regained_line
+        .and_then(log_second_of_day)
+        .map(|t| resumed_sim.as_secs_f64() + (t - resumed_wall).rem_euclid(86400.0))
+        .unwrap_or(f64::MAX);
+    let its_ports = tcp_ports(paused.child.id(), s.sim.addr.port());
+    assert!(
+        !its_ports.is_empty(),
+        "the resumed instance holds connections to the simulator"
+    );
+    let asked_while_quiet: Vec<_> = s
+        .sim
+        .sim
+        .take_arrivals()
+        .into_iter()
+        .filter(|a| a.peer.is_some_and(|p| its_ports.contains(&p.port())))
+        .filter(|a| a.at.as_secs_f64() < regained_sim - 0.05)
+        .collect();
+    eprintln!(
+        "the resumed instance's connections ({its_ports:?}): {} API requests between its \
+         resumption ({:.3} s) and its next leases ({regained_sim:.3} s)",
+        asked_while_quiet.len(),
+        resumed_sim.as_secs_f64()
+    );
+    assert!(
+        asked_while_quiet.is_empty(),
+        "the provider saw requests from the resumed instance before it held a lease again: {asked_while_quiet:?}\n{after}"
+    );
     assert!(
         quiet.contains("lost=["),
         "the resumed instance learnt that its leases moved:\n{after}"
@@ -275,7 +311,7 @@ fn a_request_a_killed_instance_left_unanswered_is_not_presented_again() {
     }
     let s = setup_with_ttl(4);
     let debug = ["--log-level", "debug"];
-    let mut daemons = vec![
+    let mut daemons = [
         Daemon::start(&s.config, &debug),
         Daemon::start(&s.config, &debug),
     ];

@@ -806,3 +806,61 @@ pub fn require(need: Need) -> bool {
     eprintln!("skipped: {why}");
     false
 }
+
+/// The local ports of the TCP connections process `pid` holds open to port `to` (its
+/// sockets, found in `/proc/PID/net/tcp` by inode): the simulator's
+/// [`oauth_poller_sim::Arrival::peer`] of a request this process sent on a connection it
+/// still holds.
+pub fn tcp_ports(pid: u32, to: u16) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_str()?;
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        // sl local_address rem_address st queues tr retrnsmt uid timeout inode ...
+        for f in text
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            let port = |address: &str| {
+                address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            if f.len() > 9 && inodes.iter().any(|i| i == f[9]) && port(f[2]) == Some(to) {
+                ports.extend(port(f[1]));
+            }
+        }
+    }
+    ports
+}
+
+/// The time of day (UTC, in seconds) a log line starting `2026-11-30T10:43:07.654898Z` was
+/// written.
+pub fn log_second_of_day(line: &str) -> Option<f64> {
+    let t = line.get(11..line.find('Z')?)?;
+    let mut parts = t.splitn(3, ':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// The time of day (UTC, in seconds) now.
+pub fn second_of_day_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        % 86400.0
+}
