@@ -343,3 +343,88 @@ fn run_with_ca(config: &Path, ca: &Path, args: &[&str]) -> std::process::Output 
         .output()
         .unwrap()
 }
+
+/// `authorize` (its pending PKCE verifier kept in PostgreSQL, sealed), then `token` and
+/// `rekey` on a store with an encryption key: the two commands the other PostgreSQL tests do
+/// not run.
+#[test]
+fn authorize_then_rekey_on_a_real_postgres() {
+    use crate::vendors::{approve, http, root, sim};
+    if !require(Need::Postgres) {
+        return;
+    }
+    let pg = PgServer::start();
+    let sim = sim(Profile::Scinote, 60);
+    let dir = tempdir();
+    let password = dir.path().join("db-password");
+    write_file(&password, pg.password());
+    let (old_key, new_key) = (dir.path().join("old.key"), dir.path().join("new.key"));
+    std::fs::write(&old_key, [7u8; 32]).unwrap();
+    std::fs::write(&new_key, [9u8; 32]).unwrap();
+    let config_with = |key: &Path| {
+        Config::default()
+            .daemon("database", pg.url())
+            .daemon("database_password_file", password.to_str().unwrap())
+            .daemon("encryption_key_file", key.to_str().unwrap())
+            .account(
+                Account::new("scinote", &format!("{}/", root(&sim)))
+                    .oauth2("token_url", "oauth/token")
+                    .oauth2("authorize_url", "oauth/authorize")
+                    .oauth2("redirect_uri", "urn:ietf:wg:oauth:2.0:oob")
+                    .oauth2("client_id", "demo-client")
+                    .oauth2("client_secret", "demo-client-secret")
+                    .oauth2("client_auth", "body")
+                    .oauth2("pkce", true)
+                    .endpoint(Endpoint::new("projects", "api/v1/teams/1/projects")),
+            )
+            .write(&dir.path().join("config.toml"))
+    };
+    let config = config_with(&old_key);
+
+    // The URL, then the code the provider's page shows.
+    let out = run(Some(&config), &["authorize", "scinote"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let verifier = pg.psql("SELECT code_verifier FROM authorizations");
+    assert!(
+        verifier.trim().starts_with("enc:"),
+        "the PKCE verifier is sealed: {verifier}"
+    );
+    let page = http("GET", &approve(&url), &[], None).body;
+    let code = page
+        .split("<code id=\"authorization_code\">")
+        .nth(1)
+        .and_then(|r| r.split("</code>").next())
+        .expect("the code on the page")
+        .to_string();
+    let out = run(Some(&config), &["authorize", "scinote", "--code", &code]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        pg.psql("SELECT obtained_by FROM tokens WHERE account = 'scinote'")
+            .trim(),
+        "authorization_code"
+    );
+    assert_eq!(count(&pg, "SELECT count(*) FROM authorizations"), 0);
+
+    let out = run(Some(&config), &["token", "scinote"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stored = pg.psql("SELECT access_token FROM tokens");
+    assert!(
+        !token.is_empty() && !stored.contains(&token),
+        "the access token is stored sealed"
+    );
+
+    // rekey: every secret re-sealed with the new key, in one transaction.
+    let out = run(Some(&config), &["rekey", new_key.to_str().unwrap()]);
+    assert!(out.status.success(), "rekey: {}", text(&out));
+    assert_ne!(pg.psql("SELECT access_token FROM tokens"), stored);
+    let out = run(Some(&config), &["token", "scinote"]);
+    assert_eq!(out.status.code(), Some(1), "the old key opens nothing now");
+    let config = config_with(&new_key);
+    let out = run(Some(&config), &["token", "scinote"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), token);
+    let stats = sim.stats();
+    assert_eq!(stats["token_requests"]["by_outcome"]["ok"], 1, "{stats}");
+}
