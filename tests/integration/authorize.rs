@@ -5,7 +5,7 @@
 use crate::config_builder::{Account, Config};
 use crate::util::*;
 use crate::vendors::{
-    approve, free_port, http, listen, listen_for, print_url, root, scinote_config, sim,
+    approve, free_port, http, listen, listen_for, oob_code, print_url, root, scinote_config, sim,
     write_config,
 };
 use oauth_poller_sim::{Profile, SimOptions};
@@ -34,16 +34,6 @@ pub(crate) fn run_with_stdin(config: &Path, args: &[&str], stdin: &str) -> Outpu
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-/// The code SciNote's out-of-band page shows for an approved authorization URL.
-fn oob_code(url: &str) -> String {
-    let page = http("GET", &approve(url), &[], None).body;
-    page.split("<code id=\"authorization_code\">")
-        .nth(1)
-        .and_then(|r| r.split("</code>").next())
-        .expect("the code on the page")
-        .to_string()
 }
 
 /// `authorize scinote` until the provider hands out a code that starts with `-` (about one

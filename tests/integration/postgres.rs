@@ -349,7 +349,7 @@ fn run_with_ca(config: &Path, ca: &Path, args: &[&str]) -> std::process::Output 
 /// not run.
 #[test]
 fn authorize_then_rekey_on_a_real_postgres() {
-    use crate::vendors::{approve, http, root, sim};
+    use crate::vendors::{oob_code, scinote_account, sim};
     if !require(Need::Postgres) {
         return;
     }
@@ -366,17 +366,7 @@ fn authorize_then_rekey_on_a_real_postgres() {
             .daemon("database", pg.url())
             .daemon("database_password_file", password.to_str().unwrap())
             .daemon("encryption_key_file", key.to_str().unwrap())
-            .account(
-                Account::new("scinote", &format!("{}/", root(&sim)))
-                    .oauth2("token_url", "oauth/token")
-                    .oauth2("authorize_url", "oauth/authorize")
-                    .oauth2("redirect_uri", "urn:ietf:wg:oauth:2.0:oob")
-                    .oauth2("client_id", "demo-client")
-                    .oauth2("client_secret", "demo-client-secret")
-                    .oauth2("client_auth", "body")
-                    .oauth2("pkce", true)
-                    .endpoint(Endpoint::new("projects", "api/v1/teams/1/projects")),
-            )
+            .account(scinote_account(&sim))
             .write(&dir.path().join("config.toml"))
     };
     let config = config_with(&old_key);
@@ -390,13 +380,7 @@ fn authorize_then_rekey_on_a_real_postgres() {
         verifier.trim().starts_with("enc:"),
         "the PKCE verifier is sealed: {verifier}"
     );
-    let page = http("GET", &approve(&url), &[], None).body;
-    let code = page
-        .split("<code id=\"authorization_code\">")
-        .nth(1)
-        .and_then(|r| r.split("</code>").next())
-        .expect("the code on the page")
-        .to_string();
+    let code = oob_code(&url);
     let out = run(Some(&config), &["authorize", "scinote", "--code", &code]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(

@@ -348,8 +348,9 @@ fn refreshes_in_log(log: &str) -> usize {
 
 // ---- SciNote (Doorkeeper) -------------------------------------------------------------
 
-pub(crate) fn scinote_config(sim: &Sim, dir: &Path, seed: Option<&Path>) -> PathBuf {
-    let mut account = Account::new("scinote", &format!("{}/", root(sim)))
+/// The `scinote` account as SciNote's documentation sets it up (an out-of-band code, PKCE).
+pub(crate) fn scinote_account(sim: &Sim) -> Account {
+    Account::new("scinote", &format!("{}/", root(sim)))
         .set("refresh_margin", "1s")
         .oauth2("token_url", "oauth/token")
         .oauth2("authorize_url", "oauth/authorize")
@@ -358,7 +359,21 @@ pub(crate) fn scinote_config(sim: &Sim, dir: &Path, seed: Option<&Path>) -> Path
         .oauth2("client_secret", "demo-client-secret")
         .oauth2("client_auth", "body")
         .oauth2("pkce", true)
-        .endpoint(Endpoint::new("projects", "api/v1/teams/1/projects"));
+        .endpoint(Endpoint::new("projects", "api/v1/teams/1/projects"))
+}
+
+/// The code SciNote's out-of-band page shows for an approved authorization URL.
+pub(crate) fn oob_code(url: &str) -> String {
+    let page = http("GET", &approve(url), &[], None).body;
+    page.split("<code id=\"authorization_code\">")
+        .nth(1)
+        .and_then(|r| r.split("</code>").next())
+        .expect("the code on the page")
+        .to_string()
+}
+
+pub(crate) fn scinote_config(sim: &Sim, dir: &Path, seed: Option<&Path>) -> PathBuf {
+    let mut account = scinote_account(sim);
     if let Some(seed) = seed {
         account = account.seed_file(seed);
     }
@@ -387,14 +402,7 @@ fn scinote_authorize_oob_code_then_two_expiries() {
         assert!(url.contains(part), "{url} lacks {part}");
     }
     // The person approves; Doorkeeper shows the code on /oauth/authorize/native.
-    let page_url = approve(&url);
-    let page = http("GET", &page_url, &[], None).body;
-    let code = page
-        .split("<code id=\"authorization_code\">")
-        .nth(1)
-        .and_then(|r| r.split("</code>").next())
-        .expect("the code on the page")
-        .to_string();
+    let code = oob_code(&url);
 
     let out = run(Some(&config), &["authorize", "scinote", "--code", &code]);
     assert!(out.status.success(), "{}", text(&out));
