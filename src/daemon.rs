@@ -270,7 +270,7 @@ impl Running {
             tasks.spawn(crate::metrics::serve(
                 listener,
                 poller.metrics.clone(),
-                readings(poller.tokens.clone(), names.clone()),
+                readings(poller.tokens.clone(), names.clone(), poller.leases.clone()),
                 poller.writer.health().clone(),
                 stopped,
             ));
@@ -306,7 +306,7 @@ impl Running {
 }
 
 /// What a scrape of `/metrics` or `/healthz` reads of each account.
-fn readings(tokens: Tokens, accounts: Vec<String>) -> Readings {
+fn readings(tokens: Tokens, accounts: Vec<String>, leases: Leases) -> Readings {
     Arc::new(move || {
         accounts
             .iter()
@@ -315,6 +315,7 @@ fn readings(tokens: Tokens, accounts: Vec<String>) -> Readings {
                 needs_token: tokens.needs_token(name),
                 refusing: tokens.refusing(name),
                 token: tokens.read(name).ok().flatten(),
+                leased: leases.held().map(|_| leases.owns(name)),
             })
             .collect()
     })

@@ -81,6 +81,9 @@ pub struct AccountReading {
     pub refusing: bool,
     /// The stored token; None when there is none or it could not be read.
     pub token: Option<TokenRow>,
+    /// On a store several instances share: whether this instance holds the account's
+    /// lease (polls and refreshes it). None on a store one daemon serves.
+    pub leased: Option<bool>,
 }
 
 /// Reads every account for a scrape (on a blocking thread: it reads the store). Given by the
@@ -193,11 +196,15 @@ impl Metrics {
         let refresh: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let needs_reauth: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let refusing: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
+        let leased: Family<AccountLabels, Gauge<i64, AtomicI64>> = Family::default();
         let t = now();
         for reading in accounts {
             let labels = AccountLabels {
                 account: reading.account.clone(),
             };
+            if let Some(held) = reading.leased {
+                leased.get_or_create(&labels).set(i64::from(held));
+            }
             refusing
                 .get_or_create(&labels)
                 .set(i64::from(reading.refusing));
@@ -231,6 +238,11 @@ impl Metrics {
             "api_refuses_fresh_tokens",
             "1 while the API answers 401 to freshly refreshed tokens (a 401 then refreshes at most once per backoff step)",
             refusing,
+        );
+        registry.register(
+            "lease_held",
+            "1 while this instance holds the account's lease (a store several instances share)",
+            leased,
         );
         registry.register(
             "refreshes",

@@ -387,3 +387,66 @@ fn a_request_a_killed_instance_left_unanswered_is_not_presented_again() {
         "{account} holds a refresh token the provider honours\n{log}"
     );
 }
+
+/// Each instance says which accounts it holds: `oauth_poller_lease_held` on its `/metrics`,
+/// 1 for its own and 0 for the others' (each instance has a configuration of its own here,
+/// for its metrics port).
+#[test]
+fn each_instance_says_which_leases_it_holds_in_its_metrics() {
+    if !require(Need::Postgres) {
+        return;
+    }
+    let s = setup();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let ports = [free_port(), free_port()];
+    let mut daemons: Vec<Daemon> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let config = s.config.with_file_name(format!("instance-{i}.toml"));
+            let with_metrics = text.replacen(
+                "[daemon]\n",
+                &format!("[daemon]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
+                1,
+            );
+            assert_ne!(with_metrics, text, "a [daemon] table to add the key to");
+            write_file(&config, &with_metrics);
+            Daemon::start(&config, &[])
+        })
+        .collect();
+    wait_split(&s.pg, &[2, 2], Duration::from_secs(10));
+    // A renewal or two later, both instances know the split.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut held: BTreeMap<String, i64> = BTreeMap::new();
+    for port in ports {
+        let scraped = http_get(&format!("http://127.0.0.1:{port}/metrics"));
+        let mine: Vec<(String, i64)> = scraped
+            .lines()
+            .filter_map(|l| l.strip_prefix("oauth_poller_lease_held{account=\""))
+            .filter_map(|l| {
+                let (account, value) = l.split_once("\"} ")?;
+                Some((account.to_string(), value.trim().parse().ok()?))
+            })
+            .collect();
+        assert_eq!(
+            mine.len(),
+            ACCOUNTS.len(),
+            "one gauge per account:\n{scraped}"
+        );
+        assert_eq!(
+            mine.iter().map(|(_, v)| v).sum::<i64>(),
+            2,
+            "this instance holds two:\n{scraped}"
+        );
+        for (account, v) in mine {
+            *held.entry(account).or_default() += v;
+        }
+    }
+    assert!(
+        held.values().all(|&n| n == 1),
+        "every account is held by exactly one instance: {held:?}"
+    );
+    for d in &mut daemons {
+        d.stop();
+    }
+}
