@@ -544,23 +544,25 @@ impl Poller {
         // A poll may take a token request and two API requests, each up to `timeout`; a poll
         // of several pages renews this before each page.
         let poll_budget = self.poll_budget();
-        // Told when this instance gains the account's lease: its first poll is then,
-        // not at the next tick.
+        // Told when this instance gains the account's lease: one poll then, and the
+        // schedule (its phase, spread over the interval) goes on as it was.
         let gained = self.leases.gained_signal(&account.name);
         loop {
             self.promise_by(&promise, next.into_std());
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = notified(gained.as_deref()) => next = tokio::time::Instant::now(),
+            let gained_now = tokio::select! {
+                _ = tokio::time::sleep_until(next) => false,
+                _ = notified(gained.as_deref()) => true,
                 _ = shutdown.changed() => return,
-            }
+            };
             if *shutdown.borrow() {
                 return;
             }
             let tick = next;
             if !self.leases.owns(&account.name) {
                 // Another instance holds the account's lease: its tick passes.
-                next = tick + interval;
+                if !gained_now {
+                    next = tick + interval;
+                }
                 continue;
             }
             self.promise_by(&promise, Instant::now() + poll_budget);
@@ -570,9 +572,14 @@ impl Poller {
                 r = Box::pin(self.poll(&account, &endpoint, &mut state)) => r,
                 _ = shutdown.changed() => return,
             };
-            next = tick + interval;
             let now = tokio::time::Instant::now();
-            if now >= next {
+            if gained_now {
+                // The extra poll took no tick of the schedule: none is counted as skipped.
+                while next <= now {
+                    next += interval;
+                }
+            } else if now >= tick + interval {
+                next = tick + interval;
                 let late = now - next;
                 let missed = (late.as_nanos() / interval.as_nanos()) as u32 + 1;
                 self.skipped_ticks
@@ -582,6 +589,8 @@ impl Poller {
                 tracing::warn!(account = %account.name, endpoint = %endpoint.name, skipped = missed,
                     "poll took longer than the interval: skipped {missed} tick(s)");
                 next += interval * missed;
+            } else {
+                next = tick + interval;
             }
             if let Some(ra) = result.retry_after {
                 let earliest = now + ra;

@@ -133,6 +133,51 @@ pub fn seal(key: Option<&StoreKey>, at: Binding<'_>, plain: &str) -> String {
     }
 }
 
+/// A token row's two secrets as the row of `generation` stores them: each sealed for the
+/// account, its column and the generation (both stores write them so).
+pub(crate) fn seal_token_secrets(
+    key: Option<&StoreKey>,
+    row: &super::TokenRow,
+    generation: i64,
+) -> (Option<String>, Option<String>) {
+    use secrecy::ExposeSecret;
+    let instance = generation.to_string();
+    let sealed = |secret: &Option<secrecy::SecretString>, column: &str| {
+        secret.as_ref().map(|s| {
+            let at = Binding {
+                account: &row.account,
+                column,
+                instance: &instance,
+            };
+            seal(key, at, s.expose_secret())
+        })
+    };
+    (
+        sealed(&row.access_token, "access_token"),
+        sealed(&row.refresh_token, "refresh_token"),
+    )
+}
+
+/// One of a token row's secrets (`column`) as the row of `generation` stored it, opened.
+pub(crate) fn open_token_secret(
+    key: Option<&StoreKey>,
+    account: &str,
+    column: &str,
+    generation: i64,
+    stored: Option<String>,
+) -> Result<Option<secrecy::SecretString>, UnsealError> {
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let instance = generation.to_string();
+    let at = Binding {
+        account,
+        column,
+        instance: &instance,
+    };
+    open(key, at, stored).map(|v| Some(secrecy::SecretString::from(v)))
+}
+
 pub fn seal_with(key: &StoreKey, at: Binding<'_>, plain: &str) -> String {
     format!("{PREFIX}{}", encrypt(key.bytes(), &at.aad(), plain))
 }

@@ -21,6 +21,19 @@ fn seeded(access_ttl: u64, daemon_toml: &str, account_toml: &str) -> (Setup, u16
     (s, port)
 }
 
+/// A daemon on `s`, once `n` successful polls are stored.
+fn started_with_polls(s: &Setup, n: i64) -> Daemon {
+    let d = Daemon::start(&s.config, &[]);
+    wait_count(
+        &s.pg,
+        "SELECT count(*) FROM polls WHERE error IS NULL",
+        n,
+        Duration::from_secs(20),
+        || d.log(),
+    );
+    d
+}
+
 /// Polls the simulator answered with 200: each is one poll row the store should get.
 fn api_ok(s: &Setup) -> i64 {
     s.sim.stats()["api_requests"]["by_status"]["200"]
@@ -45,14 +58,7 @@ fn ok_rows(s: &Setup) -> i64 {
 /// and every poll made meanwhile is in the store.
 fn polls_go_on_and_every_row_arrives(kill: bool) {
     let (mut s, port) = seeded(120, "", "");
-    let mut d = Daemon::start(&s.config, &[]);
-    wait_count(
-        &s.pg,
-        "SELECT count(*) FROM polls WHERE error IS NULL",
-        4,
-        Duration::from_secs(20),
-        || d.log(),
-    );
+    let mut d = started_with_polls(&s, 4);
     let before = api_ok(&s);
     if kill {
         s.pg.kill();
@@ -133,14 +139,7 @@ fn a_tiny_poll_buffer_drops_rows_and_counts_them() {
         return;
     }
     let (mut s, port) = seeded(120, "poll_buffer = \"2KiB\"\nstore_bodies = \"none\"", "");
-    let mut d = Daemon::start(&s.config, &[]);
-    wait_count(
-        &s.pg,
-        "SELECT count(*) FROM polls WHERE error IS NULL",
-        2,
-        Duration::from_secs(20),
-        || d.log(),
-    );
+    let mut d = started_with_polls(&s, 2);
     s.pg.stop();
     std::thread::sleep(OUTAGE);
     s.pg.start_again();
@@ -180,14 +179,7 @@ fn a_refresh_due_while_postgres_is_down_waits_for_it() {
     }
     // Due 10 s after the seed, expiring after 24 s: the outage covers the due time.
     let (mut s, _port) = seeded(24, "", "refresh_margin = \"14s\"");
-    let mut d = Daemon::start(&s.config, &[]);
-    wait_count(
-        &s.pg,
-        "SELECT count(*) FROM polls WHERE error IS NULL",
-        2,
-        Duration::from_secs(20),
-        || d.log(),
-    );
+    let mut d = started_with_polls(&s, 2);
     s.pg.stop();
     let stopped = Instant::now();
     let before = api_ok(&s);

@@ -5,6 +5,7 @@
 
 use super::authorizations::verifier;
 use super::keyed::{settle_in, Settled};
+use super::polls::{WrittenValues, WRITTEN_COLUMNS};
 use super::tokens::{put_row, read_token, token_from_row};
 use super::{blocking, latest, migrate, Handle, LOCK_COMMIT};
 use crate::error::Error;
@@ -145,19 +146,17 @@ fn events(tx: &mut Transaction<'_>, snapshot: &Snapshot) -> Result<(u64, u64), p
 
 /// Copies the polls the target lacks, as [`events`] does; returns (copied, already there).
 fn polls(tx: &mut Transaction<'_>, snapshot: &Snapshot) -> Result<(u64, u64), postgres::Error> {
-    const COLUMNS: &str = "account, endpoint, started_at, duration_ms, status, bytes, items, \
-         changed, error, body, body_hash, pages, partial";
+    const COLUMNS: &str = WRITTEN_COLUMNS;
     tx.batch_execute(&format!(
         "CREATE TEMP TABLE moved_polls ON COMMIT DROP AS \
          SELECT 0::BIGINT AS ord, {COLUMNS} FROM polls WHERE false"
     ))?;
     let sink = tx.copy_in(&format!(
-        "COPY moved_polls (ord, {COLUMNS}) FROM STDIN BINARY"
+        "COPY moved_polls ({COLUMNS}, ord) FROM STDIN BINARY"
     ))?;
     let mut writer = BinaryCopyInWriter::new(
         sink,
         &[
-            Type::INT8,
             Type::TEXT,
             Type::TEXT,
             Type::INT8,
@@ -171,25 +170,11 @@ fn polls(tx: &mut Transaction<'_>, snapshot: &Snapshot) -> Result<(u64, u64), po
             Type::TEXT,
             Type::INT8,
             Type::BOOL,
+            Type::INT8,
         ],
     );
     for (ord, p) in snapshot.polls.iter().enumerate() {
-        writer.write(&[
-            &(ord as i64),
-            &p.account,
-            &p.endpoint,
-            &p.started_at,
-            &p.duration_ms,
-            &p.status.map(i64::from),
-            &p.bytes,
-            &p.items,
-            &p.changed,
-            &p.error,
-            &p.body,
-            &p.body_hash,
-            &p.pages.map(i64::from),
-            &p.partial,
-        ])?;
+        writer.write(&WrittenValues::of(p).and(&(ord as i64)))?;
     }
     writer.finish()?;
     let copied = tx.execute(

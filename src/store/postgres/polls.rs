@@ -5,6 +5,7 @@ use super::{Handle, Pooled, Store};
 use crate::error::Error;
 use crate::store::rows::{PollRecord, PollRow};
 use crate::store::writer;
+use postgres::types::ToSql;
 use postgres::Row;
 
 /// The PostgreSQL side of the [`PollWriter`](crate::store::PollWriter): a connection of its
@@ -77,33 +78,56 @@ fn insert_batch(
     instance: Option<&str>,
 ) -> Result<(), postgres::Error> {
     let mut tx = conn.transaction()?;
-    let stmt = tx.prepare(
-        "INSERT INTO polls (account, endpoint, started_at, duration_ms, status, bytes, items, \
-         changed, error, body, body_hash, pages, partial, instance) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )?;
+    let stmt = tx.prepare(&format!(
+        "INSERT INTO polls ({WRITTEN_COLUMNS}, instance) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))?;
     for p in batch {
-        tx.execute(
-            &stmt,
-            &[
-                &p.account,
-                &p.endpoint,
-                &p.started_at,
-                &p.duration_ms,
-                &p.status.map(i64::from),
-                &p.bytes,
-                &p.items,
-                &p.changed,
-                &p.error,
-                &p.body,
-                &p.body_hash,
-                &p.pages.map(i64::from),
-                &p.partial,
-                &instance,
-            ],
-        )?;
+        tx.execute(&stmt, &WrittenValues::of(p).and(&instance))?;
     }
     tx.commit()
+}
+
+/// The columns of a poll row that the poll writer and `migrate-store` write, in order.
+pub(super) const WRITTEN_COLUMNS: &str = "account, endpoint, started_at, duration_ms, status, \
+     bytes, items, changed, error, body, body_hash, pages, partial";
+
+/// A poll row's values for [`WRITTEN_COLUMNS`].
+pub(super) struct WrittenValues<'a> {
+    row: &'a PollRecord,
+    status: Option<i64>,
+    pages: Option<i64>,
+}
+
+impl<'a> WrittenValues<'a> {
+    pub(super) fn of(row: &'a PollRecord) -> Self {
+        WrittenValues {
+            row,
+            status: row.status.map(i64::from),
+            pages: row.pages.map(i64::from),
+        }
+    }
+
+    /// The values, then `last` (the column the caller adds after them).
+    pub(super) fn and<'b>(&'b self, last: &'b (dyn ToSql + Sync)) -> [&'b (dyn ToSql + Sync); 14] {
+        let r = self.row;
+        [
+            &r.account,
+            &r.endpoint,
+            &r.started_at,
+            &r.duration_ms,
+            &self.status,
+            &r.bytes,
+            &r.items,
+            &r.changed,
+            &r.error,
+            &r.body,
+            &r.body_hash,
+            &self.pages,
+            &r.partial,
+            last,
+        ]
+    }
 }
 
 const POLL_COLUMNS: &str = "id, account, endpoint, started_at, duration_ms, status, bytes, items, \

@@ -8,7 +8,7 @@ use crate::store::rows::{EventRow, JournalEntry, TokenRow, TokenState};
 use crate::store::{now, RequestClaim};
 use parking_lot::Mutex;
 use postgres::{Client, GenericClient, Row};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 pub(super) const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, scope, \
@@ -19,22 +19,9 @@ pub(super) const TOKEN_COLUMNS: &str = "account, access_token, token_type, refre
 pub(super) fn token_from_row(at: &Handle, r: &Row) -> Result<TokenRow, Error> {
     let account: String = r.get(0);
     let generation: i64 = r.get(9);
-    let instance = generation.to_string();
     let secret = |i: usize, column: &str| -> Result<Option<SecretString>, Error> {
-        match r.get::<_, Option<String>>(i) {
-            None => Ok(None),
-            Some(stored) => crypto::open(
-                at.key(),
-                Binding {
-                    account: &account,
-                    column,
-                    instance: &instance,
-                },
-                stored,
-            )
-            .map(|v| Some(SecretString::from(v)))
-            .map_err(|e| Error::Store(StoreError::new(at.target(), e))),
-        }
+        crypto::open_token_secret(at.key(), &account, column, generation, r.get(i))
+            .map_err(|e| Error::Store(StoreError::new(at.target(), e)))
     };
     let state: String = r.get(10);
     Ok(TokenRow {
@@ -87,20 +74,7 @@ pub(super) fn put_row(
     row: &TokenRow,
     generation: i64,
 ) -> Result<TokenRow, postgres::Error> {
-    let instance = generation.to_string();
-    let seal = |s: &Option<SecretString>, column: &str| {
-        s.as_ref().map(|s| {
-            crypto::seal(
-                key,
-                Binding {
-                    account: &row.account,
-                    column,
-                    instance: &instance,
-                },
-                s.expose_secret(),
-            )
-        })
-    };
+    let (access_token, refresh_token) = crypto::seal_token_secrets(key, row, generation);
     c.execute(
         &format!(
             "INSERT INTO tokens ({TOKEN_COLUMNS}) \
@@ -116,9 +90,9 @@ pub(super) fn put_row(
         ),
         &[
             &row.account,
-            &seal(&row.access_token, "access_token"),
+            &access_token,
             &row.token_type,
-            &seal(&row.refresh_token, "refresh_token"),
+            &refresh_token,
             &row.scope,
             &row.access_expires_at,
             &row.refresh_expires_at,

@@ -2,11 +2,11 @@
 
 use super::{connect, store_err, Handle, Store};
 use crate::error::Error;
-use crate::store::crypto::{self, Binding, StoreKey};
+use crate::store::crypto::{self, StoreKey};
 use crate::store::now;
 use crate::store::rows::{EventRow, TokenRow, TokenState};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use std::path::Path;
 
 pub(super) const TOKEN_COLUMNS: &str = "account, access_token, token_type, refresh_token, scope, \
@@ -16,28 +16,10 @@ pub(super) const TOKEN_COLUMNS: &str = "account, access_token, token_type, refre
 pub(super) fn token_from_row(key: Option<&StoreKey>, r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     let account: String = r.get(0)?;
     let generation: i64 = r.get(9)?;
-    let instance = generation.to_string();
     let secret = |i: usize, column: &str| -> rusqlite::Result<Option<SecretString>> {
-        match r.get::<_, Option<String>>(i)? {
-            None => Ok(None),
-            Some(stored) => crypto::open(
-                key,
-                Binding {
-                    account: &account,
-                    column,
-                    instance: &instance,
-                },
-                stored,
-            )
-            .map(|v| Some(SecretString::from(v)))
-            .map_err(|m| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Text,
-                    Box::new(m),
-                )
-            }),
-        }
+        crypto::open_token_secret(key, &account, column, generation, r.get(i)?).map_err(|m| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(m))
+        })
     };
     let state: String = r.get(10)?;
     Ok(TokenRow {
@@ -81,29 +63,16 @@ fn write_token(
         [&row.account],
         |r| r.get(0),
     )?;
-    let instance = generation.to_string();
-    let expose = |s: &Option<SecretString>, column: &str| {
-        s.as_ref().map(|s| {
-            crypto::seal(
-                key,
-                Binding {
-                    account: &row.account,
-                    column,
-                    instance: &instance,
-                },
-                s.expose_secret(),
-            )
-        })
-    };
+    let (access_token, refresh_token) = crypto::seal_token_secrets(key, row, generation);
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO tokens ({TOKEN_COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?
     .execute(params![
         row.account,
-        expose(&row.access_token, "access_token"),
+        access_token,
         row.token_type,
-        expose(&row.refresh_token, "refresh_token"),
+        refresh_token,
         row.scope,
         row.access_expires_at,
         row.refresh_expires_at,
