@@ -188,6 +188,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Set at shutdown: when token requests still in flight are abandoned.
     abandon_at: watch::Sender<Option<tokio::time::Instant>>,
+    /// How long a refresh waits for another process's refresh of the same account: the
+    /// token request's `timeout`. Longer, the other process is stuck (paused, cut off).
+    gate_wait: Duration,
 }
 
 /// How often a refresh waiting for another process's refresh of the same account looks
@@ -232,6 +235,7 @@ impl Tokens {
                 hooks,
                 metrics,
                 abandon_at: watch::Sender::new(None),
+                gate_wait: timeout,
             }),
         })
     }
@@ -456,17 +460,20 @@ impl Tokens {
         }
     }
 
-    /// Takes the account's cross-process refresh lock (a `flock`), waiting while another
-    /// process refreshes it.
-    async fn refresh_lock(&self, name: &str) -> Result<RefreshGate, AccessError> {
+    /// Takes the account's cross-process refresh lock, waiting while another process
+    /// refreshes it, for at most `gate_wait` (None after that: the holder is stuck, and a
+    /// poll must not wait on it for longer than a token request may take).
+    async fn refresh_lock(&self, name: &str) -> Result<Option<RefreshGate>, AccessError> {
         let mut gate = {
             let (db, name) = (self.inner.db.clone(), name.to_string());
             off_thread(move || db.refresh_gate(&name)).await?
         };
+        let give_up = tokio::time::Instant::now() + self.inner.gate_wait;
         let wait = async {
             loop {
                 match gate.try_take() {
-                    Ok(true) => return Ok(()),
+                    Ok(true) => return Ok(true),
+                    Ok(false) if tokio::time::Instant::now() >= give_up => return Ok(false),
                     Ok(false) => tokio::time::sleep(LOCK_POLL).await,
                     Err(e) => {
                         return Err(TokenError::temporary(
@@ -478,7 +485,8 @@ impl Tokens {
             }
         };
         match self.unless_abandoned(wait).await {
-            Ok(()) => Ok(gate),
+            Ok(true) => Ok(Some(gate)),
+            Ok(false) => Ok(None),
             Err(e) => Err(AccessError::Unavailable(e.to_string())),
         }
     }
@@ -539,7 +547,14 @@ impl Tokens {
 
         // One refresh of the account at a time across processes; the database's write lock
         // is taken only to decide and to commit, never across the request.
-        let lock = self.refresh_lock(name).await?;
+        let Some(lock) = self.refresh_lock(name).await? else {
+            tracing::warn!(account = name, waited_s = self.inner.gate_wait.as_secs(),
+                "another process has held this account's refresh lock for longer than a token request may take (paused, or cut off): not refreshed now (the old token stays in use while valid)");
+            return Ok(Before::Answered(
+                self.while_in_flight_elsewhere(account, "another process holding the refresh lock")
+                    .await,
+            ));
+        };
         let decision = {
             let (db, account) = (self.inner.db.clone(), account.clone());
             off_thread(move || decide(&db, &account, seen, force)).await?
@@ -864,7 +879,7 @@ impl Tokens {
             }
         }
         Err(AccessError::Unavailable(format!(
-            "no valid access token: waiting for the answer to the token request {requester} sent"
+            "no valid access token: waiting for the answer to the token request of {requester}"
         )))
     }
 

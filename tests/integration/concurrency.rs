@@ -326,3 +326,39 @@ fn assert_stored_grant_is_the_live_one(s: &crate::lifecycle::Setup) {
         "the stored refresh token is the live one"
     );
 }
+
+/// Another process holds the account's refresh lock and never lets go (stuck: paused, or cut
+/// off; here `flock(1)` holding the lock file): a refresh waits for it at most the token
+/// request's `timeout`, then says so, rather than hang the poll or the command.
+#[test]
+fn a_refresh_lock_a_stuck_process_holds_is_waited_for_at_most_timeout() {
+    let s = setup(1, "1s", "refresh_token", "timeout = \"2s\"");
+    let seed = s.dir.path().join("seed.json");
+    let out = run(Some(&s.config), &["seed", "inode", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The 1-second access token expires: `token` must refresh.
+    std::thread::sleep(Duration::from_secs(2));
+    let lock_file = format!("{}-lock-inode", s.db.display());
+    let mut holder = std::process::Command::new("flock")
+        .args(["--exclusive", "--no-fork", &lock_file, "sleep", "60"])
+        .spawn()
+        .expect("flock(1), from util-linux");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let started = Instant::now();
+    let out = run(Some(&s.config), &["token", "inode"]);
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("refresh lock"), "it says why: {t}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "waited {took:?}, for a timeout of 2 s"
+    );
+    assert_eq!(s.sim.stats()["token_requests"]["total"], 0);
+    // Once the holder is gone, the refresh goes ahead.
+    let out = run(Some(&s.config), &["token", "inode"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
