@@ -48,6 +48,10 @@ pub async fn run(
     let context = |config: &Config| Context {
         hooks: hooks.with_on_event(config.daemon.on_event.clone()),
         metrics: metrics.clone(),
+        // A poll waits this long at most for another process's refresh of its account (a
+        // stuck holder would otherwise cost the endpoint its ticks); then the old token
+        // while valid, else the poll fails and the next tick tries again.
+        refresh_lock_wait: config.daemon.timeout.min(DAEMON_REFRESH_LOCK_WAIT),
     };
     let mut running = Running::start(&config, context(&config))?;
     notify(&[NotifyState::Ready]);
@@ -195,10 +199,16 @@ pub fn missing_seed_warning(config: &Config, account: &config::Account) -> Optio
 pub struct Context {
     pub hooks: Hooks,
     pub metrics: Arc<Metrics>,
+    /// How long a refresh waits for another process's refresh of the same account.
+    pub refresh_lock_wait: Duration,
 }
 
+/// The daemon's [`Context::refresh_lock_wait`] (at most `timeout`).
+const DAEMON_REFRESH_LOCK_WAIT: Duration = Duration::from_secs(1);
+
 impl Context {
-    /// For a command run once (`poll-once`, `token`): its own hooks and (unread) metrics.
+    /// For a command run once (`poll-once`, `token`): its own hooks and (unread) metrics; it
+    /// waits for another process's refresh as long as a token request may take.
     pub fn for_command(config: &Config) -> Context {
         Context {
             hooks: Hooks::new(
@@ -206,6 +216,7 @@ impl Context {
                 tokio::runtime::Handle::current(),
             ),
             metrics: Arc::new(Metrics::new()),
+            refresh_lock_wait: config.daemon.timeout,
         }
     }
 }
@@ -430,6 +441,7 @@ pub fn build(
         &store,
         &accounts,
         config.daemon.timeout,
+        context.refresh_lock_wait,
         context.hooks.clone(),
         context.metrics.clone(),
     )?;

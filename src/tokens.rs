@@ -188,8 +188,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Set at shutdown: when token requests still in flight are abandoned.
     abandon_at: watch::Sender<Option<tokio::time::Instant>>,
-    /// How long a refresh waits for another process's refresh of the same account: the
-    /// token request's `timeout`. Longer, the other process is stuck (paused, cut off).
+    /// How long a refresh waits for another process's refresh of the same account (see
+    /// [`crate::daemon::Context::refresh_lock_wait`]).
     gate_wait: Duration,
 }
 
@@ -202,6 +202,7 @@ impl Tokens {
         db: &Handle,
         accounts: &[Arc<Account>],
         timeout: Duration,
+        refresh_lock_wait: Duration,
         hooks: Hooks,
         metrics: Arc<Metrics>,
     ) -> Result<Tokens, Error> {
@@ -235,7 +236,7 @@ impl Tokens {
                 hooks,
                 metrics,
                 abandon_at: watch::Sender::new(None),
-                gate_wait: timeout,
+                gate_wait: refresh_lock_wait,
             }),
         })
     }
@@ -461,8 +462,8 @@ impl Tokens {
     }
 
     /// Takes the account's cross-process refresh lock, waiting while another process
-    /// refreshes it, for at most `gate_wait` (None after that: the holder is stuck, and a
-    /// poll must not wait on it for longer than a token request may take).
+    /// refreshes it, for at most `gate_wait` (None after that: a poll does not wait on a
+    /// holder that may be stuck, paused or cut off).
     async fn refresh_lock(&self, name: &str) -> Result<Option<RefreshGate>, AccessError> {
         let mut gate = {
             let (db, name) = (self.inner.db.clone(), name.to_string());
@@ -548,8 +549,8 @@ impl Tokens {
         // One refresh of the account at a time across processes; the database's write lock
         // is taken only to decide and to commit, never across the request.
         let Some(lock) = self.refresh_lock(name).await? else {
-            tracing::warn!(account = name, waited_s = self.inner.gate_wait.as_secs(),
-                "another process has held this account's refresh lock for longer than a token request may take (paused, or cut off): not refreshed now (the old token stays in use while valid)");
+            tracing::debug!(account = name, waited_ms = self.inner.gate_wait.as_millis() as u64,
+                "another process holds this account's refresh lock (a refresh of its own, or it is stuck): not refreshed now (the old token stays in use while valid; the next poll tries again)");
             return Ok(Before::Answered(
                 self.while_in_flight_elsewhere(account, "another process holding the refresh lock")
                     .await,

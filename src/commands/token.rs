@@ -19,6 +19,7 @@ pub fn run(paths: &Paths, name: &str, header: bool) -> Result<ExitCode, Error> {
             &config.store(),
             &accounts,
             config.daemon.timeout,
+            context.refresh_lock_wait,
             context.hooks,
             context.metrics,
         )?;
