@@ -188,8 +188,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Set at shutdown: when token requests still in flight are abandoned.
     abandon_at: watch::Sender<Option<tokio::time::Instant>>,
-    /// How long a refresh waits for another process's refresh of the same account (see
-    /// [`crate::daemon::Context::refresh_lock_wait`]).
+    /// How long a refresh waits for another process's refresh of the same account: its
+    /// context's `refresh_lock_wait` (short for the daemon's polls, `timeout` for a command).
     gate_wait: Duration,
 }
 
