@@ -97,21 +97,7 @@ impl Poller {
         let result = self.fetch(account, endpoint, state).await;
         // Microsecond resolution: a loopback poll takes well under a millisecond.
         let duration_ms = clock.elapsed().as_micros() as f64 / 1000.0;
-        let mut record = PollRecord {
-            account: account.name.clone(),
-            endpoint: endpoint.name.clone(),
-            started_at,
-            duration_ms,
-            status: None,
-            bytes: None,
-            items: None,
-            changed: None,
-            error: None,
-            body: None,
-            body_hash: None,
-            pages: None,
-            partial: false,
-        };
+        let mut record = PollRecord::ended(&account.name, &endpoint.name, started_at, duration_ms);
         let (outcome, retry_after) = match result {
             Err(FetchError::NeedsReauth(msg)) => {
                 if !state.reauth_logged {

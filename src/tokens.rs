@@ -853,11 +853,8 @@ impl Tokens {
         wait: Duration,
     ) -> Result<Access, AccessError> {
         if !force {
-            if let Some(row) = self.read_off_thread(&account.name).await? {
-                let not_expired = row.access_expires_at.is_some_and(|t| now() < t);
-                if row.access_token.is_some() && not_expired && row.state == TokenState::Ok {
-                    return Ok(access_of(account, &row));
-                }
+            if let Some(access) = self.stored_access_while_valid(account).await? {
+                return Ok(access);
             }
         }
         Err(AccessError::Unavailable(format!(
@@ -873,15 +870,26 @@ impl Tokens {
         account: &Account,
         requester: &str,
     ) -> Result<Access, AccessError> {
-        if let Some(row) = self.read_off_thread(&account.name).await? {
-            let not_expired = row.access_expires_at.is_some_and(|t| now() < t);
-            if row.access_token.is_some() && not_expired && row.state == TokenState::Ok {
-                return Ok(access_of(account, &row));
-            }
+        if let Some(access) = self.stored_access_while_valid(account).await? {
+            return Ok(access);
         }
         Err(AccessError::Unavailable(format!(
             "no valid access token: waiting for the answer to the token request of {requester}"
         )))
+    }
+
+    /// The stored access token, if it has not expired and the account is in good standing.
+    async fn stored_access_while_valid(
+        &self,
+        account: &Account,
+    ) -> Result<Option<Access>, AccessError> {
+        let row = self.read_off_thread(&account.name).await?;
+        Ok(row
+            .filter(|row| {
+                let not_expired = row.access_expires_at.is_some_and(|t| now() < t);
+                row.access_token.is_some() && not_expired && row.state == TokenState::Ok
+            })
+            .map(|row| access_of(account, &row)))
     }
 
     /// Warns (once a day) when the refresh token expires within `refresh_warning`.

@@ -27,6 +27,7 @@
 pub mod crypto;
 mod database;
 mod health;
+mod key_check;
 mod postgres;
 mod rows;
 pub(crate) mod sqlite;

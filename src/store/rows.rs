@@ -99,6 +99,27 @@ pub struct PollRecord {
     pub partial: bool,
 }
 
+impl PollRecord {
+    /// A poll that has ended, before its outcome is filled in.
+    pub fn ended(account: &str, endpoint: &str, started_at: i64, duration_ms: f64) -> Self {
+        PollRecord {
+            account: account.to_string(),
+            endpoint: endpoint.to_string(),
+            started_at,
+            duration_ms,
+            status: None,
+            bytes: None,
+            items: None,
+            changed: None,
+            error: None,
+            body: None,
+            body_hash: None,
+            pages: None,
+            partial: false,
+        }
+    }
+}
+
 /// A stored poll, for `status` and `history`.
 #[derive(Debug, Clone)]
 pub struct PollRow {

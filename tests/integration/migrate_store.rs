@@ -60,6 +60,16 @@ impl Setup {
         file
     }
 
+    /// This set-up's configuration with its store on `pg`, written to `config-pg.toml`.
+    fn config_on(&self, pg: &PgServer) -> PathBuf {
+        let password = self.password_file(pg);
+        self.config
+            .clone()
+            .daemon("database", pg.url())
+            .daemon("database_password_file", password.to_str().unwrap())
+            .write(&self.dir.path().join("config-pg.toml"))
+    }
+
     fn migrate(&self, pg: &PgServer, extra: &[&str]) -> std::process::Output {
         let password = self.password_file(pg);
         let mut args = vec![
@@ -162,13 +172,7 @@ fn a_sqlite_store_moves_to_postgres_and_the_daemon_continues_there() {
     let moved_at = now();
 
     // The daemon on PostgreSQL: the configuration's seed file is not used again.
-    let password = s.password_file(&pg);
-    let on_pg = s
-        .config
-        .clone()
-        .daemon("database", pg.url())
-        .daemon("database_password_file", password.to_str().unwrap())
-        .write(&s.dir.path().join("config-pg.toml"));
+    let on_pg = s.config_on(&pg);
     let mut d = Daemon::start(&on_pg, &[]);
     let until = Instant::now() + Duration::from_secs(30);
     while count(
@@ -244,13 +248,7 @@ fn a_newer_token_in_the_target_is_refused_and_changes_nothing() {
     let sqlite_token = stored_refresh_token(&s.db, "inode").unwrap();
 
     let pg = PgServer::start();
-    let password = s.password_file(&pg);
-    let on_pg = s
-        .config
-        .clone()
-        .daemon("database", pg.url())
-        .daemon("database_password_file", password.to_str().unwrap())
-        .write(&s.dir.path().join("config-pg.toml"));
+    let on_pg = s.config_on(&pg);
     let newer = s.dir.path().join("newer.json");
     seed_issued_at(&s.sim, &newer, now() - 60);
     let out = run(Some(&on_pg), &["seed", "inode", newer.to_str().unwrap()]);

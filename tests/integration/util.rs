@@ -432,6 +432,24 @@ pub fn valid_refresh_tokens(stats: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// When the simulator answered a refresh with a new access token, after checking that it
+/// saw no rejected (`invalid_grant`) and no reused refresh token. `context` (the daemons'
+/// logs, say) goes with a failure.
+pub fn refreshes_with_no_spent_grant(stats: &serde_json::Value, context: &str) -> Vec<i64> {
+    assert_eq!(
+        stats["token_requests"]["by_outcome"]["invalid_grant"], 0,
+        "{stats}\n{context}"
+    );
+    assert_eq!(stats["refresh_token_reuse"], 0, "{stats}\n{context}");
+    stats["issued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["grant"] == "refresh_token" && i["kind"] == "access")
+        .map(|i| i["at"].as_i64().unwrap())
+        .collect()
+}
+
 /// How many token events `event` ("refreshed", "obtained") the store at `db` holds now.
 pub fn events(db: &Path, event: &str) -> i64 {
     read_only(db)

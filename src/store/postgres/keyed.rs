@@ -4,35 +4,13 @@
 
 use super::{Store, LOCK_MIGRATE};
 use crate::error::Error;
-use crate::store::crypto::{self, Binding, StoreKey};
+use crate::store::crypto::{self, StoreKey};
+use crate::store::key_check::{check_key, check_value, KeyCheck, SecretColumn, StoredSecret};
 use postgres::Transaction;
 use zeroize::Zeroizing;
 
-const CHECK_TEXT: &str = "oauth-poller store key";
-const CHECK: Binding<'static> = Binding {
-    account: "",
-    column: "store_key",
-    instance: "1",
-};
-
-/// One stored secret: where it is (its table's key) and its stored form.
-struct Stored {
-    table_key: String,
-    account: String,
-    column: &'static str,
-    instance: String,
-    value: Zeroizing<String>,
-}
-
-impl Stored {
-    fn at(&self) -> Binding<'_> {
-        Binding {
-            account: &self.account,
-            column: self.column,
-            instance: &self.instance,
-        }
-    }
-}
+/// A secret and its row's key (the account, or the authorization's state).
+type Stored = StoredSecret<String>;
 
 /// What a transaction found and did: a message for the operator when the key is wrong.
 pub(super) enum Settled {
@@ -71,18 +49,10 @@ pub(super) fn settle_in(
     let check: Option<String> = tx
         .query_opt("SELECT check_value FROM store_key WHERE id = 1", &[])?
         .map(|r| r.get(0));
-    Ok(match (key, check) {
-        (None, None) => Settled::Done(0),
-        (None, Some(_)) => Settled::Refused(format!(
-            "database {shown}: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key"
-        )),
-        (Some(key), Some(check)) => match crypto::open_with(key, CHECK, &check) {
-            Ok(text) if text == CHECK_TEXT => Settled::Done(0),
-            _ => Settled::Refused(format!(
-                "database {shown}: cannot decrypt the store: wrong encryption key (daemon.encryption_key_file is not the key the store was encrypted with)"
-            )),
-        },
-        (Some(key), None) => {
+    Ok(match check_key(key, check.as_deref(), &shown) {
+        KeyCheck::Settled => Settled::Done(0),
+        KeyCheck::Refused(message) => Settled::Refused(message),
+        KeyCheck::SealAll(key) => {
             let mut sealed = 0;
             for s in stored_secrets(tx)? {
                 if s.value.starts_with(crypto::PREFIX) {
@@ -101,24 +71,15 @@ pub(super) fn settle_in(
 /// Every secret the store holds, as stored.
 fn stored_secrets(tx: &mut Transaction<'_>) -> Result<Vec<Stored>, postgres::Error> {
     let mut out = Vec::new();
-    let queries: [(&str, &'static str); 3] = [
-        (
-            "SELECT account, account, generation::TEXT, access_token FROM tokens WHERE access_token IS NOT NULL",
-            "access_token",
-        ),
-        (
-            "SELECT account, account, generation::TEXT, refresh_token FROM tokens WHERE refresh_token IS NOT NULL",
-            "refresh_token",
-        ),
-        (
-            "SELECT state, account, state, code_verifier FROM authorizations WHERE code_verifier IS NOT NULL",
-            "code_verifier",
-        ),
-    ];
-    for (sql, column) in queries {
+    for column in SecretColumn::ALL {
+        let sql = match column {
+            SecretColumn::AccessToken => "SELECT account, account, generation::TEXT, access_token FROM tokens WHERE access_token IS NOT NULL",
+            SecretColumn::RefreshToken => "SELECT account, account, generation::TEXT, refresh_token FROM tokens WHERE refresh_token IS NOT NULL",
+            SecretColumn::CodeVerifier => "SELECT state, account, state, code_verifier FROM authorizations WHERE code_verifier IS NOT NULL",
+        };
         for r in tx.query(sql, &[])? {
             out.push(Stored {
-                table_key: r.get(0),
+                row: r.get(0),
                 account: r.get(1),
                 column,
                 instance: r.get(2),
@@ -131,18 +92,20 @@ fn stored_secrets(tx: &mut Transaction<'_>) -> Result<Vec<Stored>, postgres::Err
 
 fn update(tx: &mut Transaction<'_>, s: &Stored, value: &str) -> Result<(), postgres::Error> {
     let sql = match s.column {
-        "access_token" => "UPDATE tokens SET access_token = $2 WHERE account = $1",
-        "refresh_token" => "UPDATE tokens SET refresh_token = $2 WHERE account = $1",
-        _ => "UPDATE authorizations SET code_verifier = $2 WHERE state = $1",
+        SecretColumn::AccessToken => "UPDATE tokens SET access_token = $2 WHERE account = $1",
+        SecretColumn::RefreshToken => "UPDATE tokens SET refresh_token = $2 WHERE account = $1",
+        SecretColumn::CodeVerifier => {
+            "UPDATE authorizations SET code_verifier = $2 WHERE state = $1"
+        }
     };
-    tx.execute(sql, &[&s.table_key, &value]).map(|_| ())
+    tx.execute(sql, &[&s.row, &value]).map(|_| ())
 }
 
 fn put_check(tx: &mut Transaction<'_>, key: &StoreKey) -> Result<(), postgres::Error> {
     tx.execute(
         "INSERT INTO store_key (id, check_value) VALUES (1, $1) \
          ON CONFLICT (id) DO UPDATE SET check_value = EXCLUDED.check_value",
-        &[&crypto::seal_with(key, CHECK, CHECK_TEXT)],
+        &[&check_value(key)],
     )
     .map(|_| ())
 }

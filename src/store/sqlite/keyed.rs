@@ -10,16 +10,13 @@
 
 use super::{pending, Store};
 use crate::error::Error;
-use crate::store::crypto::{self, Binding, StoreKey};
+use crate::store::crypto::{self, StoreKey};
+use crate::store::key_check::{check_key, check_value, KeyCheck, SecretColumn, StoredSecret};
 use rusqlite::{params, OptionalExtension};
 use zeroize::Zeroizing;
 
-const CHECK_TEXT: &str = "oauth-poller store key";
-const CHECK: Binding<'static> = Binding {
-    account: "",
-    column: "store_key",
-    instance: "1",
-};
+/// A secret and its row's `rowid`.
+type Stored = StoredSecret<i64>;
 
 /// Settles the store for the key it was opened with (or none): see the module documentation.
 pub(crate) fn settle(store: &Store) -> Result<(), Error> {
@@ -27,19 +24,16 @@ pub(crate) fn settle(store: &Store) -> Result<(), Error> {
 }
 
 fn settle_with(store: &Store, key: Option<&StoreKey>) -> Result<(), Error> {
-    match (key, check_value(store)?) {
-        (None, None) => Ok(()),
-        (None, Some(_)) => Err(Error::runtime(format!(
-            "database {}: the stored tokens are encrypted: set daemon.encryption_key_file to the store's key",
-            store.path().display()
-        ))),
-        (Some(key), Some(check)) => verify(store, key, &check),
-        (Some(key), None) => seal_all(store, key),
+    let check = check_value_stored(store)?;
+    match check_key(key, check.as_deref(), &store.path().display()) {
+        KeyCheck::Settled => Ok(()),
+        KeyCheck::Refused(message) => Err(Error::runtime(message)),
+        KeyCheck::SealAll(key) => seal_all(store, key),
     }
 }
 
 /// The store's check value, if it is encrypted (a store not yet migrated has no table).
-fn check_value(store: &Store) -> Result<Option<String>, Error> {
+fn check_value_stored(store: &Store) -> Result<Option<String>, Error> {
     let has_table: bool = store
         .conn
         .query_row(
@@ -60,53 +54,15 @@ fn check_value(store: &Store) -> Result<Option<String>, Error> {
         .map_err(|e| store.err(e))
 }
 
-fn verify(store: &Store, key: &StoreKey, check: &str) -> Result<(), Error> {
-    match crypto::open_with(key, CHECK, check) {
-        Ok(text) if text == CHECK_TEXT => Ok(()),
-        _ => Err(Error::runtime(format!(
-            "database {}: cannot decrypt the store: wrong encryption key (daemon.encryption_key_file is not the key the store was encrypted with)",
-            store.path().display()
-        ))),
-    }
-}
-
-/// One stored secret: where it is and its stored form.
-struct Stored {
-    rowid: i64,
-    account: String,
-    column: &'static str,
-    instance: String,
-    value: Zeroizing<String>,
-}
-
-impl Stored {
-    fn at(&self) -> Binding<'_> {
-        Binding {
-            account: &self.account,
-            column: self.column,
-            instance: &self.instance,
-        }
-    }
-}
-
 /// Every secret the store holds, as stored.
 fn stored_secrets(store: &Store) -> Result<Vec<Stored>, Error> {
     let mut out = Vec::new();
-    let queries: [(&str, &'static str); 3] = [
-        (
-            "SELECT rowid, account, generation, access_token FROM tokens WHERE access_token IS NOT NULL",
-            "access_token",
-        ),
-        (
-            "SELECT rowid, account, generation, refresh_token FROM tokens WHERE refresh_token IS NOT NULL",
-            "refresh_token",
-        ),
-        (
-            "SELECT rowid, account, state, code_verifier FROM authorizations WHERE code_verifier IS NOT NULL",
-            "code_verifier",
-        ),
-    ];
-    for (sql, column) in queries {
+    for column in SecretColumn::ALL {
+        let sql = match column {
+            SecretColumn::AccessToken => "SELECT rowid, account, generation, access_token FROM tokens WHERE access_token IS NOT NULL",
+            SecretColumn::RefreshToken => "SELECT rowid, account, generation, refresh_token FROM tokens WHERE refresh_token IS NOT NULL",
+            SecretColumn::CodeVerifier => "SELECT rowid, account, state, code_verifier FROM authorizations WHERE code_verifier IS NOT NULL",
+        };
         let mut stmt = store.conn.prepare(sql).map_err(|e| store.err(e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -115,7 +71,7 @@ fn stored_secrets(store: &Store) -> Result<Vec<Stored>, Error> {
                     _ => r.get::<_, String>(2)?,
                 };
                 Ok(Stored {
-                    rowid: r.get(0)?,
+                    row: r.get(0)?,
                     account: r.get(1)?,
                     column,
                     instance,
@@ -131,13 +87,15 @@ fn stored_secrets(store: &Store) -> Result<Vec<Stored>, Error> {
 
 fn update(store: &Store, s: &Stored, value: &str) -> Result<(), Error> {
     let sql = match s.column {
-        "access_token" => "UPDATE tokens SET access_token = ?2 WHERE rowid = ?1",
-        "refresh_token" => "UPDATE tokens SET refresh_token = ?2 WHERE rowid = ?1",
-        _ => "UPDATE authorizations SET code_verifier = ?2 WHERE rowid = ?1",
+        SecretColumn::AccessToken => "UPDATE tokens SET access_token = ?2 WHERE rowid = ?1",
+        SecretColumn::RefreshToken => "UPDATE tokens SET refresh_token = ?2 WHERE rowid = ?1",
+        SecretColumn::CodeVerifier => {
+            "UPDATE authorizations SET code_verifier = ?2 WHERE rowid = ?1"
+        }
     };
     store
         .conn
-        .execute(sql, params![s.rowid, value])
+        .execute(sql, params![s.row, value])
         .map(|_| ())
         .map_err(|e| store.err(e))
 }
@@ -160,7 +118,7 @@ fn put_check(store: &Store, key: &StoreKey) -> Result<(), Error> {
         .conn
         .execute(
             "INSERT OR REPLACE INTO store_key (id, check_value) VALUES (1, ?1)",
-            [crypto::seal_with(key, CHECK, CHECK_TEXT)],
+            [check_value(key)],
         )
         .map(|_| ())
         .map_err(|e| store.err(e))
@@ -171,15 +129,19 @@ fn seal_all(store: &Store, key: &StoreKey) -> Result<(), Error> {
     let mut sealed = 0;
     in_transaction(store, || {
         // Another process may have done it while this one waited for the lock.
-        if let Some(check) = check_value(store)? {
-            return verify(store, key, &check);
+        if let Some(check) = check_value_stored(store)? {
+            return match check_key(Some(key), Some(&check), &store.path().display()) {
+                KeyCheck::Refused(message) => Err(Error::runtime(message)),
+                _ => Ok(()),
+            };
         }
         for s in stored_secrets(store)? {
             let plain = if s.value.starts_with(crypto::PREFIX_V1) {
-                crypto::open_v1(key, &s.account, s.column, &s.value).ok_or_else(|| {
+                crypto::open_v1(key, &s.account, s.column.as_str(), &s.value).ok_or_else(|| {
                     Error::runtime(format!(
                         "account `{}`: cannot decrypt the stored {}: wrong encryption key",
-                        s.account, s.column
+                        s.account,
+                        s.column.as_str()
                     ))
                 })?
             } else if s.value.starts_with(crypto::PREFIX) {
@@ -237,6 +199,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::crypto::Binding;
 
     fn raw(store: &Store, sql: &str) -> String {
         store.conn.query_row(sql, [], |r| r.get(0)).unwrap()

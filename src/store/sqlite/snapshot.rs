@@ -2,12 +2,12 @@
 //! while other readers and writers go on), secrets opened with the store's key.
 
 use super::authorizations::verifier;
-use super::tokens::{token_from_row, TOKEN_COLUMNS};
+use super::tokens::{event_from_row, token_from_row, EVENT_COLUMNS, TOKEN_COLUMNS};
 use super::{pending, Store};
 use crate::error::Error;
 use crate::store::crypto;
 use crate::store::now;
-use crate::store::rows::{EventRow, Pending, PollRecord, PENDING_TTL};
+use crate::store::rows::{Pending, PollRecord, PENDING_TTL};
 use crate::store::transfer::Snapshot;
 use rusqlite::types::Value;
 use secrecy::SecretString;
@@ -38,18 +38,12 @@ impl Store {
             }
         }
         let events = tx
-            .prepare("SELECT id, account, at, event, detail FROM token_events ORDER BY id")
+            .prepare(&format!(
+                "SELECT {EVENT_COLUMNS} FROM token_events ORDER BY id"
+            ))
             .and_then(|mut s| {
-                s.query_map([], |r| {
-                    Ok(EventRow {
-                        id: r.get(0)?,
-                        account: r.get(1)?,
-                        at: r.get(2)?,
-                        event: r.get(3)?,
-                        detail: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
+                s.query_map([], event_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(|e| self.err(e))?;
         let polls = tx

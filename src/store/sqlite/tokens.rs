@@ -13,6 +13,18 @@ pub(super) const TOKEN_COLUMNS: &str = "account, access_token, token_type, refre
      access_expires_at, refresh_expires_at, obtained_at, obtained_by, generation, state, \
      state_detail, last_refresh_at, refresh_warned_at";
 
+pub(super) const EVENT_COLUMNS: &str = "id, account, at, event, detail";
+
+pub(super) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        at: r.get(2)?,
+        event: r.get(3)?,
+        detail: r.get(4)?,
+    })
+}
+
 pub(super) fn token_from_row(key: Option<&StoreKey>, r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     let account: String = r.get(0)?;
     let generation: i64 = r.get(9)?;
@@ -203,21 +215,13 @@ impl Store {
     pub fn events(&self, account: Option<&str>, limit: usize) -> Result<Vec<EventRow>, Error> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, account, at, event, detail FROM token_events \
-                 WHERE ?1 IS NULL OR account = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
-            )
+            .prepare(&format!(
+                "SELECT {EVENT_COLUMNS} FROM token_events \
+                 WHERE ?1 IS NULL OR account = ?1 ORDER BY at DESC, id DESC LIMIT ?2"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![account, limit as i64], |r| {
-                Ok(EventRow {
-                    id: r.get(0)?,
-                    account: r.get(1)?,
-                    at: r.get(2)?,
-                    event: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            })
+            .query_map(params![account, limit as i64], event_from_row)
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.err(e))?;
         Ok(rows)

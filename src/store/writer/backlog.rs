@@ -80,19 +80,9 @@ mod tests {
 
     fn row(i: i64) -> PollRecord {
         PollRecord {
-            account: "a".into(),
-            endpoint: "e".into(),
-            started_at: i,
-            duration_ms: 1.0,
             status: Some(200),
-            bytes: None,
-            items: None,
-            changed: None,
-            error: None,
-            body: None,
-            body_hash: None,
             pages: Some(1),
-            partial: false,
+            ..PollRecord::ended("a", "e", i, 1.0)
         }
     }
 
