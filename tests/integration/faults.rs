@@ -395,35 +395,33 @@ fn one(c: Case) -> Measured {
     }
 }
 
-/// Runs the cases, `PARALLEL` at a time; panics with every failure.
+/// Runs the cases side by side (each has its own simulator and daemon, and spends its time
+/// waiting for the schedule); panics with every failure.
 fn matrix(cases: &[Case]) {
-    const PARALLEL: usize = 4;
+    let handles: Vec<_> = cases
+        .iter()
+        .map(|&c| (c.name, std::thread::spawn(move || one(c))))
+        .collect();
     let mut failures = Vec::new();
-    for chunk in cases.chunks(PARALLEL) {
-        let handles: Vec<_> = chunk
-            .iter()
-            .map(|&c| (c.name, std::thread::spawn(move || one(c))))
-            .collect();
-        for (name, h) in handles {
-            match h.join() {
-                Ok(m) => eprintln!(
-                    "fault {:<28} token requests {:>2} (bound {:>2})  api requests {:>2} (bound {:>2})  recovered in {:>4.1}s  secrets checked {}",
-                    m.name,
-                    m.token_requests,
-                    m.token_bound,
-                    m.api_requests,
-                    m.api_bound,
-                    m.recovery.as_secs_f64(),
-                    m.secrets
-                ),
-                Err(e) => failures.push(format!(
-                    "{name}: {}",
-                    e.downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default()
-                )),
-            }
+    for (name, h) in handles {
+        match h.join() {
+            Ok(m) => eprintln!(
+                "fault {:<28} token requests {:>2} (bound {:>2})  api requests {:>2} (bound {:>2})  recovered in {:>4.1}s  secrets checked {}",
+                m.name,
+                m.token_requests,
+                m.token_bound,
+                m.api_requests,
+                m.api_bound,
+                m.recovery.as_secs_f64(),
+                m.secrets
+            ),
+            Err(e) => failures.push(format!(
+                "{name}: {}",
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )),
         }
     }
     assert!(

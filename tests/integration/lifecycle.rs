@@ -68,15 +68,17 @@ fn outcome(sim: &Sim, key: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The demo's tokens live 20 s and it polls two endpoints every 5 s: in 30 s, a refresh and
+/// twelve polls, the last two with the refreshed token.
 #[test]
 fn demo_shows_polls_and_a_refresh_within_a_minute() {
     let tmp = tempdir();
     let mut cmd = std::process::Command::new(bin());
-    cmd.args(["demo", "--seconds", "45"])
+    cmd.args(["demo", "--seconds", "30"])
         .env("TMPDIR", tmp.path());
     let mut demo = Daemon::spawn(cmd);
-    demo.wait_for("token refreshed", 1, Duration::from_secs(60));
-    let status = demo.wait_exit(Duration::from_secs(60));
+    demo.wait_for("token refreshed", 1, Duration::from_secs(30));
+    let status = demo.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{}", demo.log());
     let log = demo.log();
     let polls = log
@@ -84,6 +86,15 @@ fn demo_shows_polls_and_a_refresh_within_a_minute() {
         .filter(|l| l.contains(" poll account=") && l.contains("status=200"))
         .count();
     assert!(polls >= 10, "polls shown: {polls}\n{log}");
+    let after_refresh = log
+        .lines()
+        .skip_while(|l| !l.contains("token refreshed"))
+        .filter(|l| l.contains(" poll account=") && l.contains("status=200"))
+        .count();
+    assert!(
+        after_refresh >= 1,
+        "no poll with the refreshed token:\n{log}"
+    );
     assert!(!log.contains("poll failed"), "{log}");
 }
 

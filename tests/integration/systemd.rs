@@ -668,6 +668,28 @@ fn the_readme_operator_path_under_a_real_systemd() {
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 
+/// `cargo`, without the variables `cargo test` set for this test binary (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, ...). Build scripts such as ring's rerun when those change, so with
+/// them the build below would compile its dependencies again, and so would the next build
+/// from a shell (CI's package step).
+fn cargo_as_a_shell_runs_it(cargo: &str) -> Command {
+    let mut command = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_test = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*name,
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+            );
+        if set_by_cargo_test {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
 /// The .deb, installed as README's "Install" says (`apt install ./...deb`) inside the real
 /// systemd (the host is untouched: /usr, /etc and /var/lib are overlays), then configured
 /// and started as README says, and stopped. Its Depends must admit glibc 2.35 (Ubuntu 22.04).
@@ -695,7 +717,7 @@ fn the_deb_installs_with_apt_and_its_unit_starts() {
     // run's target directory (Cargo's build-dir).
     let package_target = dir.path().join("repo/target");
     let build_dir = bin().parent().and_then(Path::parent).unwrap().to_path_buf();
-    let out = Command::new(&cargo)
+    let out = cargo_as_a_shell_runs_it(&cargo)
         .args(["build", "--release", "--locked", "--no-default-features"])
         .env("CARGO_TARGET_DIR", &package_target)
         .env("CARGO_BUILD_BUILD_DIR", &build_dir)
@@ -703,7 +725,7 @@ fn the_deb_installs_with_apt_and_its_unit_starts() {
         .output()
         .unwrap();
     assert!(out.status.success(), "cargo build: {}", text(&out));
-    let out = Command::new(&cargo)
+    let out = cargo_as_a_shell_runs_it(&cargo)
         .args(["deb", "--no-build", "--output"])
         .arg(&debian)
         .env("CARGO_TARGET_DIR", &package_target)
