@@ -396,11 +396,7 @@ fn a_stop_during_a_refresh_ends_within_the_stop_timeout() {
             true,
         ),
     ] {
-        let s = setup(1, "1s", "refresh_token", "");
-        let config = std::fs::read_to_string(&s.config)
-            .unwrap()
-            .replace("timeout = \"5s\"", "timeout = \"30s\"");
-        write_file(&s.config, &config);
+        let s = setup(1, "1s", "refresh_token", "timeout = \"30s\"");
         s.sim.sim.add_fault(fault);
         std::thread::sleep(Duration::from_millis(1100));
         let mut d = Daemon::start(&s.config, &["--log-level", "debug"]);

@@ -220,12 +220,11 @@ fn values_are_bound_to_their_generation_plaintext_is_refused_and_rekey_works() {
     restore(&new);
 
     // The PKCE verifier of a pending authorization is sealed.
-    let cfg = std::fs::read_to_string(&s.config).unwrap().replacen(
+    edit_config(
+        &s.config,
         "[account.oauth2]\n",
         "[account.oauth2]\nauthorize_url = \"oauth/authorize/\"\nredirect_uri = \"http://127.0.0.1:9/callback\"\npkce = true\n",
-        1,
     );
-    write_file(&s.config, &cfg);
     let out = run(Some(&s.config), &["authorize", "inode"]);
     assert!(out.status.success(), "{}", text(&out));
     let verifier: String = db(&s.db)
@@ -272,10 +271,11 @@ fn values_are_bound_to_their_generation_plaintext_is_refused_and_rekey_works() {
         "{}",
         text(&out)
     );
-    let cfg = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(&key.display().to_string(), &new_key.display().to_string());
-    write_file(&s.config, &cfg);
+    edit_config(
+        &s.config,
+        &key.display().to_string(),
+        &new_key.display().to_string(),
+    );
     let out = run(Some(&s.config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
     let bytes = raw_files(&s.db);

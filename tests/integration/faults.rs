@@ -246,12 +246,8 @@ fn one(c: Case) -> Measured {
         ttl,
         &format!("{INTERVAL}s"),
         "password",
-        "max_body = \"64KiB\"",
+        &format!("max_body = \"64KiB\"\ntimeout = \"{TIMEOUT}s\""),
     );
-    let cfg = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace("timeout = \"5s\"", &format!("timeout = \"{TIMEOUT}s\""));
-    write_file(&s.config, &cfg);
 
     let mut d = Daemon::start(&s.config, &["--log-level", "trace"]);
     d.wait_for("status=200", 3, Duration::from_secs(20));

@@ -30,21 +30,21 @@ fn hooks_receive_events_and_changed_bodies_without_blocking_polls() {
         events.display(),
         events.display()
     );
-    let cfg = std::fs::read_to_string(&s.config).unwrap();
-    let cfg = cfg.replace("[daemon]\n", &format!("[daemon]\n{on_event}\n"));
+    edit_config(&s.config, "[daemon]\n", &format!("[daemon]\n{on_event}\n"));
     // links: a hook that writes the body; devices: a hook that hangs (it must not matter).
-    let cfg = cfg.replace(
+    edit_config(
+        &s.config,
         "name = \"links\"\npath = \"v1/links/\"",
         &format!(
             "name = \"links\"\npath = \"v1/links/\"\non_change = [\"/bin/sh\", \"-c\", \"cat > {}/changed-$OAUTH_POLLER_ENDPOINT.json\"]",
             dir.display()
         ),
     );
-    let cfg = cfg.replace(
+    edit_config(
+        &s.config,
         "name = \"devices\"\npath = \"v1/devices/\"",
         "name = \"devices\"\npath = \"v1/devices/\"\non_change = [\"/bin/sleep\", \"100\"]",
     );
-    write_file(&s.config, &cfg);
     let d = Daemon::start(&s.config, &[]);
 
     let body = wait_file(&dir.join("changed-links.json"), "]");
@@ -166,11 +166,7 @@ fn a_command_run_once_lets_its_on_event_hooks_finish() {
         r#"on_event = ["/bin/sh", "-c", "sleep 0.5; echo $OAUTH_POLLER_EVENT >> {}"]"#,
         events.display()
     );
-    let cfg = std::fs::read_to_string(&s.config).unwrap();
-    write_file(
-        &s.config,
-        &cfg.replace("[daemon]\n", &format!("[daemon]\n{on_event}\n")),
-    );
+    edit_config(&s.config, "[daemon]\n", &format!("[daemon]\n{on_event}\n"));
     let out = run(Some(&s.config), &["token", "inode"]);
     assert!(out.status.success(), "{}", text(&out));
     http_post(&format!("http://{}/_sim/revoke", s.sim.addr));

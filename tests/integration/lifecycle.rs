@@ -239,21 +239,19 @@ fn sigterm_stops_gracefully_and_sighup_reloads() {
 
     // A bad new configuration is refused; the old one keeps running.
     let good = std::fs::read_to_string(&s.config).unwrap();
-    write_file(
-        &s.config,
-        &good.replace("interval = \"1s\"", "interval = \"soon\""),
-    );
+    edit_config(&s.config, "interval = \"1s\"", "interval = \"soon\"");
     d.signal(SIGHUP);
     d.wait_for("new configuration refused", 1, Duration::from_secs(5));
     let before = d.count("endpoint=links");
     d.wait_for("endpoint=links", before + 2, Duration::from_secs(5));
 
     // A good one is applied: a new endpoint starts polling.
-    let added = good.replace(
+    write_file(&s.config, &good);
+    edit_config(
+        &s.config,
         "[[account.endpoint]]\nname = \"devices\"",
         "[[account.endpoint]]\nname = \"links-paged\"\npath = \"v1/links/\"\n\n[[account.endpoint]]\nname = \"devices\"",
     );
-    write_file(&s.config, &added);
     d.signal(SIGHUP);
     d.wait_for("configuration reloaded", 1, Duration::from_secs(5));
     d.wait_for("endpoint=links-paged status=200", 1, Duration::from_secs(5));

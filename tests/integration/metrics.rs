@@ -112,11 +112,7 @@ fn a_reload_that_cannot_start_keeps_the_old_configuration() {
     d.wait_for("endpoint=links status=200", 1, Duration::from_secs(10));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().port();
-    let cfg = std::fs::read_to_string(&s.config).unwrap();
-    write_file(
-        &s.config,
-        &cfg.replace(&format!(":{port}\""), &format!(":{busy}\"")),
-    );
+    edit_config(&s.config, &format!(":{port}\""), &format!(":{busy}\""));
     d.signal(SIGHUP);
     d.wait_for("new configuration refused", 1, Duration::from_secs(10));
     let polls = d.count("endpoint=links status=200");

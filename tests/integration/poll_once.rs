@@ -10,14 +10,14 @@ fn poll_once_reports_a_change_only_when_the_body_changed() {
     let s = setup(600, "60s", "refresh_token", "store_bodies = \"changes\"");
     let dir = s.dir.path();
     let hook_log = dir.join("on-change.log");
-    let cfg = std::fs::read_to_string(&s.config).unwrap().replace(
+    edit_config(
+        &s.config,
         "name = \"links\"\npath = \"v1/links/\"",
         &format!(
             "name = \"links\"\npath = \"v1/links/\"\non_change = [\"/bin/sh\", \"-c\", \"cat >/dev/null; echo changed >> {}\"]",
             hook_log.display()
         ),
     );
-    write_file(&s.config, &cfg);
     let mut changed_lines = 0;
     for _ in 0..3 {
         let out = run(Some(&s.config), &["poll-once", "--account", "inode"]);
@@ -53,14 +53,14 @@ fn poll_once_reports_a_change_only_when_the_body_changed() {
 fn poll_once_lets_its_on_change_hook_finish() {
     let s = setup(600, "60s", "refresh_token", "");
     let done = s.dir.path().join("hook-finished");
-    let cfg = std::fs::read_to_string(&s.config).unwrap().replace(
+    edit_config(
+        &s.config,
         "name = \"links\"\npath = \"v1/links/\"",
         &format!(
             "name = \"links\"\npath = \"v1/links/\"\non_change = [\"/bin/sh\", \"-c\", \"cat >/dev/null; sleep 1; echo done > {}\"]",
             done.display()
         ),
     );
-    write_file(&s.config, &cfg);
     let out = run(Some(&s.config), &["poll-once", "--account", "inode"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(

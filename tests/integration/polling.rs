@@ -149,10 +149,11 @@ fn history_older_than_keep_history_is_pruned() {
 fn a_failing_token_endpoint_backs_off_and_the_old_token_stays_in_use() {
     // Tokens of 8 s refreshed 4 s before expiry: four seconds in which the old one still works.
     let s = setup(8, "1s", "refresh_token", "");
-    let cfg = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace("refresh_margin = \"1s\"", "refresh_margin = \"4s\"");
-    write_file(&s.config, &cfg);
+    edit_config(
+        &s.config,
+        "refresh_margin = \"1s\"",
+        "refresh_margin = \"4s\"",
+    );
     fault(&s, "target=token&kind=status&status=503&count=2");
     let d = Daemon::start(&s.config, &[]);
     d.wait_events(&s.db, "refreshed", 1, Duration::from_secs(12));

@@ -388,10 +388,7 @@ fn api_redirects_stay_on_the_origin_and_carry_no_credential_elsewhere() {
         elsewhere.requests()
     );
     // Within one origin a redirect is followed, with the credential.
-    let same = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("path = \"things\"", "path = \"moved\"");
-    write_file(&config, &same);
+    edit_config(&config, "path = \"things\"", "path = \"moved\"");
     let out = run(Some(&config), &["poll-once"]);
     assert!(out.status.success(), "{}", text(&out));
     let final_requests: Vec<String> = api

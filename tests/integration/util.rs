@@ -362,6 +362,19 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// Replaces `from` with `to` in the configuration at `path`, as an operator edits it;
+/// panics when `from` is not there, so that an edit which no longer matches what the
+/// builder writes cannot leave a test running on the old text.
+pub fn edit_config(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.contains(from),
+        "{} has no {from:?}:\n{text}",
+        path.display()
+    );
+    write_file(path, &text.replacen(from, to, 1));
+}
+
 pub fn write_file(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
