@@ -190,7 +190,7 @@ struct Inner {
     abandon_at: watch::Sender<Option<tokio::time::Instant>>,
     /// How long a refresh waits for another process's refresh of the same account: its
     /// context's `refresh_lock_wait` (short for the daemon's polls, `timeout` for a command).
-    gate_wait: Duration,
+    refresh_lock_wait: Duration,
 }
 
 /// How often a refresh waiting for another process's refresh of the same account looks
@@ -236,7 +236,7 @@ impl Tokens {
                 hooks,
                 metrics,
                 abandon_at: watch::Sender::new(None),
-                gate_wait: refresh_lock_wait,
+                refresh_lock_wait,
             }),
         })
     }
@@ -462,14 +462,14 @@ impl Tokens {
     }
 
     /// Takes the account's cross-process refresh lock, waiting while another process
-    /// refreshes it, for at most `gate_wait` (None after that: a poll does not wait on a
+    /// refreshes it, for at most `refresh_lock_wait` (None after that: a poll does not wait on a
     /// holder that may be stuck, paused or cut off).
     async fn refresh_lock(&self, name: &str) -> Result<Option<RefreshGate>, AccessError> {
         let mut gate = {
             let (db, name) = (self.inner.db.clone(), name.to_string());
             off_thread(move || db.refresh_gate(&name)).await?
         };
-        let give_up = tokio::time::Instant::now() + self.inner.gate_wait;
+        let give_up = tokio::time::Instant::now() + self.inner.refresh_lock_wait;
         let wait = async {
             loop {
                 match gate.try_take() {
@@ -549,7 +549,7 @@ impl Tokens {
         // One refresh of the account at a time across processes; the database's write lock
         // is taken only to decide and to commit, never across the request.
         let Some(lock) = self.refresh_lock(name).await? else {
-            tracing::debug!(account = name, waited_ms = self.inner.gate_wait.as_millis() as u64,
+            tracing::debug!(account = name, waited_ms = self.inner.refresh_lock_wait.as_millis() as u64,
                 "another process holds this account's refresh lock (a refresh of its own, or it is stuck): not refreshed now (the old token stays in use while valid; the next poll tries again)");
             return Ok(Before::Answered(
                 self.while_in_flight_elsewhere(account, "another process holding the refresh lock")

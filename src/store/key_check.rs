@@ -13,7 +13,7 @@ const CHECK: Binding<'static> = Binding {
 };
 
 /// The check value a store keeps once it is encrypted: a constant sealed with its key.
-pub(super) fn check_value(key: &StoreKey) -> String {
+pub(super) fn seal_check(key: &StoreKey) -> String {
     crypto::seal_with(key, CHECK, CHECK_TEXT)
 }
 

@@ -372,7 +372,7 @@ pub fn edit_config(path: &Path, from: &str, to: &str) {
         "{} has no {from:?}:\n{text}",
         path.display()
     );
-    write_file(path, &text.replacen(from, to, 1));
+    write_file(path, &text.replace(from, to));
 }
 
 pub fn write_file(path: &Path, text: &str) {

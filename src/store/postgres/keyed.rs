@@ -5,7 +5,7 @@
 use super::{Store, LOCK_MIGRATE};
 use crate::error::Error;
 use crate::store::crypto::{self, StoreKey};
-use crate::store::key_check::{check_key, check_value, KeyCheck, SecretColumn, StoredSecret};
+use crate::store::key_check::{check_key, seal_check, KeyCheck, SecretColumn, StoredSecret};
 use postgres::Transaction;
 use zeroize::Zeroizing;
 
@@ -105,7 +105,7 @@ fn put_check(tx: &mut Transaction<'_>, key: &StoreKey) -> Result<(), postgres::E
     tx.execute(
         "INSERT INTO store_key (id, check_value) VALUES (1, $1) \
          ON CONFLICT (id) DO UPDATE SET check_value = EXCLUDED.check_value",
-        &[&check_value(key)],
+        &[&seal_check(key)],
     )
     .map(|_| ())
 }

@@ -11,7 +11,7 @@
 use super::{pending, Store};
 use crate::error::Error;
 use crate::store::crypto::{self, StoreKey};
-use crate::store::key_check::{check_key, check_value, KeyCheck, SecretColumn, StoredSecret};
+use crate::store::key_check::{check_key, seal_check, KeyCheck, SecretColumn, StoredSecret};
 use rusqlite::{params, OptionalExtension};
 use zeroize::Zeroizing;
 
@@ -24,7 +24,7 @@ pub(crate) fn settle(store: &Store) -> Result<(), Error> {
 }
 
 fn settle_with(store: &Store, key: Option<&StoreKey>) -> Result<(), Error> {
-    let check = check_value_stored(store)?;
+    let check = check_value(store)?;
     match check_key(key, check.as_deref(), &store.path().display()) {
         KeyCheck::Settled => Ok(()),
         KeyCheck::Refused(message) => Err(Error::runtime(message)),
@@ -33,7 +33,7 @@ fn settle_with(store: &Store, key: Option<&StoreKey>) -> Result<(), Error> {
 }
 
 /// The store's check value, if it is encrypted (a store not yet migrated has no table).
-fn check_value_stored(store: &Store) -> Result<Option<String>, Error> {
+fn check_value(store: &Store) -> Result<Option<String>, Error> {
     let has_table: bool = store
         .conn
         .query_row(
@@ -118,7 +118,7 @@ fn put_check(store: &Store, key: &StoreKey) -> Result<(), Error> {
         .conn
         .execute(
             "INSERT OR REPLACE INTO store_key (id, check_value) VALUES (1, ?1)",
-            [check_value(key)],
+            [seal_check(key)],
         )
         .map(|_| ())
         .map_err(|e| store.err(e))
@@ -129,7 +129,7 @@ fn seal_all(store: &Store, key: &StoreKey) -> Result<(), Error> {
     let mut sealed = 0;
     in_transaction(store, || {
         // Another process may have done it while this one waited for the lock.
-        if let Some(check) = check_value_stored(store)? {
+        if let Some(check) = check_value(store)? {
             return match check_key(Some(key), Some(&check), &store.path().display()) {
                 KeyCheck::Refused(message) => Err(Error::runtime(message)),
                 _ => Ok(()),
